@@ -1,0 +1,67 @@
+"""The data contracts of releo: variable names, units and physical ranges.
+
+Every reader, the simulator and the quality gates speak these names, so a real cube and a
+simulated one are interchangeable downstream.
+"""
+
+from __future__ import annotations
+
+S2_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+"""Bottom-of-atmosphere reflectance bands of an S2 L2A cube, in this order everywhere."""
+
+S2_ANGLES: tuple[str, ...] = ("sun_zenith", "view_zenith", "relative_azimuth")
+"""Per-acquisition geometry of an S2 cube (dim ``time``), degrees."""
+
+S2_MASK = "mask"
+"""Cloud/shadow mask of an S2 cube (time, y, x), uint8: 0 clear, 1 cloud, 2 shadow, 3 no data."""
+MASK_CLEAR, MASK_CLOUD, MASK_SHADOW, MASK_NODATA = 0, 1, 2, 3
+
+S1_POLARISATIONS: tuple[str, ...] = ("VV", "VH")
+"""Backscatter σ0 of an S1 cube (time, y, x), dB."""
+S1_INCIDENCE = "incidence_angle"
+"""Local incidence angle of an S1 cube (time, y, x), degrees."""
+S1_ORBIT_DIRECTION = "orbit_direction"
+"""Per-acquisition orbit direction (dim ``time``): "ascending" or "descending"."""
+S1_RELATIVE_ORBIT = "relative_orbit"
+"""Per-acquisition relative orbit number (dim ``time``), 1..175."""
+
+PLATFORM = "platform"
+"""Per-acquisition platform coordinate (dim ``time``): "S2A"/"S2B" or "S1A"/"S1C"."""
+
+SURVEY_COLUMNS: tuple[str, ...] = (
+    "point_id",
+    "date",
+    "x",
+    "y",
+    "crs",
+    "land_cover",
+    "lai",
+    "lai_std",
+    "method",
+    "campaign",
+)
+"""Columns of a field-survey table: one row per LAI measurement."""
+
+PIXEL_TABLE_COLUMNS: tuple[str, ...] = ("point_id", "date", *S2_BANDS, *S2_ANGLES, "cloud_mask")
+"""Required columns of a pixel time-series table (optional: x, y, crs, VV, VH, incidence_angle)."""
+
+LAND_COVER_CLASSES: tuple[str, ...] = (
+    "winter_wheat",
+    "maize",
+    "sunflower",
+    "grassland",
+    "broadleaf_forest",
+    "bare_soil",
+    "water",
+)
+"""Land-cover classes, indexed by their position (the ``land_cover`` raster stores the index)."""
+
+# Physically admissible ranges (inclusive). Gates reject values outside them.
+REFLECTANCE_RANGE = (0.0, 1.0)
+BACKSCATTER_DB_RANGE = (-40.0, 10.0)
+SUN_ZENITH_RANGE = (0.0, 90.0)
+VIEW_ZENITH_RANGE = (0.0, 15.0)
+RELATIVE_AZIMUTH_RANGE = (0.0, 360.0)
+INCIDENCE_RANGE = (20.0, 50.0)
+LAI_RANGE = (0.0, 15.0)
+PIXEL_SIZE_M = 10.0
