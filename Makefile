@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup test lint format bench clean
+.PHONY: setup test lint format bench bench-physics clean
 
 setup: $(VENV)/.installed
 
@@ -24,7 +24,9 @@ format: setup
 test: lint
 	$(BIN)/pytest
 
-bench: setup
+bench: bench-physics
+
+bench-physics: setup
 	$(BIN)/python benchmarks/physics.py
 
 clean:

@@ -65,3 +65,14 @@ RELATIVE_AZIMUTH_RANGE = (0.0, 360.0)
 INCIDENCE_RANGE = (20.0, 50.0)
 LAI_RANGE = (0.0, 15.0)
 PIXEL_SIZE_M = 10.0
+
+# Per-acquisition vocabularies (added for the quality gates; real data may carry any of these).
+S2_PLATFORMS: tuple[str, ...] = ("S2A", "S2B", "S2C")
+S1_PLATFORMS: tuple[str, ...] = ("S1A", "S1B", "S1C")
+S1_ORBIT_DIRECTIONS: tuple[str, ...] = ("ascending", "descending")
+S1_RELATIVE_ORBIT_RANGE = (1, 175)
+REFERENCE_LAI = "lai"
+"""LAI variable of a reference-product cube (time, y, x), m²/m², NaN under clouds."""
+S2_MASK_VALUES: tuple[int, ...] = (MASK_CLEAR, MASK_CLOUD, MASK_SHADOW, MASK_NODATA)
+PIXEL_CLOUD_MASK_VALUES: tuple[int, ...] = (0, 1)
+"""``cloud_mask`` of a pixel time-series table: 0 clear, 1 cloudy (or shadow, or no data)."""

@@ -1,0 +1,1 @@
+"""Data: contracts, storage, readers of real data, the simulated default site, chunks."""

@@ -1,0 +1,361 @@
+"""Storage: cubes as sharded Zarr v3, tables as CSV/Parquet, every write atomic.
+
+On-disk layout of a cube ``<name>.zarr/`` (two files per variable, so DVC stays fast)::
+
+    zarr.json          root group: dataset attrs + the integrity manifest (``releo_manifest``)
+    <var>/zarr.json    array metadata, one per data variable and coordinate
+    <var>/c/0/0/0      one zstd-compressed shard holding the whole variable (inner chunks of
+                       1 date x 256 x 256 px); split along time, then space, only above 256 MiB
+    <coord>/c/0        1-D coordinates and per-date variables: a single chunk
+
+S2 reflectance bands are stored like real L2A products (processing baseline >= 04.00):
+uint16 with ``scale_factor`` 1e-4, ``add_offset`` -0.1 and ``_FillValue`` 65535 for NaN, so
+the quantisation error is at most 5e-5. Other float data variables are float32; coordinates
+keep their dtype. Georeferencing is CF (a ``spatial_ref`` grid-mapping coordinate written by
+rioxarray). Output bytes are a pure function of the input: no timestamps, no random names,
+no consolidated metadata.
+
+The manifest lists every file of the store (except the root ``zarr.json``) with its size and
+SHA-256; :func:`open_cube` checks it because Zarr silently reads a deleted shard as fill values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+import zarr
+from zarr.codecs import ZstdCodec
+
+from releo.data.contracts import S2_BANDS
+from releo.data.errors import DataError
+
+__all__ = ["open_cube", "read_table", "write_cube", "write_table"]
+
+MANIFEST_ATTR = "releo_manifest"
+"""Root attribute of a cube: ``{"version": 1, "files": {relative path: [size, sha256]}}``."""
+
+REFLECTANCE_SCALE = 1e-4
+REFLECTANCE_OFFSET = -0.1
+"""L2A packing since processing baseline 04.00 (BOA_ADD_OFFSET = -1000 DN)."""
+_UINT16_FILL = 65535
+_UINT16_MAX_VALUE = REFLECTANCE_OFFSET + (_UINT16_FILL - 1) * REFLECTANCE_SCALE
+
+_MAX_SHARD_BYTES = 256 * 2**20
+_INNER_CHUNK_PX = 256
+_ZSTD_LEVEL = 5
+_GRID_MAPPING = "spatial_ref"
+
+
+# --------------------------------------------------------------------------------------- cubes
+
+
+def write_cube(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write ``ds`` to a sharded Zarr v3 cube at ``path``, atomically; return the path.
+
+    The cube is written to a temporary sibling directory and renamed over ``path`` only once
+    complete, so a failure leaves any previous cube intact. A dataset with ``x``/``y`` dims
+    must carry a CRS (``ds.rio.write_crs``).
+    """
+    target = Path(path)
+    prepared, encoding = _prepare_cube(ds, target)
+    with _atomic_dir(target) as tmp, warnings.catch_warnings():
+        # zarr warns that its "string" dtype has no final v3 spec yet; the platform
+        # coordinate needs it and zarr-python reads it back, so the warning is noise here.
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        prepared.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
+        _write_manifest(tmp)
+    return target
+
+
+def open_cube(path: str | os.PathLike[str], *, verify_checksums: bool = False) -> xr.Dataset:
+    """Open a cube written by :func:`write_cube`, eagerly, into memory.
+
+    Eager because the decoded reflectance must be float32 (xarray would decode the uint16
+    lazily to float64 only) and because :func:`write_cube` may later replace the directory
+    under a lazy reader. Reflectance comes back as float32 with NaN, the CRS via
+    ``ds.rio.crs``. Every file is checked against the manifest (presence and size; SHA-256
+    too with ``verify_checksums``): a missing, truncated or corrupt cube raises
+    :class:`DataError` naming the path and the problem.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"{root}: no Zarr cube here (missing directory)")
+    manifest = _read_manifest(root)
+    problems = _check_manifest(root, manifest, verify_checksums)
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise DataError(f"{root}: cube is incomplete or corrupt: {'; '.join(problems[:5])}{more}")
+    try:
+        with xr.open_zarr(
+            root, consolidated=False, decode_coords="all", chunks=None, zarr_format=3
+        ) as lazy:
+            ds = lazy.load()
+    except Exception as err:  # corrupt bytes surface as many zarr/numcodecs/json error types
+        raise DataError(f"{root}: cannot read cube: {type(err).__name__}: {err}") from err
+    return _decode_cube(ds)
+
+
+def _prepare_cube(ds: xr.Dataset, target: Path) -> tuple[xr.Dataset, dict[str, dict]]:
+    """Return the dataset as it will be stored and its per-variable Zarr encoding."""
+    if not isinstance(ds, xr.Dataset):
+        raise DataError(f"{target}: write_cube needs an xarray.Dataset, got {type(ds).__name__}")
+    # Encodings inherited from a source file (scale factors, chunks, shards) would clash with
+    # the layout chosen here; drop them so the output depends on the values only.
+    out = ds.drop_encoding()
+    out.attrs.pop(MANIFEST_ATTR, None)
+    spatial = "x" in out.dims and "y" in out.dims
+    if spatial:
+        crs = out.rio.crs
+        if crs is None:
+            raise DataError(f"{target}: the dataset has x/y dims but no CRS (ds.rio.write_crs)")
+        out = out.rio.write_crs(crs, grid_mapping_name=_GRID_MAPPING)
+        out = out.rio.write_transform(out.rio.transform(recalc=True))
+        out = out.rio.write_coordinate_system()
+        for var in out.data_vars.values():
+            var.encoding.pop("grid_mapping", None)
+            if "x" in var.dims and "y" in var.dims:
+                var.attrs["grid_mapping"] = _GRID_MAPPING
+
+    encoding: dict[str, dict] = {}
+    for name in list(out.variables):
+        var = out.variables[name]
+        enc: dict = {"compressors": [ZstdCodec(level=_ZSTD_LEVEL)]}
+        if var.dtype.kind in "UT" or (var.dtype.kind == "O" and _all_str(var.values)):
+            # object strings map to zarr's variable-length "string" dtype
+            var = var.astype(object)
+            out[name] = var
+        is_coord = name in out.coords
+        if name in S2_BANDS and var.dtype.kind == "f" and not is_coord:
+            if _fits_uint16(var.values):
+                enc.update(
+                    dtype="uint16",
+                    scale_factor=REFLECTANCE_SCALE,
+                    add_offset=REFLECTANCE_OFFSET,
+                    _FillValue=_UINT16_FILL,
+                )
+            else:
+                # Wrapping or clipping would hide bad input from the quality gates.
+                warnings.warn(
+                    f"{target}: {name} has values outside the uint16 reflectance range "
+                    f"[{REFLECTANCE_OFFSET}, {_UINT16_MAX_VALUE:.4f}]; stored as float32",
+                    stacklevel=3,
+                )
+                enc.update(dtype="float32", _FillValue=np.float32(np.nan))
+        elif var.dtype.kind == "f" and not is_coord:
+            enc.update(dtype="float32", _FillValue=np.float32(np.nan))
+        itemsize = np.dtype(enc.get("dtype", var.dtype)).itemsize if var.dtype.kind != "O" else 8
+        if var.ndim == 1:
+            enc["chunks"] = var.shape
+        elif var.ndim >= 2:
+            enc["chunks"], enc["shards"] = _chunks_and_shards(var.shape, itemsize)
+        encoding[name] = enc
+    return out, encoding
+
+
+def _all_str(values: np.ndarray) -> bool:
+    return all(isinstance(v, str) for v in np.asarray(values).ravel())
+
+
+def _fits_uint16(values: np.ndarray) -> bool:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return True
+    lo, hi = float(finite.min()), float(finite.max())
+    # half a quantum of slack: values that round onto the end points are still representable
+    half = REFLECTANCE_SCALE / 2
+    return lo >= REFLECTANCE_OFFSET - half and hi <= _UINT16_MAX_VALUE + half
+
+
+def _chunks_and_shards(
+    shape: tuple[int, ...], itemsize: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Inner chunks of one date x 256 x 256; one shard for the whole variable if it fits."""
+    inner = [1] * (len(shape) - 2) + [max(1, min(n, _INNER_CHUNK_PX)) for n in shape[-2:]]
+    n_chunks = [max(1, math.ceil(n / c)) for n, c in zip(shape, inner, strict=True)]
+    chunk_bytes = math.prod(inner) * itemsize
+    # Split leading dims (time) first so a shard keeps whole images, then rows, then columns.
+    for dim in range(len(shape)):
+        while n_chunks[dim] > 1 and math.prod(n_chunks) * chunk_bytes > _MAX_SHARD_BYTES:
+            n_chunks[dim] = math.ceil(n_chunks[dim] / 2)
+    shards = [n * c for n, c in zip(n_chunks, inner, strict=True)]
+    return tuple(inner), tuple(shards)
+
+
+def _decode_cube(ds: xr.Dataset) -> xr.Dataset:
+    """Bring a loaded cube back to the in-memory contract dtypes."""
+    ds = ds.drop_encoding()
+    ds.attrs.pop(MANIFEST_ATTR, None)
+    for name in list(ds.variables):
+        var = ds[name]
+        if name in S2_BANDS and var.dtype != np.float32 and name not in ds.coords:
+            ds[name] = var.astype(np.float32)
+        elif var.dtype.kind == "T" or (var.dtype.kind == "O" and _all_str(var.values)):
+            # zarr returns numpy StringDType; plain unicode arrays are what pandas/GE expect
+            ds[name] = var.copy(data=np.array(var.values.tolist(), dtype=str))
+        elif var.dtype.kind == "M" and var.dtype != np.dtype("datetime64[ns]"):
+            ds[name] = var.astype("datetime64[ns]")
+    if _GRID_MAPPING in ds.data_vars:
+        ds = ds.set_coords(_GRID_MAPPING)
+    return ds
+
+
+def _write_manifest(root: Path) -> None:
+    files = {}
+    for file in sorted(root.rglob("*")):
+        rel = file.relative_to(root).as_posix()
+        if file.is_file() and rel != "zarr.json":
+            files[rel] = [file.stat().st_size, _sha256(file)]
+    group = zarr.open_group(root, mode="r+", zarr_format=3)
+    group.attrs.update({MANIFEST_ATTR: {"version": 1, "files": files}})
+
+
+def _read_manifest(root: Path) -> dict:
+    meta_path = root / "zarr.json"
+    if not meta_path.is_file():
+        raise DataError(f"{root}: not a Zarr v3 store (zarr.json is missing)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{root}: root metadata zarr.json is truncated or corrupt ({err})") from err
+    manifest = meta.get("attributes", {}).get(MANIFEST_ATTR) if isinstance(meta, dict) else None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise DataError(
+            f"{root}: not a releo cube (no {MANIFEST_ATTR} in zarr.json); write it with "
+            "releo.data.io.write_cube or read it with releo.data.readers.read_s2_l2a"
+        )
+    return manifest
+
+
+def _check_manifest(root: Path, manifest: dict, checksums: bool) -> list[str]:
+    problems = []
+    for rel, (size, digest) in manifest["files"].items():
+        file = root / rel
+        if not file.is_file():
+            problems.append(f"{rel} is missing")
+        elif (actual := file.stat().st_size) != size:
+            problems.append(f"{rel} has {actual} bytes, expected {size}")
+        elif checksums and _sha256(file) != digest:
+            problems.append(f"{rel} fails its SHA-256 check")
+    return problems
+
+
+def _sha256(file: Path) -> str:
+    h = hashlib.sha256()
+    with file.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextmanager
+def _atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory that replaces ``target`` on success."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        _replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _replace(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``; an existing target is kept aside until the move succeeded."""
+    if not target.exists() and not target.is_symlink():
+        os.replace(new, target)
+        return
+    # A directory cannot be renamed over a non-empty one: park the old one, swap, then delete.
+    old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink()
+
+
+# -------------------------------------------------------------------------------------- tables
+
+_TABLE_FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def _table_format(path: Path) -> str:
+    name = path.name.lower()
+    for suffix, fmt in sorted(_TABLE_FORMATS.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(suffix):
+            return fmt
+    raise DataError(
+        f"{path}: unknown table format {''.join(path.suffixes) or '(no suffix)'}; "
+        f"use one of {', '.join(_TABLE_FORMATS)}"
+    )
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``df`` (without its index) as CSV or Parquet, chosen by suffix, atomically."""
+    target = Path(path)
+    fmt = _table_format(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if fmt == "csv":
+            compression = "gzip" if target.name.lower().endswith(".gz") else None
+            df.to_csv(tmp, index=False, compression=compression)
+        else:
+            df.to_parquet(tmp, index=False)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_table(
+    path: str | os.PathLike[str], *, parse_dates: Sequence[str] = ("date", "time")
+) -> pd.DataFrame:
+    """Read a CSV or Parquet table; parsable CSV columns in ``parse_dates`` become datetimes."""
+    source = Path(path)
+    fmt = _table_format(source)
+    if not source.is_file():
+        raise DataError(f"{source}: table not found")
+    try:
+        df = pd.read_csv(source) if fmt == "csv" else pd.read_parquet(source)
+    except Exception as err:  # pandas/pyarrow raise many types for unreadable files
+        raise DataError(f"{source}: cannot read {fmt} table: {type(err).__name__}: {err}") from err
+    if fmt == "csv":
+        for col in parse_dates:
+            if col in df.columns:
+                # unparsable dates stay text: the contract readers report them with context
+                with contextlib.suppress(ValueError, TypeError):
+                    df[col] = to_datetimes(df[col])
+    return df
+
+
+def to_datetimes(values: pd.Series, *, utc: bool = False) -> pd.Series:
+    """Parse dates written in one consistent format, or failing that, one per value."""
+    try:
+        return pd.to_datetime(values, utc=utc)
+    except (ValueError, TypeError):
+        # real tables mix "2024-05-01" and "2024-05-01 10:56"; "mixed" infers per value
+        return pd.to_datetime(values, utc=utc, format="mixed")
