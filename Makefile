@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup test lint format bench bench-physics clean
+.PHONY: setup run test lint format bench bench-physics clean
 
 setup: $(VENV)/.installed
 
@@ -12,6 +12,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	touch $@
+
+# The main job: bring data/ into being (DVC pull, or simulate the default site), then the
+# whole pipeline. A second run with nothing changed skips every stage.
+run: setup
+	$(BIN)/releo ensure-data
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 lint: setup
 	$(BIN)/ruff check .

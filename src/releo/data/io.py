@@ -310,25 +310,40 @@ def _table_format(path: Path) -> str:
     )
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write ``df`` (without its index) as CSV or Parquet, chosen by suffix, atomically."""
+@contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary sibling file that replaces ``path`` only if the block succeeds."""
     target = Path(path)
-    fmt = _table_format(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``df`` (without its index) as CSV or Parquet, chosen by suffix, atomically."""
+    target = Path(path)
+    fmt = _table_format(target)
+    with atomic_file(target) as tmp:
         if fmt == "csv":
             compression = "gzip" if target.name.lower().endswith(".gz") else None
             df.to_csv(tmp, index=False, compression=compression)
         else:
             df.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return target
+
+
+def write_json(obj: object, path: str | os.PathLike[str]) -> Path:
+    """Write ``obj`` as indented JSON (metrics, metadata), atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    return Path(path)
 
 
 def read_table(

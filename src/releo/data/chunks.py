@@ -1,0 +1,188 @@
+"""Chunks, the modelling unit of releo: ``size_m`` × ``size_m`` × ``days`` windows of the cubes.
+
+:func:`chunk_index` tiles a site into chunks and assigns whole spatial blocks to
+train/val/test, so no place is seen by two splits; :class:`ChunkDataset` serves the S2 and S1
+observations of each chunk as tensors (torchgeo-style: the index is the sampler's input).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from releo.data.contracts import (
+    MASK_CLEAR,
+    PLATFORM,
+    S1_INCIDENCE,
+    S1_POLARISATIONS,
+    S2_ANGLES,
+    S2_BANDS,
+    S2_MASK,
+)
+
+SPLITS = ("train", "val", "test")
+
+
+def _pixels_per_chunk(ds: xr.Dataset, size_m: float) -> int:
+    res = float(abs(ds.x.values[1] - ds.x.values[0]))
+    n = size_m / res
+    if abs(n - round(n)) > 1e-6 or round(n) < 1:
+        raise ValueError(f"chunk size {size_m} m is not a whole number of {res} m pixels")
+    return round(n)
+
+
+def assign_splits(n_blocks: int, shares: dict[str, float], seed: int) -> np.ndarray:
+    """Split label of each of ``n_blocks`` blocks: a seeded permutation cut by ``shares``.
+
+    Every split with a positive share gets at least one block when there are enough blocks.
+    """
+    names = [s for s in SPLITS if shares.get(s, 0) > 0]
+    weights = np.array([shares[s] for s in names], dtype=float)
+    counts = np.floor(weights / weights.sum() * n_blocks).astype(int)
+    if n_blocks >= len(names):
+        counts = np.maximum(counts, 1)
+    while counts.sum() > n_blocks:
+        counts[np.argmax(counts)] -= 1
+    counts[0] += n_blocks - counts.sum()  # leftovers train the model
+    labels = np.repeat(names, counts)
+    return np.random.default_rng(seed).permutation(labels)
+
+
+def chunk_index(
+    s2: xr.Dataset,
+    s1: xr.Dataset,
+    *,
+    size_m: float,
+    days: int,
+    block_chunks: int = 1,
+    split: dict[str, float] | None = None,
+    seed: int = 0,
+    start: np.datetime64 | None = None,
+) -> pd.DataFrame:
+    """One row per chunk: its window, split and what it observed.
+
+    Chunks cover the grid with whole chunks only (an incomplete edge row/column is left out);
+    time windows start at ``start`` (default: the first acquisition's day) and step ``days``.
+    """
+    split = split or {"train": 0.5, "val": 0.25, "test": 0.25}
+    npx = _pixels_per_chunk(s2, size_m)
+    rows, cols = s2.sizes["y"] // npx, s2.sizes["x"] // npx
+    if rows == 0 or cols == 0:
+        raise ValueError(f"site of {s2.sizes['y']}x{s2.sizes['x']} px holds no {size_m} m chunk")
+    block_rows, block_cols = -(-rows // block_chunks), -(-cols // block_chunks)
+    labels = assign_splits(block_rows * block_cols, split, seed).reshape(block_rows, block_cols)
+
+    s2_days = s2.time.values.astype("datetime64[D]")
+    s1_days = s1.time.values.astype("datetime64[D]")
+    first = np.datetime64(start, "D") if start is not None else min(s2_days[0], s1_days[0])
+    last = max(s2_days[-1], s1_days[-1])
+    n_windows = int((last - first).astype(int) // days) + 1
+    t_s2 = ((s2_days - first).astype(int) // days).astype(int)
+    t_s1 = ((s1_days - first).astype(int) // days).astype(int)
+
+    clear = (s2[S2_MASK] == MASK_CLEAR).coarsen(y=npx, x=npx, boundary="trim").mean()
+    clear = clear.values  # (time, rows, cols)
+    records = []
+    for r in range(rows):
+        for c in range(cols):
+            for t in range(n_windows):
+                in_s2 = np.flatnonzero(t_s2 == t)
+                records.append(
+                    {
+                        "row": r,
+                        "col": c,
+                        "window": t,
+                        "start": first + np.timedelta64(t * days, "D"),
+                        "end": first + np.timedelta64((t + 1) * days - 1, "D"),
+                        "y0": r * npx,
+                        "x0": c * npx,
+                        "size_px": npx,
+                        "x_min": float(s2.x.values[c * npx]),
+                        "y_max": float(s2.y.values[r * npx]),
+                        "split": labels[r // block_chunks, c // block_chunks],
+                        "n_s2": in_s2.size,
+                        "s2_clear_fraction": float(clear[in_s2, r, c].mean())
+                        if in_s2.size
+                        else 0.0,
+                        "n_s1": int((t_s1 == t).sum()),
+                    }
+                )
+    index = pd.DataFrame.from_records(records)
+    places = index[["row", "col", "window"]].itertuples(index=False)
+    index.insert(0, "chunk_id", [f"r{r:03d}c{c:03d}t{t:03d}" for r, c, t in places])
+    for col in ("start", "end"):
+        index[col] = pd.to_datetime(index[col])
+    return index
+
+
+def check_no_leak(index: pd.DataFrame) -> None:
+    """Raise if a spatial chunk (row, col) belongs to more than one split."""
+    per_place = index.groupby(["row", "col"])["split"].nunique()
+    leaking = per_place[per_place > 1]
+    if not leaking.empty:
+        raise ValueError(f"chunks in several splits: {leaking.index.tolist()[:5]}")
+
+
+def _doy(times: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(pd.DatetimeIndex(times).day_of_year.to_numpy().copy(), dtype=torch.float32)
+
+
+class ChunkDataset(torch.utils.data.Dataset):
+    """S2 and S1 observations of each chunk of ``index`` (optionally one split) as tensors.
+
+    An item holds ``s2`` (T, 10, H, W) reflectance with NaN where masked, ``s2_mask``
+    (T, H, W) bool clear, ``s2_angles`` (T, 3) degrees, ``s2_doy`` (T,), ``s1`` (T', 2, H, W) dB,
+    ``s1_incidence`` (T', H, W), ``s1_doy`` (T',); T or T' may be 0.
+    """
+
+    def __init__(
+        self, s2: xr.Dataset, s1: xr.Dataset, index: pd.DataFrame, split: str | None = None
+    ):
+        self.s2, self.s1 = s2, s1
+        self.index = index if split is None else index[index["split"] == split]
+        self.index = self.index.reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | str]:
+        row = self.index.iloc[i]
+        window = {
+            "y": slice(int(row.y0), int(row.y0 + row.size_px)),
+            "x": slice(int(row.x0), int(row.x0 + row.size_px)),
+        }
+        times = slice(row.start, row.end + pd.Timedelta(hours=23, minutes=59))
+        s2 = self.s2.isel(window).sel(time=times)
+        s1 = self.s1.isel(window).sel(time=times)
+        bands = np.stack([s2[b].values for b in S2_BANDS], axis=1).astype(np.float32)
+        return {
+            "chunk_id": row.chunk_id,
+            "s2": torch.from_numpy(bands),
+            "s2_mask": torch.from_numpy(s2[S2_MASK].values == MASK_CLEAR),
+            "s2_angles": torch.as_tensor(
+                np.stack([s2[a].values for a in S2_ANGLES], axis=-1), dtype=torch.float32
+            ).reshape(-1, len(S2_ANGLES)),
+            "s2_doy": _doy(s2.time.values),
+            "s2_platform": list(map(str, s2[PLATFORM].values)) if PLATFORM in s2.coords else [],
+            "s1": torch.from_numpy(
+                np.stack([s1[p].values for p in S1_POLARISATIONS], axis=1).astype(np.float32)
+            ),
+            "s1_incidence": torch.as_tensor(s1[S1_INCIDENCE].values, dtype=torch.float32),
+            "s1_doy": _doy(s1.time.values),
+        }
+
+
+def chunk_summary(index: pd.DataFrame) -> dict:
+    """Counts per split (chunks, places, observations) for ``metrics/``."""
+    summary: dict = {"chunks": len(index), "windows": int(index["window"].nunique())}
+    for name, part in index.groupby("split"):
+        summary[str(name)] = {
+            "chunks": len(part),
+            "places": int(part[["row", "col"]].drop_duplicates().shape[0]),
+            "s2_acquisitions": int(part["n_s2"].sum()),
+            "s1_acquisitions": int(part["n_s1"].sum()),
+            "s2_clear_fraction": float(part.loc[part.n_s2 > 0, "s2_clear_fraction"].mean()),
+        }
+    return summary

@@ -1,0 +1,124 @@
+"""A site directory: the raw inputs of the pipeline, as tracked by ``data.dvc``.
+
+Layout (the simulator writes it; real sites follow it)::
+
+    site.json                 metadata (free-form; the simulator records its truth here)
+    s2_l2a.zarr  s1_grd.zarr  the S2 and S1 contract cubes
+    reference/snap_lai.zarr   the reference operational product
+    field_surveys.csv         LAI field measurements
+    meteo.csv                 daily meteorological drivers
+    truth/truth.zarr          simulator truth (absent for real sites)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from releo.data.errors import DataError
+from releo.data.io import open_cube, read_table
+
+SITE_FILES = {
+    "metadata": "site.json",
+    "s2": "s2_l2a.zarr",
+    "s1": "s1_grd.zarr",
+    "reference": "reference/snap_lai.zarr",
+    "surveys": "field_surveys.csv",
+    "meteo": "meteo.csv",
+    "truth": "truth/truth.zarr",
+}
+REQUIRED = ("s2", "s1")
+
+
+@dataclass
+class Site:
+    """The opened inputs of a site; optional parts are None when absent."""
+
+    root: Path
+    metadata: dict
+    s2: xr.Dataset
+    s1: xr.Dataset
+    reference: xr.Dataset | None
+    surveys: pd.DataFrame | None
+    meteo: pd.DataFrame | None
+
+    def path(self, part: str) -> Path:
+        return self.root / SITE_FILES[part]
+
+    @property
+    def crs(self) -> str:
+        return self.s2.rio.crs.to_string()
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) of the S2 grid, in the site CRS."""
+        return tuple(float(v) for v in self.s2.rio.bounds())
+
+    @property
+    def period(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """First and last day observed by either sensor."""
+        times = [self.s2.time.values.min(), self.s2.time.values.max()]
+        times += [self.s1.time.values.min(), self.s1.time.values.max()]
+        return pd.Timestamp(min(times)).normalize(), pd.Timestamp(max(times)).normalize()
+
+
+def open_site(root: str | Path) -> Site:
+    """Open every part of a site directory; a missing required part is a DataError."""
+    root = Path(root)
+    for part in REQUIRED:
+        if not (root / SITE_FILES[part]).exists():
+            raise DataError(f"{root / SITE_FILES[part]}: missing (a site needs {REQUIRED})")
+    meta_path = root / SITE_FILES["metadata"]
+    try:
+        metadata = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    except json.JSONDecodeError as err:
+        raise DataError(f"{meta_path}: not valid JSON ({err})") from err
+
+    def optional_cube(part: str) -> xr.Dataset | None:
+        path = root / SITE_FILES[part]
+        return open_cube(path) if path.exists() else None
+
+    def optional_table(part: str) -> pd.DataFrame | None:
+        path = root / SITE_FILES[part]
+        return read_table(path) if path.exists() else None
+
+    return Site(
+        root=root,
+        metadata=metadata,
+        s2=open_cube(root / SITE_FILES["s2"]),
+        s1=open_cube(root / SITE_FILES["s1"]),
+        reference=optional_cube("reference"),
+        surveys=optional_table("surveys"),
+        meteo=optional_table("meteo"),
+    )
+
+
+def validate_site(site: Site, context_root: str | Path | None = None) -> dict:
+    """Run the quality gate of every part present; raises QualityGateError on the first failure.
+
+    Returns the gates' statistics per part (for ``metrics/``).
+    """
+    from releo import quality
+
+    results = {
+        "s2": quality.check_s2_cube(site.s2, site.path("s2"), context_root=context_root),
+        "s1": quality.check_s1_cube(site.s1, site.path("s1"), context_root=context_root),
+    }
+    if site.reference is not None:
+        results["reference"] = quality.check_reference_product(
+            site.reference, site.path("reference"), context_root=context_root
+        )
+    if site.surveys is not None:
+        results["surveys"] = quality.check_field_survey(
+            site.surveys,
+            site.path("surveys"),
+            site_bounds=site.bounds,
+            period=site.period,
+            site_crs=site.crs,
+            context_root=context_root,
+        )
+    return results

@@ -1,0 +1,280 @@
+"""Turn cubes and tables into the tables Great Expectations validates, and pre-check structure.
+
+GE is tabular, so a cube becomes four tables:
+
+- ``bands``: one row per (date, variable): min, max, mean, NaN fractions, dtype;
+- ``acquisitions``: one row per date: the date, per-acquisition geometry/orbit, mask fractions;
+- ``metadata``: one row: CRS (present, projected, units), pixel spacing, dims, sizes;
+- ``sample``: a deterministic random sample of pixels (``SAMPLE_SIZE`` rows).
+
+Reductions stream over blocks of dates, so a lazily opened Zarr cube is never loaded whole
+(no dask needed), and the sample reads only the sampled pixels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from releo.data import contracts as c
+from releo.quality.errors import Failure, QualityGateError
+from releo.quality.specs import (
+    PIXEL_TABLE_OPTIONAL_RANGES,
+    RESOLUTION_TOLERANCE_M,
+    SAMPLE_SEED,
+    SAMPLE_SIZE,
+    CubeSpec,
+)
+
+CUBE_DIMS = ("time", "y", "x")
+BLOCK_VALUES = 2**25
+"""Pixels per variable read at once (128 MiB of float32): bounds memory on large cubes."""
+STRUCTURE = "structure"
+
+
+def _crs(ds: xr.Dataset) -> Any:
+    """The CRS rioxarray reads from the cube (``spatial_ref``), or None."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+    try:
+        crs = ds.rio.crs
+        if crs is None and "spatial_ref" in ds.data_vars:
+            # Opened without decode_coords="all", spatial_ref is a data variable: same CRS.
+            crs = ds.set_coords("spatial_ref").rio.crs
+        return crs
+    except Exception:  # a malformed spatial_ref is as good as none
+        return None
+
+
+def check_cube_structure(ds: xr.Dataset, source: str, spec: CubeSpec) -> None:
+    """Raise QualityGateError for what a summary table cannot express: missing parts, dims, CRS."""
+    failures: list[Failure] = []
+
+    def fail(expectation: str, name: str, detail: str, subject: str = "variable") -> None:
+        failures.append(Failure(STRUCTURE, expectation, name, detail, subject=subject))
+
+    for name in CUBE_DIMS:
+        if name not in ds.coords:
+            fail("expect_coordinate_to_exist", name, "missing", "coordinate")
+    expected_dims = [(n, CUBE_DIMS) for n in spec.pixel_vars]
+    expected_dims += [(n, ("time",)) for n in spec.time_vars]
+    for name, dims in expected_dims:
+        if name not in ds.variables:
+            fail("expect_variable_to_exist", name, f"missing; the cube has {sorted(ds.data_vars)}")
+        elif ds[name].dims != dims:
+            fail("expect_variable_dims_to_equal", name, f"dims {ds[name].dims}, expected {dims}")
+    if "time" in ds.coords and ds["time"].dtype.kind != "M":
+        fail("expect_coordinate_to_be_datetime", "time", f"dtype {ds['time'].dtype}", "coordinate")
+    for name in CUBE_DIMS:
+        if ds.sizes.get(name, 1) == 0:
+            fail("expect_dimension_to_be_non_empty", name, "size 0", "dimension")
+    if _crs(ds) is None:
+        detail = "no CRS readable by rioxarray (write it with ds.rio.write_crs)"
+        fail("expect_crs_to_exist", "spatial_ref", detail, "coordinate")
+    if failures:
+        raise QualityGateError(spec.contract, source, failures)
+
+
+def check_table_columns(
+    df: pd.DataFrame, source: str, contract: str, required: Sequence[str]
+) -> None:
+    """Raise QualityGateError when required columns are missing (GE would only error on them)."""
+    missing = [col for col in required if col not in df.columns]
+    if missing:
+        failures = [
+            Failure(STRUCTURE, "expect_column_to_exist", col, f"missing; has {list(df.columns)}")
+            for col in missing
+        ]
+        raise QualityGateError(contract, source, failures)
+
+
+def _spacing(coord: xr.DataArray) -> tuple[float, bool]:
+    """Median absolute step of a 1-D coordinate and whether every step equals it."""
+    steps = np.abs(np.diff(np.asarray(coord.values, dtype=float)))
+    if steps.size == 0:
+        return float("nan"), False
+    res = float(np.median(steps))
+    return res, bool(np.allclose(steps, res, rtol=0.0, atol=RESOLUTION_TOLERANCE_M))
+
+
+def cube_metadata(ds: xr.Dataset, spec: CubeSpec) -> pd.DataFrame:
+    """One row: CRS facts, pixel spacing, dims and sizes."""
+    import pyproj
+
+    crs = _crs(ds)
+    projected, units, name = False, None, None
+    if crs is not None:
+        proj = pyproj.CRS.from_user_input(crs.to_wkt())
+        projected = bool(proj.is_projected)
+        units = proj.axis_info[0].unit_name if proj.axis_info else None
+        name = crs.to_string()
+    res_x, x_regular = _spacing(ds["x"])
+    res_y, y_regular = _spacing(ds["y"])
+    row = {
+        "crs": name,
+        "crs_present": crs is not None,
+        "crs_projected": projected,
+        "crs_units": units,
+        "res_x": res_x,
+        "res_y": res_y,
+        "x_regular": x_regular,
+        "y_regular": y_regular,
+        "dims": ",".join(ds[spec.pixel_vars[0]].dims),
+        "n_time": ds.sizes["time"],
+        "n_y": ds.sizes["y"],
+        "n_x": ds.sizes["x"],
+    }
+    return pd.DataFrame([row])
+
+
+def _time_blocks(ds: xr.Dataset) -> list[slice]:
+    """Slices of dates holding at most ``BLOCK_VALUES`` pixels per variable."""
+    n_time, per_date = ds.sizes["time"], ds.sizes["y"] * ds.sizes["x"]
+    step = max(1, BLOCK_VALUES // max(per_date, 1))
+    return [slice(i, i + step) for i in range(0, n_time, step)]
+
+
+def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-(date, variable) statistics and per-date mask fractions, a block of dates at a time.
+
+    Streaming over dates bounds memory without dask: a lazily opened Zarr cube is read one
+    block at a time, each block once for all statistics.
+    """
+    stats: dict[str, dict[str, list[np.ndarray]]] = {
+        name: {k: [] for k in ("min", "max", "mean", "nan_fraction", "nan_clear_fraction")}
+        for name in spec.pixel_vars
+    }
+    fractions: dict[str, list[np.ndarray]] = {
+        f"{k}_fraction": [] for k in spec.mask_values.values()
+    }
+    for block in _time_blocks(ds):
+        clear = None
+        if spec.mask is not None:
+            mask = np.asarray(ds[spec.mask].isel(time=block).values).reshape(
+                -1, ds.sizes["y"] * ds.sizes["x"]
+            )
+            clear = mask == c.MASK_CLEAR
+            n_clear = clear.sum(axis=1)
+            for value, label in spec.mask_values.items():
+                fractions[f"{label}_fraction"].append((mask == value).mean(axis=1))
+        for name in spec.pixel_vars:
+            values = np.asarray(ds[name].isel(time=block).values)
+            values = values.reshape(values.shape[0], -1)
+            nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+            out = stats[name]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN dates (full cloud)
+                out["min"].append(np.nanmin(values, axis=1).astype("float64"))
+                out["max"].append(np.nanmax(values, axis=1).astype("float64"))
+                out["mean"].append(np.nanmean(values, axis=1, dtype="float64"))
+            out["nan_fraction"].append(nan.mean(axis=1))
+            if clear is not None:
+                bad = (nan & clear).sum(axis=1)
+                # 0 where a date has no clear pixel at all: nothing there may be wrongly NaN.
+                out["nan_clear_fraction"].append(
+                    np.where(n_clear > 0, bad / np.maximum(n_clear, 1), 0.0)
+                )
+    times = pd.DatetimeIndex(ds["time"].values)
+    frames = []
+    for name in spec.pixel_vars:
+        columns = {k: np.concatenate(v) for k, v in stats[name].items() if v}
+        frames.append(
+            pd.DataFrame({"time": times, "variable": name, "dtype": str(ds[name].dtype), **columns})
+        )
+    bands = pd.concat(frames, ignore_index=True)
+    masks = pd.DataFrame(
+        {k: np.concatenate(v) for k, v in fractions.items() if v}, index=range(len(times))
+    )
+    return bands, masks
+
+
+def cube_acquisitions(ds: xr.Dataset, spec: CubeSpec, mask_fractions: pd.DataFrame) -> pd.DataFrame:
+    """One row per date: the date, per-acquisition variables and mask class fractions."""
+    table = pd.DataFrame({"time": pd.DatetimeIndex(ds["time"].values)})
+    for name in spec.time_vars:
+        values = np.asarray(ds[name].values)
+        # Text coordinates come back from Zarr as bytes or numpy str: give GE plain str.
+        table[name] = values.astype(str) if values.dtype.kind in "USO" else values
+    return pd.concat([table, mask_fractions], axis=1)
+
+
+def cube_sample(ds: xr.Dataset, spec: CubeSpec) -> pd.DataFrame:
+    """A deterministic random sample of pixels: time, y, x and every (time, y, x) variable."""
+    shape = tuple(ds.sizes[d] for d in CUBE_DIMS)
+    total = int(np.prod(shape))
+    rng = np.random.default_rng(SAMPLE_SEED)
+    flat = np.sort(rng.choice(total, size=min(SAMPLE_SIZE, total), replace=False))
+    it, iy, ix = np.unravel_index(flat, shape)
+    # Pointwise (vectorised) indexing: one value per sampled pixel, not an outer product.
+    index = (it, iy, ix)
+    points = {d: xr.DataArray(i, dims="pixel") for d, i in zip(CUBE_DIMS, index, strict=True)}
+    picked = ds[list(spec.pixel_vars)].isel(points).compute()
+    table = pd.DataFrame(
+        {
+            "time": pd.DatetimeIndex(ds["time"].values[it]),
+            "y": ds["y"].values[iy],
+            "x": ds["x"].values[ix],
+        }
+    )
+    for name in spec.pixel_vars:
+        table[name] = picked[name].values
+    return table
+
+
+def cube_tables(ds: xr.Dataset, spec: CubeSpec) -> dict[str, pd.DataFrame]:
+    """The four tables a cube gate validates, keyed by table name."""
+    bands, mask_fractions = _reduce(ds, spec)
+    return {
+        "bands": bands,
+        "acquisitions": cube_acquisitions(ds, spec, mask_fractions),
+        "metadata": cube_metadata(ds, spec),
+        "sample": cube_sample(ds, spec),
+    }
+
+
+def _as_datetime(values: pd.Series) -> pd.Series:
+    """Dates as naive datetimes; unparseable ones become NaT (and fail a not-null expectation)."""
+    dates = pd.to_datetime(values, errors="coerce", utc=False)
+    if isinstance(dates.dtype, pd.DatetimeTZDtype):
+        dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
+    return dates
+
+
+def survey_table(df: pd.DataFrame, site_crs: str) -> pd.DataFrame:
+    """The survey with dates as days, plus ``x_site``/``y_site``: points in the site CRS."""
+    import pyproj
+
+    table = df.copy()
+    # A field measurement is dated by its day: the period and (point_id, date) are day-level.
+    table["date"] = _as_datetime(table["date"]).dt.normalize()
+    x = pd.to_numeric(table["x"], errors="coerce").to_numpy(dtype=float)
+    y = pd.to_numeric(table["y"], errors="coerce").to_numpy(dtype=float)
+    x_site, y_site = np.full(len(table), np.nan), np.full(len(table), np.nan)
+    site = pyproj.CRS.from_user_input(site_crs)
+    for crs, rows in table.groupby(table["crs"].astype(str), sort=False).indices.items():
+        try:
+            transformer = pyproj.Transformer.from_crs(
+                pyproj.CRS.from_user_input(crs), site, always_xy=True
+            )
+        except pyproj.exceptions.ProjError:  # CRSError included
+            continue  # left NaN: the not-null expectation on x_site reports these rows
+        x_site[rows], y_site[rows] = transformer.transform(x[rows], y[rows])
+    # inf is what pyproj returns for points it cannot project: as bad as unparseable.
+    table["x_site"] = np.where(np.isfinite(x_site), x_site, np.nan)
+    table["y_site"] = np.where(np.isfinite(y_site), y_site, np.nan)
+    return table
+
+
+def pixel_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The pixel table as it is, dates parsed, optional SAR columns present (NaN when absent)."""
+    table = df.copy()
+    table["date"] = _as_datetime(table["date"])
+    for name in PIXEL_TABLE_OPTIONAL_RANGES:
+        if name not in table.columns:
+            table[name] = np.nan
+    return table

@@ -1,0 +1,83 @@
+"""Chunk tiling, leak-free spatial split and the chunk dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from releo.data.chunks import ChunkDataset, assign_splits, check_no_leak, chunk_index
+from releo.data.contracts import S1_POLARISATIONS, S2_BANDS
+
+
+def cube(times: pd.DatetimeIndex, variables: dict, n: int = 12) -> xr.Dataset:
+    coords = {
+        "time": times,
+        "y": 4_830_000 - 5 - 10 * np.arange(n),
+        "x": 360_005 + 10 * np.arange(n),
+    }
+    shape = (len(times), n, n)
+    data = {
+        k: (("time", "y", "x"), np.full(shape, v, dtype=np.float32)) for k, v in variables.items()
+    }
+    return xr.Dataset(data, coords=coords)
+
+
+@pytest.fixture
+def site():
+    s2_times = pd.date_range("2025-01-01", periods=8, freq="5D")
+    s2 = cube(s2_times, {**{b: 0.1 for b in S2_BANDS}, "mask": 0})
+    s2["mask"] = s2["mask"].astype(np.uint8)
+    s2["mask"][1, :6, :6] = 1  # one cloudy quarter on the second date
+    for angle, value in (("sun_zenith", 40.0), ("view_zenith", 5.0), ("relative_azimuth", 90.0)):
+        s2[angle] = ("time", np.full(len(s2_times), value))
+    s1_times = pd.date_range("2025-01-02", periods=6, freq="6D")
+    s1 = cube(s1_times, {"VV": -10.0, "VH": -17.0, "incidence_angle": 38.0})
+    return s2, s1
+
+
+def test_chunks_tile_space_and_time_without_leaks(site):
+    s2, s1 = site
+    index = chunk_index(s2, s1, size_m=60, days=10, split={"train": 2, "val": 1, "test": 1})
+    assert index.groupby("window").size().eq(4).all()  # 2 x 2 places per window
+    assert index["window"].nunique() == 4  # 2025-01-01 .. 2025-02-01 in 10-day windows
+    assert set(index["split"]) == {"train", "val", "test"}
+    check_no_leak(index)
+    assert index["n_s2"].sum() == 8 * 4 and index["n_s1"].sum() == 6 * 4
+    first = index[(index.window == 0) & (index.row == 0) & (index.col == 0)].iloc[0]
+    assert first.n_s2 == 2 and first.s2_clear_fraction == pytest.approx(0.5)
+
+
+def test_leak_is_detected():
+    index = pd.DataFrame({"row": [0, 0], "col": [0, 0], "split": ["train", "test"]})
+    with pytest.raises(ValueError, match="several splits"):
+        check_no_leak(index)
+
+
+def test_split_shares_and_determinism():
+    labels = assign_splits(20, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=3)
+    assert sorted(pd.Series(labels).value_counts().to_dict().items()) == [
+        ("test", 4), ("train", 12), ("val", 4),
+    ]  # fmt: skip
+    assert (labels == assign_splits(20, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=3)).all()
+    assert set(assign_splits(3, {"train": 0.9, "val": 0.05, "test": 0.05}, seed=0)) == {
+        "train", "val", "test",
+    }  # fmt: skip
+
+
+def test_chunk_size_must_fit_the_pixels(site):
+    with pytest.raises(ValueError, match="whole number"):
+        chunk_index(*site, size_m=55, days=10)
+
+
+def test_dataset_serves_chunk_tensors(site):
+    s2, s1 = site
+    index = chunk_index(s2, s1, size_m=60, days=10)
+    ds = ChunkDataset(s2, s1, index, split="train")
+    item = ds[0]
+    assert item["s2"].shape == (2, len(S2_BANDS), 6, 6)
+    assert item["s2_mask"].shape == (2, 6, 6) and item["s2_angles"].shape == (2, 3)
+    assert item["s1"].shape[1:] == (len(S1_POLARISATIONS), 6, 6)
+    assert item["s2_doy"].tolist() == [1.0, 6.0]
+    assert len(ds) == (index.split == "train").sum()
