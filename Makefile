@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test lint format bench bench-physics clean
+.PHONY: setup run test lint format bench bench-physics bench-data clean
 
 setup: $(VENV)/.installed
 
@@ -30,10 +30,13 @@ format: setup
 test: lint
 	$(BIN)/pytest
 
-bench: bench-physics
+bench: bench-physics bench-data
 
 bench-physics: setup
 	$(BIN)/python benchmarks/physics.py
+
+bench-data: setup
+	$(BIN)/python benchmarks/data.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

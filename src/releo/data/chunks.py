@@ -126,7 +126,9 @@ def check_no_leak(index: pd.DataFrame) -> None:
 
 
 def _doy(times: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(pd.DatetimeIndex(times).day_of_year.to_numpy().copy(), dtype=torch.float32)
+    return torch.as_tensor(
+        pd.DatetimeIndex(times).day_of_year.to_numpy().copy(), dtype=torch.float32
+    )
 
 
 class ChunkDataset(torch.utils.data.Dataset):

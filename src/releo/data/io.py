@@ -342,7 +342,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 def write_json(obj: object, path: str | os.PathLike[str]) -> Path:
     """Write ``obj`` as indented JSON (metrics, metadata), atomically."""
     with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=str) + "\n")
     return Path(path)
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from releo.data.errors import DataError
 from releo.data.simulate.config import SimulationConfig
 from releo.data.site import SITE_FILES
 
@@ -32,21 +33,29 @@ def ensure_data(data_dir: Path, site: SimulationConfig, repo: Path = Path(".")) 
 
     dvc_file = repo / f"{data_dir}.dvc"
     if site_present(repo / data_dir):
+        if not dvc_file.exists():
+            _track(data_dir, dvc_file, repo)
         return "present"
     pulled = dvc_file.exists() and _dvc("pull", "--quiet", str(dvc_file), cwd=repo).returncode == 0
     if pulled and site_present(repo / data_dir):
         return "pulled"
     simulate_site(site, repo / data_dir)
-    if dvc_file.exists() or (repo / ".dvc").is_dir():
-        before = dvc_file.read_text() if dvc_file.exists() else None
-        added = _dvc("add", "--quiet", str(data_dir), cwd=repo)
-        if added.returncode != 0:
-            raise RuntimeError(f"dvc add {data_dir} failed:\n{added.stderr}")
-        if before is not None and dvc_file.read_text() != before:
-            print(
-                f"warning: the simulated {data_dir}/ differs from the one {dvc_file} recorded; "
-                f"{dvc_file} now names the new data (commit it to keep it)",
-                file=sys.stderr,
-            )
-        _dvc("push", "--quiet", str(dvc_file), cwd=repo)  # best effort: a remote may be absent
+    _track(data_dir, dvc_file, repo)
     return "simulated"
+
+
+def _track(data_dir: Path, dvc_file: Path, repo: Path) -> None:
+    """``dvc add`` the site (a no-op for data.dvc when the bytes are the ones it names), push."""
+    if not (repo / ".dvc").is_dir():
+        return
+    before = dvc_file.read_text() if dvc_file.exists() else None
+    added = _dvc("add", "--quiet", str(data_dir), cwd=repo)
+    if added.returncode != 0:
+        raise DataError(f"dvc add {data_dir} failed:\n{added.stdout}{added.stderr}")
+    if before is not None and dvc_file.read_text() != before:
+        print(
+            f"warning: the simulated {data_dir}/ differs from the one {dvc_file} recorded; "
+            f"{dvc_file} now names the new data (commit it to keep it)",
+            file=sys.stderr,
+        )
+    _dvc("push", "--quiet", str(dvc_file), cwd=repo)  # best effort: a remote may be absent
