@@ -7,9 +7,6 @@ benchmarks/results/data.json and prints the figures.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -21,8 +18,7 @@ from releo.data.contracts import S2_BANDS
 from releo.data.io import open_cube, write_cube, write_table
 from releo.data.simulate import SimulationConfig, simulate_site
 from releo.data.site import open_site, validate_site
-
-RESULTS = Path(__file__).parent / "results" / "data.json"
+from report import report
 
 
 def dir_bytes(path: Path) -> int:
@@ -94,14 +90,8 @@ def main() -> None:
         "quality_gate_seconds": gate_seconds,
         "stage_seconds": stage_seconds,
         "quality_gate_fraction_of_stage": gate_seconds / stage_seconds,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    width = max(map(len, results))
-    for key, value in results.items():
-        shown = f"{value:,.4g}" if isinstance(value, float) else value
-        print(f"{key:<{width}}  {shown}")
+    report("data", results)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,8 @@ against the reference; SNAP LAI pixels per second. Writes benchmarks/results/phy
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,8 +19,7 @@ from releo.data.contracts import S2_BANDS
 from releo.physics import prosail_s2_bands, prosail_spectrum, random_parameters, s2_bands
 from releo.physics import snap_lai as snap
 from releo.physics.reference import reference_spectra
-
-RESULTS = Path(__file__).parent / "results" / "physics.json"
+from report import report
 
 
 def rate(fn, n_items: int, min_seconds: float = 2.0) -> float:
@@ -102,18 +98,8 @@ def main() -> None:
         "snap_pixels_per_s": snap_rate,
         **figures,
         "batch": args.batch,
-        "threads": torch.get_num_threads(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(RESULTS)
-    width = max(map(len, results))
-    for key, value in results.items():
-        shown = f"{value:,.6g}" if isinstance(value, float) else value
-        print(f"{key:<{width}}  {shown}")
+    report("physics", results)
 
 
 if __name__ == "__main__":
