@@ -34,8 +34,30 @@ def exp1(x: torch.Tensor) -> torch.Tensor:
 
 
 def plate_transmissivity(k: torch.Tensor) -> torch.Tensor:
-    """Diffuse transmissivity τ(k) of an elementary absorbing layer (k > 0)."""
-    return (1.0 - k) * torch.exp(-k) + k * k * exp1(k)
+    """Diffuse transmissivity τ(k) = (1 − k)e^{−k} + k²E₁(k) of an elementary layer (k > 0).
+
+    E₁ is expanded in place (same approximations as :func:`exp1`) so that e^{−k} is shared and
+    the large-k branch costs one division: τ = e^{−k}[(1 − k) + k·P(k)/Q(k)].
+    """
+    e = torch.exp(-k)
+    small = (1.0 - k) * e + k * k * (_horner(_E1_SERIES[::-1], k) - torch.log(k))
+    large = e * ((1.0 - k) + k * _horner(_E1_NUM, k) / _horner(_E1_DEN, k))
+    return torch.where(k <= 1.0, small, large)
+
+
+def absorption_coefficient(
+    N: torch.Tensor, contents: torch.Tensor, absorption: torch.Tensor
+) -> torch.Tensor:
+    """k = Σᵢ cᵢ kᵢ(λ) / N, shape (M, L), from (M, 1) N, (M, 6) contents, (6, L) coefficients."""
+    per_layer = contents / N
+    if torch.compiler.is_compiling():
+        # Six broadcast multiply-adds fuse into the compiled kernel's single loop, where a
+        # matmul would be an extern call writing a (M, L) intermediate to memory.
+        k = per_layer[:, :1] * absorption[0]
+        for i in range(1, absorption.shape[0]):
+            k = k + per_layer[:, i : i + 1] * absorption[i]
+        return k
+    return per_layer @ absorption
 
 
 def prospect_d(
@@ -47,41 +69,39 @@ def prospect_d(
 
     ``N``: (M, 1) structure parameter; ``contents``: (M, 6) cab, car, cant, cbrown, cw, cm
     (µg/cm², µg/cm², µg/cm², a.u., cm, g/cm²); ``spectral``: tensors from
-    :func:`releo.physics.spectra.spectral_tensors`. Returns two (M, L) tensors.
+    :func:`releo.physics.spectra.spectral_tensors` (interface terms precomputed per
+    wavelength). Returns two (M, L) tensors.
     """
-    k = (contents @ spectral["absorption"]) / N
+    k = absorption_coefficient(N, contents, spectral["absorption"])
     tau = plate_transmissivity(k.clamp_min(1e-12))
-    n2 = spectral["n"] ** 2
-    t_alpha = spectral["tav_40"]
-    t12 = spectral["tav_90"]
-    t21 = t12 / n2
-    r12 = 1.0 - t12
-    r21 = 1.0 - t21
 
-    # Top layer, lit by the 40° incidence cone.
-    denom = 1.0 - (r21 * tau) ** 2
-    top_t = t_alpha * tau * t21 / denom
-    top_r = (1.0 - t_alpha) + r21 * tau * top_t
-    # An inner layer, lit isotropically.
-    layer_t = t12 * tau * t21 / denom
-    layer_r = r12 + r21 * tau * layer_t
+    # Top layer (lit by the 40° incidence cone) and an inner layer (lit isotropically) share
+    # the multiple reflections inside the plate: 1 / (1 − (r21 τ)²).
+    r21_tau = spectral["r21"] * tau
+    tau_multiple = tau / (1.0 - r21_tau * r21_tau)
+    top_t = spectral["t_alpha_t21"] * tau_multiple
+    top_r = spectral["r_alpha"] + r21_tau * top_t
+    layer_t = spectral["t12_t21"] * tau_multiple
+    layer_r = spectral["r12"] + r21_tau * layer_t
 
-    # Stokes' solution for N - 1 inner layers.
-    r2, t2 = layer_r**2, layer_t**2
+    # Stokes' solution for N - 1 inner layers, written with β = b^{-(N-1)} ≤ 1 (no overflow):
+    # R = a(1 − β²)/(a² − β²), T = β(a² − 1)/(a² − β²).
+    r, t = layer_r, layer_t
+    r2, t2 = r * r, t * t
     d = torch.sqrt(
-        ((1 + layer_r + layer_t) * (1 + layer_r - layer_t) * (1 - layer_r + layer_t)).clamp_min(0)
-        * (1 - layer_r - layer_t).clamp_min(1e-30)
+        ((1 + r + t) * (1 + r - t) * (1 - r + t)).clamp_min(0) * (1 - r - t).clamp_min(1e-30)
     )
-    a = (1 + r2 - t2 + d) / (2 * layer_r)
-    b = (1 - r2 + t2 + d) / (2 * layer_t)
-    b_pow = b ** (N - 1.0)
-    b_pow2 = b_pow**2
-    sub_denom = a * a * b_pow2 - 1.0
-    sub_r = a * (b_pow2 - 1.0) / sub_denom
-    sub_t = b_pow * (a * a - 1.0) / sub_denom
+    half_over_rt = 0.5 / (r * t)
+    a = (1 + r2 - t2 + d) * t * half_over_rt
+    b = (1 - r2 + t2 + d) * r * half_over_rt
+    beta = torch.exp((1.0 - N) * torch.log(b))
+    beta2, a2 = beta * beta, a * a
+    over_sub = 1.0 / (a2 - beta2)
+    sub_r = a * (1.0 - beta2) * over_sub
+    sub_t = beta * (a2 - 1.0) * over_sub
 
     # Top layer over the inner pile.
-    coupling = 1.0 - sub_r * layer_r
-    transmittance = top_t * sub_t / coupling
-    reflectance = top_r + top_t * sub_r * layer_t / coupling
+    top_t_over_coupling = top_t / (1.0 - sub_r * r)
+    transmittance = top_t_over_coupling * sub_t
+    reflectance = top_r + top_t_over_coupling * sub_r * t
     return reflectance, transmittance

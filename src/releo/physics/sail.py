@@ -18,6 +18,12 @@ LEAF_ANGLE_STEP_DEG = 90.0 / N_LEAF_ANGLES
 LEAF_ANGLES_DEG = np.arange(N_LEAF_ANGLES) * LEAF_ANGLE_STEP_DEG + 0.5 * LEAF_ANGLE_STEP_DEG
 _HOTSPOT_STEPS = 20
 _GAUSS_NODES = 16
+# Constant quadrature nodes, computed once here: numpy's leggauss inside the model would also
+# split a torch.compile graph in pieces.
+_GAUSS_X, _GAUSS_W = np.polynomial.legendre.leggauss(_GAUSS_NODES)
+_HALF_STEP_RAD = math.radians(LEAF_ANGLE_STEP_DEG) / 2
+_LIDF_NODES_RAD = np.deg2rad(LEAF_ANGLES_DEG)[:, None] + _HALF_STEP_RAD * _GAUSS_X[None, :]
+_LEAF_ANGLES_RAD = np.deg2rad(LEAF_ANGLES_DEG)
 
 
 def ellipsoid_eccentricity(mean_leaf_angle_deg: torch.Tensor) -> torch.Tensor:
@@ -37,11 +43,8 @@ def ellipsoidal_lidf(mean_leaf_angle_deg: torch.Tensor) -> torch.Tensor:
     by Gauss–Legendre quadrature.
     """
     chi = ellipsoid_eccentricity(mean_leaf_angle_deg)[..., None, None]
-    x, w = np.polynomial.legendre.leggauss(_GAUSS_NODES)
-    half = math.radians(LEAF_ANGLE_STEP_DEG) / 2
-    centres = np.deg2rad(LEAF_ANGLES_DEG)[:, None] + half * x[None, :]
-    theta = torch.as_tensor(centres, dtype=chi.dtype, device=chi.device)
-    weights = torch.as_tensor(w * half, dtype=chi.dtype, device=chi.device)
+    theta = torch.as_tensor(_LIDF_NODES_RAD, dtype=chi.dtype, device=chi.device)
+    weights = torch.as_tensor(_GAUSS_W * _HALF_STEP_RAD, dtype=chi.dtype, device=chi.device)
     sin_t, cos_t = torch.sin(theta), torch.cos(theta)
     density = sin_t / (cos_t**2 + chi**2 * sin_t**2) ** 2
     mass = (density * weights).sum(-1)
@@ -95,14 +98,23 @@ def volume_scattering(
     return chi_s, chi_o, frho, ftau
 
 
-def _exchange(k: torch.Tensor, m: torch.Tensor, lai: torch.Tensor) -> torch.Tensor:
-    """∫₀^L e^{−k x} e^{−m (L − x)} dx-type term (Verhoef's J1), stable when k ≈ m."""
-    diff = k - m
+def _exchange(
+    k: torch.Tensor, m: torch.Tensor, lai: torch.Tensor, ek: torch.Tensor, em: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Verhoef's J1 (stable when k ≈ m) and J2 for extinction ``k``, with 1/(k + m).
+
+    J1 = (e^{−mL} − e^{−kL})/(k − m), J2 = (1 − e^{−(k+m)L})/(k + m); ``ek`` = e^{−kL} and
+    ``em`` = e^{−mL} are shared by the caller, and one division gives both reciprocals.
+    """
+    diff, total = k - m, k + m
     near = (diff * lai).abs() < 1e-3
     safe = torch.where(near, torch.ones_like(diff), diff)
-    exact = (torch.exp(-m * lai) - torch.exp(-k * lai)) / safe
-    series = 0.5 * lai * (torch.exp(-k * lai) + torch.exp(-m * lai)) * (1 - (diff * lai) ** 2 / 12)
-    return torch.where(near, series, exact)
+    inv = 1.0 / (safe * total)
+    over_total = safe * inv
+    series = 0.5 * lai * (ek + em) * (1 - (diff * lai) ** 2 * (1 / 12))
+    j1 = torch.where(near, series, (em - ek) * total * inv)
+    j2 = (1.0 - ek * em) * over_total
+    return j1, j2, over_total
 
 
 def _attenuation(k: torch.Tensor, m: torch.Tensor, lai: torch.Tensor) -> torch.Tensor:
@@ -180,7 +192,7 @@ def foursail(
 
     # Leaf-angle averaged extinction and scattering coefficients: (M, 1) each.
     lidf = ellipsoidal_lidf(lidfa[..., 0])
-    ttl = torch.as_tensor(np.deg2rad(LEAF_ANGLES_DEG), dtype=lai.dtype, device=lai.device)
+    ttl = torch.as_tensor(_LEAF_ANGLES_RAD, dtype=lai.dtype, device=lai.device)
     chi_s, chi_o, frho, ftau = volume_scattering(tts_r, tto_r, psi_r, ttl)
     ks = (lidf * chi_s / cts).sum(-1, keepdim=True)
     ko = (lidf * chi_o / cto).sum(-1, keepdim=True)
@@ -190,6 +202,10 @@ def foursail(
     sdb, sdf = 0.5 * (ks + bf), 0.5 * (ks - bf)
     dob, dof = 0.5 * (ko + bf), 0.5 * (ko - bf)
     ddb, ddf = 0.5 * (1.0 + bf), 0.5 * (1.0 - bf)
+
+    tss = torch.exp(-ks * lai)
+    too = torch.exp(-ko * lai)
+    z = _attenuation(ks, ko, lai)
 
     # Scattering coefficients per wavelength.
     sigb = ddb * rho + ddf * tau
@@ -201,7 +217,8 @@ def foursail(
     w = sob * rho + sof * tau
     a = 1.0 - sigf
     m = torch.sqrt((a * a - sigb * sigb).clamp_min(1e-30))
-    rinf = (a - m) / sigb
+    # (a − m)/sigb, written without its cancellation when sigb → 0.
+    rinf = sigb / (a + m)
     rinf2 = rinf * rinf
 
     # Diffuse fluxes of the canopy layer (Verhoef's two-stream solution); only the terms
@@ -209,28 +226,26 @@ def foursail(
     e1 = torch.exp(-m * lai)
     e2 = e1 * e1
     re = rinf * e1
-    denom = 1.0 - rinf2 * e2
-    j1ks, j2ks = _exchange(ks, m, lai), _attenuation(ks, m, lai)
-    j1ko, j2ko = _exchange(ko, m, lai), _attenuation(ko, m, lai)
-    ps = (sf + sb * rinf) * j1ks
-    qs = (sf * rinf + sb) * j2ks
-    pv = (vf + vb * rinf) * j1ko
-    qv = (vf * rinf + vb) * j2ko
-    rdd = rinf * (1.0 - e2) / denom
-    tsd = (ps - re * qs) / denom
-    tdo = (pv - re * qv) / denom
-    rdo = (qv - re * pv) / denom
-    tss = torch.exp(-ks * lai)
-    too = torch.exp(-ko * lai)
+    j1ks, j2ks, over_ksm = _exchange(ks, m, lai, tss, e1)
+    j1ko, j2ko, over_kom = _exchange(ko, m, lai, too, e1)
+    s_up, s_down = sf + sb * rinf, sf * rinf + sb
+    v_up, v_down = vf + vb * rinf, vf * rinf + vb
+    ps, qs = s_up * j1ks, s_down * j2ks
+    pv, qv = v_up * j1ko, v_down * j2ko
+    # One division for both 1/(1 − rinf² e²) and 1/(1 − rinf²).
+    denom, rinf_gap = 1.0 - rinf2 * e2, 1.0 - rinf2
+    inv = 1.0 / (denom * rinf_gap)
+    over_denom = rinf_gap * inv
+    rdd = rinf * (1.0 - e2) * over_denom
+    tsd = (ps - re * qs) * over_denom
+    tdo = (pv - re * qv) * over_denom
+    rdo = (qv - re * pv) * over_denom
 
     # Multiple scattering inside the canopy towards the observer.
-    z = _attenuation(ks, ko, lai)
-    g1 = (z - j1ks * too) / (ko + m)
-    g2 = (z - j1ko * tss) / (ks + m)
-    t1 = (vf * rinf + vb) * g1 * (sf + sb * rinf)
-    t2 = (vf + vb * rinf) * g2 * (sf * rinf + sb)
+    g1 = (z - j1ks * too) * over_kom
+    g2 = (z - j1ko * tss) * over_ksm
     t3 = (rdo * qs + tdo * ps) * rinf
-    rsod = (t1 + t2 - t3) / (1.0 - rinf2)
+    rsod = (v_down * g1 * s_up + v_up * g2 * s_down - t3) * (denom * inv)
 
     # Single scattering with the hot spot, then the soil and its interactions with the canopy.
     tsstoo, sumint = _hotspot(lai, ks, ko, hspot, dso)

@@ -94,11 +94,20 @@ def _spectral_tensors(index: tuple[int, ...] | None, dtype: torch.dtype, device:
     absorption = np.stack(
         [leaf.k_cab, leaf.k_car, leaf.k_ant, leaf.k_brown, leaf.k_cw, leaf.k_cm], axis=0
     )[:, sel]
+    t_alpha, t12 = leaf.tav_40[sel], leaf.tav_90[sel]
+    t21 = t12 / leaf.refractive_index[sel] ** 2
     columns = {
         "absorption": absorption,  # (6, L), rows in the order cab car cant cbrown cw cm
         "n": leaf.refractive_index[sel],
-        "tav_40": leaf.tav_40[sel],
-        "tav_90": leaf.tav_90[sel],
+        "tav_40": t_alpha,
+        "tav_90": t12,
+        # Interface terms of the plate model, hoisted out of the per-leaf computation:
+        # air→leaf transmissivities t_α (40° cone) and t12 (isotropic), leaf→air t21 = t12/n².
+        "t_alpha_t21": t_alpha * t21,
+        "t12_t21": t12 * t21,
+        "r_alpha": 1.0 - t_alpha,
+        "r12": 1.0 - t12,
+        "r21": 1.0 - t21,
         "soil_dry": dry[sel],
         "soil_wet": wet[sel],
     }
