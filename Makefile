@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test lint format bench bench-physics bench-data clean
+.PHONY: setup run test lint format bench bench-physics bench-data bench-train clean
 
 setup: $(VENV)/.installed
 
@@ -30,13 +30,17 @@ format: setup
 test: lint
 	$(BIN)/pytest
 
-bench: bench-physics bench-data
+bench: bench-physics bench-data bench-train
 
 bench-physics: setup
 	$(BIN)/python benchmarks/physics.py
 
 bench-data: setup
 	$(BIN)/python benchmarks/data.py
+
+# Needs chunks/index.parquet (`make run` first): 1 vs 2 Ray workers, start-up, PROSAIL share.
+bench-train: setup
+	$(BIN)/python benchmarks/train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -24,6 +24,12 @@ TINY_SITE = {
     "end_date": "2025-06-29",
     "survey_points": 10,
 }
+HEADLINE_METRICS = (
+    "s2_reconstruction_rmse",
+    "s1_reconstruction_rmse_db",
+    "lai_rmse_vs_truth_val",
+    "snap_lai_rmse_vs_truth_val",
+)
 pytestmark = pytest.mark.slow
 
 
@@ -42,13 +48,17 @@ def project(tmp_path_factory) -> Path:
     listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout
     for name in listed.splitlines():
         src = REPO / name
-        if src.is_file() and not name.startswith(("data/", "chunks/", "metrics/")):
+        skip = ("data/", "chunks/", "metrics/", "tune/", "models/", "mlruns/", "ray_results/")
+        if src.is_file() and not name.startswith(skip):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, root / name)
     (root / "data.dvc").unlink(missing_ok=True)  # the tiny site is not the default one
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["site"].update(TINY_SITE)
     params["chunks"].update(size_m=100.0)
+    # Tiny budgets: 2 tuning trials of 1 epoch, then 1 training epoch, each a step or two.
+    params["tune"].update(num_samples=2, epochs=1, max_batches_per_epoch=1, eval_max_batches=1)
+    params["train"].update(epochs=1, max_batches_per_epoch=2, eval_max_batches=2)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     run(["git", "init", "-q"], root)
     run(
@@ -69,6 +79,19 @@ def test_repro_builds_chunks_then_skips_everything(project):
     metrics = json.loads((project / "metrics" / "chunks.json").read_text())
     assert metrics["chunks"] == len(index) == 9 * metrics["windows"]
     assert "Running stage 'chunk'" in first.stdout
+    for name in ("tune", "train"):
+        assert f"Running stage '{name}'" in first.stdout
+    tuned = json.loads((project / "metrics" / "tune.json").read_text())
+    assert tuned["trials"] == 2 and tuned["objective_best"] <= tuned["objective_default"]
+    assert set(json.loads((project / "tune" / "best_weights.json").read_text())) >= {"s2", "s1"}
+    trained = json.loads((project / "metrics" / "train.json").read_text())
+    for key in HEADLINE_METRICS:
+        assert trained[key] is not None and trained[key] >= 0, key
+    assert (project / "models" / "model.pt").exists()
+    assert (project / "mlruns" / "mlflow.db").exists()
+    assert not (project / "ray_results" / "train").exists() or not any(
+        (project / "ray_results" / "train").iterdir()
+    )
     second = run([sys.executable, "-m", "dvc", "repro"], project)
     assert "Running stage" not in second.stdout
     assert "up to date" in second.stdout

@@ -8,6 +8,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from releo.data.simulate.config import SimulationConfig
+from releo.models.config import LossWeights, ModelConfig
+from releo.train.config import TrackingConfig, TrainConfig, TuneConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -52,6 +54,11 @@ class Params(BaseModel):
     site: SimulationConfig = Field(default_factory=SimulationConfig)
     chunks: ChunkConfig = Field(default_factory=ChunkConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss_weights: LossWeights = Field(default_factory=LossWeights)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 class ParamsError(ValueError):

@@ -15,6 +15,7 @@ import xarray as xr
 from releo.data.contracts import (
     MASK_CLEAR,
     PLATFORM,
+    REFERENCE_LAI,
     S1_INCIDENCE,
     S1_POLARISATIONS,
     S2_ANGLES,
@@ -136,13 +137,27 @@ class ChunkDataset(torch.utils.data.Dataset):
 
     An item holds ``s2`` (T, 10, H, W) reflectance with NaN where masked, ``s2_mask``
     (T, H, W) bool clear, ``s2_angles`` (T, 3) degrees, ``s2_doy`` (T,), ``s1`` (T', 2, H, W) dB,
-    ``s1_incidence`` (T', H, W), ``s1_doy`` (T',); T or T' may be 0.
+    ``s1_incidence`` (T', H, W), ``s1_doy`` (T',); T or T' may be 0; ``window_doy`` (2,) the
+    first and last day-of-year of the window (the last may exceed 365 across a new year).
+
+    With ``truth`` (the simulator's truth cube) items also hold ``truth_lai`` (T, H, W) at the
+    S2 dates and ``truth_lai_daily`` (D, H, W) with ``truth_doy`` (D,) for every day of the
+    window; with ``reference`` (a reference LAI product on the S2 dates) ``reference_lai``
+    (T, H, W), NaN where the product has no value. Both are for evaluation only.
     """
 
     def __init__(
-        self, s2: xr.Dataset, s1: xr.Dataset, index: pd.DataFrame, split: str | None = None
+        self,
+        s2: xr.Dataset,
+        s1: xr.Dataset,
+        index: pd.DataFrame,
+        split: str | None = None,
+        *,
+        truth: xr.Dataset | None = None,
+        reference: xr.Dataset | None = None,
     ):
         self.s2, self.s1 = s2, s1
+        self.truth, self.reference = truth, reference
         self.index = index if split is None else index[index["split"] == split]
         self.index = self.index.reset_index(drop=True)
 
@@ -159,8 +174,13 @@ class ChunkDataset(torch.utils.data.Dataset):
         s2 = self.s2.isel(window).sel(time=times)
         s1 = self.s1.isel(window).sel(time=times)
         bands = np.stack([s2[b].values for b in S2_BANDS], axis=1).astype(np.float32)
-        return {
+        first = pd.Timestamp(row.start)
+        item = {
             "chunk_id": row.chunk_id,
+            "window_doy": torch.tensor(
+                [first.day_of_year, first.day_of_year + (row.end - row.start).days],
+                dtype=torch.float32,
+            ),
             "s2": torch.from_numpy(bands),
             "s2_mask": torch.from_numpy(s2[S2_MASK].values == MASK_CLEAR),
             "s2_angles": torch.as_tensor(
@@ -173,6 +193,23 @@ class ChunkDataset(torch.utils.data.Dataset):
             ),
             "s1_incidence": torch.as_tensor(s1[S1_INCIDENCE].values, dtype=torch.float32),
             "s1_doy": _doy(s1.time.values),
+        }
+        if self.truth is not None:
+            item.update(self._truth(window, times, s2.time.values))
+        if self.reference is not None:
+            ref = self.reference[REFERENCE_LAI].isel(window).reindex(time=s2.time.values)
+            item["reference_lai"] = torch.as_tensor(ref.values, dtype=torch.float32)
+        return item
+
+    def _truth(self, window: dict, times: slice, s2_times: np.ndarray) -> dict:
+        # Daily truth LAI selected by date, so it lines up with the S2 dates whatever the cube.
+        daily = self.truth["lai"].isel(window).sel(time=times)
+        days = s2_times.astype("datetime64[D]").astype("datetime64[ns]")
+        at_s2 = self.truth["lai"].isel(window).sel(time=days)
+        return {
+            "truth_lai": torch.as_tensor(at_s2.values, dtype=torch.float32),
+            "truth_lai_daily": torch.as_tensor(daily.values, dtype=torch.float32),
+            "truth_doy": _doy(daily.time.values),
         }
 
 

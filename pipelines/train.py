@@ -1,0 +1,24 @@
+"""DVC stage ``train``: gate the site and chunk index, then train with the tuned weights."""
+
+from pathlib import Path
+
+from releo.config import load_params
+from releo.stage import stage
+from releo.train.inputs import gate_training_inputs
+from releo.train.pipeline import INDEX, run_train
+
+
+def main() -> None:
+    with stage("train"):
+        params = load_params()
+        gate_training_inputs(params, INDEX)
+        metrics = run_train(params, Path.cwd())
+        print(
+            f"val LAI RMSE {metrics['lai_rmse_vs_truth_val']:.3f} "
+            f"(SNAP {metrics['snap_lai_rmse_vs_truth_val']:.3f}), "
+            f"{metrics['epochs']} epochs on {metrics['workers']} worker(s)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The physics-informed autoencoder: encoder, latent decoder, physical decoders and losses."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from releo.models.config import LossWeights, ModelConfig
+from releo.models.decoder import LatentDecoder
+from releo.models.distributions import VARIABLE_RANGES, VARIABLES, BoundedNormal, prior_logit
+from releo.models.encoder import ChunkEncoder, s1_inputs, s2_inputs
+from releo.models.forward import s1_backscatter_db, s2_reflectance
+
+LOSS_TERMS: tuple[str, ...] = ("s2", "s1", "prior", "temporal", "residual", "disentangle")
+S2_NOISE = (0.005, 0.02)  # L2A noise σ = abs + rel·ρ (Doxani et al. 2018 order of magnitude)
+S2_RESIDUAL_UNIT, S1_RESIDUAL_UNIT = 0.01, 1.0  # reflectance, dB: scales of the penalty
+
+
+def gather_pixels(cube: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Values (B, Q, *lead) of ``cube`` (B, *lead, H, W) at flat pixel indices ``idx`` (B, Q)."""
+    flat = cube.flatten(-2)
+    index = idx.reshape(idx.shape[0], *([1] * (flat.dim() - 2)), idx.shape[1])
+    out = flat.gather(-1, index.expand(*flat.shape[:-1], idx.shape[1]))
+    return out.movedim(-1, 1)
+
+
+def correlation_penalty(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared Pearson correlation between the columns of a (n, p) and b (n, q)."""
+    if a.shape[0] < 3:
+        return a.new_zeros(())
+    a = (a - a.mean(0)) / (a.std(0) + 1e-6)
+    b = (b - b.mean(0)) / (b.std(0) + 1e-6)
+    return ((a.T @ b) / (a.shape[0] - 1)).pow(2).mean()
+
+
+def reshape_dists(dists: dict[str, BoundedNormal], shape: torch.Size) -> dict[str, BoundedNormal]:
+    return {
+        k: BoundedNormal(d.loc.reshape(shape), d.scale.reshape(shape), d.low, d.high)
+        for k, d in dists.items()
+    }
+
+
+def normalised(values: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Physical variables scaled to [0, 1] by their ranges, stacked on the last dim."""
+    cols = []
+    for name in VARIABLES:
+        lo, hi = VARIABLE_RANGES[name]
+        cols.append((values[name] - lo) / (hi - lo))
+    return torch.stack(cols, dim=-1)
+
+
+class PhysicsAutoencoder(nn.Module):
+    """Chunk → embedding z → physical variables anywhere in (x, y, t) → S2 and S1 via physics.
+
+    The likelihood noise has a fixed sensor part (the L2A noise model for S2) plus a learned
+    per-band / per-polarisation model-error part, so early training is not dominated by a
+    badly scaled likelihood and the final σ says how well physics + residuals fit.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = ChunkEncoder(cfg)
+        self.decoder = LatentDecoder(cfg)
+        self.s2_log_sigma = nn.Parameter(torch.full((10,), math.log(0.02)))
+        self.s1_log_sigma = nn.Parameter(torch.full((2,), math.log(2.0)))
+
+    # -- encoding / decoding -------------------------------------------------------------------
+    def encode_with_context(self, batch: dict) -> tuple[torch.Tensor, dict | None]:
+        """Embedding (B, embedding_dim) and the per-pixel decoding context (or None)."""
+        z, detail = self.encoder(batch)
+        return z, (None if detail is None else {"detail": detail})
+
+    def encode(self, batch: dict) -> torch.Tensor:
+        """One embedding per chunk, (B, embedding_dim)."""
+        return self.encode_with_context(batch)[0]
+
+    def decode(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        t: torch.Tensor,
+        context: dict | None = None,
+    ) -> dict[str, BoundedNormal]:
+        """Distributions of the physical variables at chunk-relative x, y ∈ [0, 1] (pixel
+        centres at (i + 0.5) / size) and day-of-year t; x, y, t broadcast to (B, …).
+
+        ``context`` is ``encode_with_context``'s: without it the decoder works from z alone.
+        """
+        x, y, t = torch.broadcast_tensors(x, y, t)
+        shape = x.shape
+        flat = [v.reshape(shape[0], -1).to(z.dtype) for v in (x, y, t)]
+        space = self.decoder.space_features(z, flat[0], flat[1], context)
+        return reshape_dists(self.decoder.variables(space, flat[2]), shape)
+
+    # -- training loss -------------------------------------------------------------------------
+    def _sample_pixels(self, b: int, h: int, w: int) -> tuple[torch.Tensor, ...]:
+        q = min(self.cfg.query_pixels, h * w)
+        idx = torch.stack([torch.randperm(h * w)[:q] for _ in range(b)])
+        return idx, (idx % w + 0.5) / w, (idx // w + 0.5) / h
+
+    def _s2_term(self, batch, z, space, idx) -> tuple[torch.Tensor, ...]:
+        b, q = idx.shape
+        n_t = batch["s2"].shape[1]
+        _, usable = s2_inputs(batch)
+        sel = gather_pixels(usable, idx).reshape(b, q * n_t)  # (B, Q·T) clear observations
+        if n_t == 0 or not bool(sel.any()):
+            zero = z.sum() * 0
+            return zero, zero, zero
+        t = batch["s2_doy"][:, None].expand(b, q, n_t).reshape(b, q * n_t)
+        space_t = space[:, :, None].expand(-1, -1, n_t, -1).reshape(b, q * n_t, -1)
+        dists = self.decoder.variables(space_t, t)
+        values = {k: d.rsample()[sel] for k, d in dists.items()}
+        angles = batch["s2_angles"][:, None].expand(b, q, n_t, 3).reshape(b, q * n_t, 3)
+        platform = batch["s2_platform"][:, None].expand(b, q, n_t).reshape(b, q * n_t)
+        physics = s2_reflectance(values, angles[sel], platform[sel], fused=self.cfg.fused_prosail)
+        residual = self.decoder.residuals(z, space_t, t, "s2")[sel]
+        pred = physics + residual
+        obs = gather_pixels(batch["s2"], idx).reshape(b, q * n_t, 10)[sel]
+        noise = S2_NOISE[0] + S2_NOISE[1] * pred.detach().abs()
+        var = noise**2 + torch.exp(2 * self.s2_log_sigma)
+        nll = 0.5 * ((obs - pred) ** 2 / var + torch.log(var))
+        magnitude = (residual / S2_RESIDUAL_UNIT).pow(2).mean(-1).mean()
+        medians = normalised({k: d.median[sel] for k, d in dists.items()}).detach()
+        return nll.sum(-1).mean(), magnitude, correlation_penalty(residual, medians)
+
+    def _s1_term(self, batch, z, space, idx) -> tuple[torch.Tensor, ...]:
+        b, q = idx.shape
+        n_t = batch["s1"].shape[1]
+        _, usable = s1_inputs(batch)
+        sel = gather_pixels(usable, idx).reshape(b, q * n_t)
+        if n_t == 0 or not bool(sel.any()):
+            zero = z.sum() * 0
+            return zero, zero, zero
+        t = batch["s1_doy"][:, None].expand(b, q, n_t).reshape(b, q * n_t)
+        space_t = space[:, :, None].expand(-1, -1, n_t, -1).reshape(b, q * n_t, -1)
+        dists = self.decoder.variables(space_t, t)
+        incidence = gather_pixels(batch["s1_incidence"], idx).reshape(b, q * n_t)[sel]
+        physics = s1_backscatter_db(
+            dists["lai"].rsample()[sel], dists["soil_moisture"].rsample()[sel], incidence
+        )
+        residual = self.decoder.residuals(z, space_t, t, "s1")[sel]
+        pred = physics + residual
+        obs = gather_pixels(batch["s1"], idx).reshape(b, q * n_t, 2)[sel]
+        var = torch.exp(2 * self.s1_log_sigma)
+        nll = 0.5 * ((obs - pred) ** 2 / var + torch.log(var))
+        magnitude = (residual / S1_RESIDUAL_UNIT).pow(2).mean(-1).mean()
+        medians = normalised({k: d.median[sel] for k, d in dists.items()}).detach()
+        return nll.sum(-1).mean(), magnitude, correlation_penalty(residual, medians)
+
+    def _prior_and_temporal(self, batch, space) -> tuple[torch.Tensor, torch.Tensor]:
+        # Random dates in the window (under clouds, between acquisitions): the prior and the
+        # temporal regularity constrain the decoder where no observation does.
+        b, q = space.shape[:2]
+        first, last = batch["window_doy"][:, :1], batch["window_doy"][:, 1:]
+        t = first + torch.rand(b, q, dtype=space.dtype) * (last - first + 1)
+        step = self.cfg.temporal_step_days
+        times = torch.cat([t - step, t, t + step], dim=1)
+        dists = self.decoder.variables(torch.cat([space] * 3, dim=1), times)
+        kl = sum(d.kl_to_prior(prior_logit(k))[:, q : 2 * q].mean() for k, d in dists.items())
+        lai = dists["lai"].median
+        curvature = lai[:, 2 * q :] - 2 * lai[:, q : 2 * q] + lai[:, :q]
+        return kl, curvature.pow(2).mean()
+
+    def loss(self, batch: dict, weights: LossWeights) -> dict[str, torch.Tensor]:
+        """Every loss term on a random subset of ``query_pixels`` pixels per chunk, plus
+        ``total`` = Σ weight · term."""
+        z, context = self.encode_with_context(batch)
+        b, h, w = batch["s2"].shape[0], *batch["s2"].shape[-2:]
+        if context is not None and self.training and self.cfg.detail_dropout > 0:
+            # Some chunks decode from the embedding alone, so that mode stays usable.
+            context["detail_present"] = torch.rand(b) >= self.cfg.detail_dropout
+        idx, x, y = self._sample_pixels(b, h, w)
+        space = self.decoder.space_features(z, x.to(z.dtype), y.to(z.dtype), context)
+        s2_nll, s2_res, s2_dep = self._s2_term(batch, z, space, idx)
+        s1_nll, s1_res, s1_dep = self._s1_term(batch, z, space, idx)
+        kl, temporal = self._prior_and_temporal(batch, space)
+        terms = {
+            "s2": s2_nll,
+            "s1": s1_nll,
+            "prior": kl,
+            "temporal": temporal,
+            "residual": s2_res + s1_res,
+            "disentangle": s2_dep + s1_dep,
+        }
+        terms["total"] = sum(getattr(weights, k) * v for k, v in terms.items())
+        return terms
+
+
+def build_model(cfg: ModelConfig) -> PhysicsAutoencoder:
+    """A freshly initialised :class:`PhysicsAutoencoder` for ``cfg``."""
+    return PhysicsAutoencoder(cfg)

@@ -1,0 +1,77 @@
+"""Configuration of the physics-informed autoencoder and the weights of its loss terms."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ModelConfig(BaseModel):
+    """Architecture of :class:`~releo.models.PhysicsAutoencoder` (learning rate lives in training).
+
+    Defaults fit a 1 km × 10 day chunk (100 × 100 px, ~2 S2 and ~2 S1 dates) on a laptop CPU:
+    a 256-feature embedding (the seeds' size) of which 2 × 16 are the exclusive S2/S1 latents,
+    a 4 × 4 latent grid upsampled to a 16 × 16 continuous field, 16 per-pixel context
+    channels, and 1024 query pixels per chunk per step (PROSAIL is cheap when fused; the
+    encoder dominates the step time).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    embedding_dim: int = Field(256, ge=8, description="features per chunk embedding")
+    residual_dim: int = Field(
+        16, ge=1, description="exclusive (residual) latent features per modality, inside z"
+    )
+    s2_residual_rank: int = Field(
+        2, ge=1, le=10, description="learned spectra spanning the S2 exclusive residual"
+    )
+    pixel_width: int = Field(32, ge=4, description="per-pixel features of the encoder stem")
+    attention_heads: int = Field(4, ge=1, description="heads of the per-pixel temporal attention")
+    conv_width: int = Field(64, ge=4, description="channels of the strided encoder convolutions")
+    latent_grid: int = Field(
+        4, ge=1, description="side of the latent grid z is reshaped to (coarse spatial field)"
+    )
+    grid_channels: int = Field(32, ge=1, description="channels of the decoded latent grid")
+    field_resolution: int = Field(
+        16, ge=2, description="side of the continuous feature field upsampled from the grid"
+    )
+    detail_channels: int = Field(
+        16,
+        ge=0,
+        description="per-pixel context channels passed to the decoder (0: embedding only)",
+    )
+    detail_dropout: float = Field(
+        0.25, ge=0.0, le=1.0, description="share of training chunks decoded without the context"
+    )
+    fourier_frequencies: int = Field(6, ge=1, description="day-of-year Fourier frequencies")
+    hidden_width: int = Field(128, ge=8, description="width of the decoder MLPs")
+    query_pixels: int = Field(1024, ge=1, description="pixels sampled per chunk per step")
+    temporal_step_days: float = Field(
+        4.0, gt=0, description="spacing of the second differences of the temporal regulariser"
+    )
+    fused_prosail: bool = Field(
+        True,
+        description="torch.compile-d PROSAIL: ~20x faster, ~1-2 min compilation on first use",
+    )
+
+    @model_validator(mode="after")
+    def _fits(self) -> ModelConfig:
+        if 2 * self.residual_dim >= self.embedding_dim:
+            raise ValueError("2 * residual_dim must leave room for the common latent in z")
+        if self.pixel_width % self.attention_heads:
+            raise ValueError("pixel_width must be a multiple of attention_heads")
+        return self
+
+
+class LossWeights(BaseModel):
+    """Weights of the physics-informed loss terms (what Optuna tunes); total = Σ weight · term."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    s2: float = Field(1.0, ge=0, description="Gaussian NLL of the clear S2 reflectances")
+    s1: float = Field(1.0, ge=0, description="Gaussian NLL of the S1 backscatter (dB)")
+    prior: float = Field(0.05, ge=0, description="KL of the physical variables to their priors")
+    temporal: float = Field(1.0, ge=0, description="curvature of the decoded LAI in time")
+    residual: float = Field(0.1, ge=0, description="magnitude of the exclusive residuals")
+    disentangle: float = Field(
+        0.1, ge=0, description="squared correlation of residuals with physical variables"
+    )

@@ -1,0 +1,157 @@
+"""Chunk encoder: S2 and S1 time series of a chunk → one embedding (+ per-pixel context)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from releo.models.config import ModelConfig
+
+# Typical bottom-of-atmosphere reflectance of each band over crops (mean, spread): the inputs
+# are standardised with these fixed values so that no statistics leak from a split.
+S2_CENTRE = (0.05, 0.08, 0.08, 0.13, 0.22, 0.26, 0.28, 0.29, 0.22, 0.14)
+S2_SPREAD = (0.03, 0.04, 0.05, 0.05, 0.07, 0.09, 0.10, 0.10, 0.07, 0.07)
+S1_CENTRE, S1_SPREAD = (-12.0, -19.0), (4.0, 4.0)  # VV, VH dB
+INCIDENCE_CENTRE, INCIDENCE_SPREAD = 35.0, 8.0
+
+
+def fourier_doy(doy: torch.Tensor, frequencies: int) -> torch.Tensor:
+    """Sin/cos features of day-of-year at periods 365, 365/2, … (…, 2·frequencies)."""
+    k = 2.0 ** torch.arange(frequencies, dtype=doy.dtype, device=doy.device)
+    angle = 2 * math.pi * doy[..., None] * k / 365.25
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
+
+
+class PixelStem(nn.Module):
+    """Per-date spatial convolutions shared over time: pixel MLP + depthwise 3×3 (speckle/edges)."""
+
+    def __init__(self, channels_in: int, width: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels_in, width, 1),
+            nn.GELU(),
+            nn.Conv2d(width, width, 3, padding=1, groups=width),
+            nn.GELU(),
+            nn.Conv2d(width, width, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W)
+        b, t = x.shape[:2]
+        if t == 0:
+            return x.new_zeros(b, 0, self.net[-1].out_channels, *x.shape[-2:])
+        return self.net(x.flatten(0, 1)).unflatten(0, (b, t))
+
+
+class TemporalAttentionPool(nn.Module):
+    """Masked multi-head attention of learned queries over each pixel's dated tokens.
+
+    Keys are the tokens themselves (their day-of-year encoding included) and values a linear
+    map of them: with ~5 tokens per pixel and 10⁴–10⁵ pixels per batch, this is several times
+    cheaper than ``nn.MultiheadAttention`` on CPU for the same masking semantics.
+    """
+
+    def __init__(self, width: int, heads: int, n_queries: int):
+        super().__init__()
+        self.heads = heads
+        self.queries = nn.Parameter(0.1 * torch.randn(n_queries, heads, width // heads))
+        self.value = nn.Linear(width, width)
+
+    def forward(self, tokens: torch.Tensor, ignore: torch.Tensor) -> torch.Tensor:
+        """tokens (P, n, C), ignore (P, n) bool → pooled (P, n_queries · C)."""
+        p, n, c = tokens.shape
+        keys = tokens.view(p, n, self.heads, c // self.heads)
+        scores = torch.einsum("pnhc,qhc->pqhn", keys, self.queries) / math.sqrt(c // self.heads)
+        scores = scores.masked_fill(ignore[:, None, None], float("-inf"))
+        values = self.value(tokens).view(p, n, self.heads, c // self.heads)
+        pooled = torch.einsum("pqhn,pnhc->pqhc", scores.softmax(-1), values)
+        return pooled.reshape(p, -1)
+
+
+def s2_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standardised S2 stem input (B, T, 15, H, W) and its usable mask (B, T, H, W)."""
+    s2 = batch["s2"]
+    usable = batch["s2_mask"] & batch["s2_valid"][..., None, None]
+    usable = usable & torch.isfinite(s2).all(dim=2)
+    centre = s2.new_tensor(S2_CENTRE)[:, None, None]
+    spread = s2.new_tensor(S2_SPREAD)[:, None, None]
+    bands = torch.where(usable[:, :, None], (s2.nan_to_num() - centre) / spread, 0.0)
+    ang = torch.deg2rad(batch["s2_angles"])
+    geometry = torch.stack(
+        [ang[..., 0].cos(), ang[..., 1].cos(), ang[..., 2].cos(), ang[..., 2].sin()], dim=-1
+    )
+    geometry = geometry[..., None, None].expand(*geometry.shape, *s2.shape[-2:])
+    return torch.cat([bands, usable[:, :, None].to(s2.dtype), geometry], dim=2), usable
+
+
+def s1_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standardised S1 stem input (B, T', 4, H, W) and its usable mask (B, T', H, W)."""
+    s1 = batch["s1"]
+    usable = torch.isfinite(s1).all(dim=2) & batch["s1_valid"][..., None, None]
+    centre = s1.new_tensor(S1_CENTRE)[:, None, None]
+    spread = s1.new_tensor(S1_SPREAD)[:, None, None]
+    db = torch.where(usable[:, :, None], (s1.nan_to_num() - centre) / spread, 0.0)
+    inc = (batch["s1_incidence"].nan_to_num(INCIDENCE_CENTRE) - INCIDENCE_CENTRE) / INCIDENCE_SPREAD
+    return torch.cat([db, inc[:, :, None], usable[:, :, None].to(s1.dtype)], dim=2), usable
+
+
+class ChunkEncoder(nn.Module):
+    """Spatial stems per date → per-pixel temporal attention pooling (day-of-year encoded,
+    masked; two learned queries) → strided convolutions → one embedding per chunk.
+
+    A learned always-visible token lets pixels with no usable observation (overcast, no S1)
+    still attend to something; the fused per-pixel features are also returned, projected to
+    ``detail_channels``, as the optional high-resolution decoding context.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        c = cfg.pixel_width
+        self.cfg = cfg
+        self.s2_stem = PixelStem(10 + 1 + 4, c)
+        self.s1_stem = PixelStem(2 + 1 + 1, c)
+        self.time = nn.Linear(2 * cfg.fourier_frequencies, c)
+        self.modality = nn.Parameter(torch.zeros(2, c))
+        self.empty = nn.Parameter(torch.zeros(c))
+        self.pool = TemporalAttentionPool(c, cfg.attention_heads, n_queries=2)
+        self.fuse = nn.Sequential(nn.Linear(2 * c, c), nn.GELU(), nn.Linear(c, c))
+        w, g = cfg.conv_width, cfg.latent_grid
+        self.compress = nn.Sequential(
+            nn.Conv2d(c, w, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(w, w, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(w, w, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.AdaptiveAvgPool2d(g),
+            nn.Flatten(),
+            nn.Linear(w * g * g, cfg.embedding_dim),
+        )
+        self.detail = nn.Conv2d(c, cfg.detail_channels, 1) if cfg.detail_channels else None
+
+    def _tokens(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        x2, ok2 = s2_inputs(batch)
+        x1, ok1 = s1_inputs(batch)
+        f = self.cfg.fourier_frequencies
+        t2 = self.time(fourier_doy(batch["s2_doy"], f)) + self.modality[0]
+        t1 = self.time(fourier_doy(batch["s1_doy"], f)) + self.modality[1]
+        tokens = torch.cat(
+            [self.s2_stem(x2) + t2[..., None, None], self.s1_stem(x1) + t1[..., None, None]], 1
+        )
+        usable = torch.cat([ok2, ok1], dim=1)  # (B, T + T', H, W)
+        b, n, c, h, w = tokens.shape
+        tokens = tokens.permute(0, 3, 4, 1, 2).reshape(b * h * w, n, c)
+        usable = usable.permute(0, 2, 3, 1).reshape(b * h * w, n)
+        tokens = torch.cat([self.empty.expand(b * h * w, 1, c), tokens], dim=1)
+        usable = torch.cat([usable.new_ones(b * h * w, 1), usable], dim=1)
+        return tokens, ~usable
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Embedding (B, embedding_dim) and context features (B, detail_channels, H, W)."""
+        b, h, w = batch["s2"].shape[0], *batch["s2"].shape[-2:]
+        tokens, ignore = self._tokens(batch)
+        pixels = self.fuse(self.pool(tokens, ignore))  # (B·H·W, C)
+        pixels = pixels.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+        detail = self.detail(pixels) if self.detail is not None else None
+        return self.compress(pixels), detail

@@ -1,0 +1,47 @@
+"""Physical decoders: decoded variables → predicted S2 bands (PROSAIL) and S1 dB (WCM)."""
+
+from __future__ import annotations
+
+import torch
+
+from releo.physics import prosail_s2_bands, wcm_backscatter_db
+from releo.physics.srf import PLATFORMS
+
+# The PROSAIL inputs taken from the decoder; the geometry comes from each acquisition.
+PROSAIL_DECODED = (
+    *("N", "cab", "car", "cant", "cbrown", "cw", "cm", "lai", "lidfa", "hspot", "psoil", "rsoil"),
+)  # fmt: skip
+
+
+def platform_code(name: str) -> int:
+    """Index of an S2 platform's spectral responses; platforms without SRF tables use S2A's."""
+    return PLATFORMS.index(name) if name in PLATFORMS else 0
+
+
+def s2_reflectance(
+    values: dict[str, torch.Tensor],
+    angles: torch.Tensor,
+    platform: torch.Tensor,
+    *,
+    fused: bool,
+) -> torch.Tensor:
+    """PROSAIL S2 bands (N, 10) for flat variables (N,), angles (N, 3) sun zenith, view zenith,
+    relative azimuth in degrees, and platform codes (N,)."""
+    out = angles.new_zeros(angles.shape[0], 10)
+    for code in platform.unique().tolist():
+        sel = platform == code
+        args = {k: values[k][sel] for k in PROSAIL_DECODED}
+        a = angles[sel]
+        out[sel] = prosail_s2_bands(
+            **args, tts=a[:, 0], tto=a[:, 1], psi=a[:, 2], platform=PLATFORMS[code], fused=fused
+        )
+    return out
+
+
+def s1_backscatter_db(
+    lai: torch.Tensor, soil_moisture: torch.Tensor, incidence: torch.Tensor
+) -> torch.Tensor:
+    """WCM VV and VH backscatter (..., 2) in dB at each observation's incidence angle."""
+    return torch.stack(
+        [wcm_backscatter_db(lai, soil_moisture, incidence, p) for p in ("VV", "VH")], dim=-1
+    )

@@ -1,0 +1,168 @@
+"""MLflow helpers: configure the store, tag runs with their provenance, log inputs and outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import yaml
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from torch import nn
+
+    from releo.train.config import TrackingConfig
+
+DVC_EXP_TMP = (".dvc", "tmp", "exps")
+
+
+def mlflow_home(project_root: str | Path) -> Path:
+    """The project whose ``mlruns/`` records this run.
+
+    ``dvc exp run --queue``/``--temp`` runs the pipeline in a copy under
+    ``<project>/.dvc/tmp/exps/...`` that is deleted afterwards: its runs belong to the project.
+    """
+    root = Path(project_root).resolve()
+    parts = root.parts
+    for i in range(len(parts) - len(DVC_EXP_TMP) + 1):
+        if parts[i : i + len(DVC_EXP_TMP)] == DVC_EXP_TMP:
+            return Path(*parts[:i])
+    return root
+
+
+def configure(tracking: TrackingConfig, project_root: str | Path, stage: str) -> str:
+    """Point MLflow at the project's store and select the stage's experiment; returns its id.
+
+    The default store is ``sqlite:///<project>/mlruns/mlflow.db`` (absolute, so queued
+    experiments log to the project) with artifacts in ``<project>/<artifact_root>/<experiment>``.
+    """
+    import mlflow
+
+    home = mlflow_home(project_root)
+    uri = tracking.resolved_uri(home)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    name = tracking.experiment(stage)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        location = (home / tracking.artifact_root / name).resolve()
+        location.mkdir(parents=True, exist_ok=True)
+        experiment_id = mlflow.create_experiment(name, artifact_location=location.as_uri())
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+def params_hash(params: BaseModel | Mapping[str, Any]) -> str:
+    """Short SHA-256 of the parameters as canonical JSON: equal params, equal hash."""
+    data = params.model_dump(mode="json") if hasattr(params, "model_dump") else dict(params)
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def data_md5(project_root: str | Path) -> str:
+    """The md5 of ``data/`` recorded in ``data.dvc`` ('untracked' without one)."""
+    path = Path(project_root) / "data.dvc"
+    try:
+        outs = yaml.safe_load(path.read_text()).get("outs") or []
+    except (OSError, yaml.YAMLError, AttributeError):
+        return "untracked"
+    return str(outs[0].get("md5", "untracked")) if outs else "untracked"
+
+
+def standard_tags(project_root: str | Path, params: BaseModel | Mapping[str, Any]) -> dict:
+    """Provenance of a run: git commit (and whether the tree was dirty), data hash, params hash."""
+    root = Path(project_root)
+    commit = _git(root, "rev-parse", "HEAD") or "unknown"
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return {
+        "mlflow.source.git.commit": commit,  # MLflow's own tag: shown in the UI
+        "git_commit": commit,
+        "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
+        "data_md5": data_md5(root),
+        "params_hash": params_hash(params),
+    }
+
+
+def log_dataset(index: pd.DataFrame, name: str, context: str, source: str | None = None) -> None:
+    """Log a table (e.g. the chunk index of a split) as an MLflow dataset input of the run."""
+    import mlflow
+
+    dataset = mlflow.data.from_pandas(index, source=source, name=name)
+    mlflow.log_input(dataset, context=context)
+
+
+def _finite_numbers(record: Mapping[str, Any], keys: Iterable[str] | None) -> dict[str, float]:
+    keys = record.keys() if keys is None else keys
+    out = {}
+    for key in keys:
+        value = record.get(key)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+def log_history(history: Sequence[Mapping[str, Any]], keys: Iterable[str] | None = None) -> None:
+    """Log one record per epoch (``epoch`` is the step) to the active run."""
+    import mlflow
+
+    for record in history:
+        metrics = _finite_numbers(record, keys)
+        metrics.pop("epoch", None)
+        mlflow.log_metrics(metrics, step=int(record["epoch"]))
+
+
+def log_loss_curves(
+    history: Sequence[Mapping[str, Any]], keys: Sequence[str], artifact: str = "loss_curves.png"
+) -> None:
+    """Plot ``keys`` against the epoch (log scale when all positive) as a run artifact."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: stages run in CI and on servers
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    frame = pd.DataFrame(list(history)).set_index("epoch")
+    present = [k for k in keys if k in frame and frame[k].notna().any()]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in present:
+        ax.plot(frame.index, frame[key], marker="o", label=key)
+    if present and (frame[present] > 0).all().all():
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    mlflow.log_figure(fig, artifact)
+    plt.close(fig)
+
+
+def log_model(model: nn.Module, name: str = "model", **kwargs: Any) -> str:
+    """Log ``model`` as an MLflow PyTorch model; returns its model URI.
+
+    Pickle serialisation: the default torch.export path needs tensor inputs, and a chunk
+    batch is a dict of tensors and lists.
+    """
+    import mlflow.pytorch
+
+    info = mlflow.pytorch.log_model(model, name=name, serialization_format="pickle", **kwargs)
+    return info.model_uri

@@ -1,0 +1,1 @@
+"""Training of the physics-informed autoencoder (plain torch loop; Ray wraps it)."""

@@ -1,0 +1,131 @@
+"""``params.yaml`` sections of distributed training (``train``), tuning (``tune``) and MLflow
+tracking (``tracking``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from releo.models import LossWeights
+
+# Bounds of the log-uniform search of each physics-loss weight: two decades around the defaults.
+DEFAULT_SEARCH_SPACE: dict[str, tuple[float, float]] = {
+    "s2": (0.1, 10.0),
+    "s1": (0.1, 10.0),
+    "prior": (0.005, 0.5),
+    "temporal": (0.1, 10.0),
+    "residual": (0.01, 1.0),
+    "disentangle": (0.01, 1.0),
+}
+
+# The objective must not depend on the weights being tuned: the weighted validation loss does
+# (shrinking every weight shrinks it), so it cannot rank weight sets.
+WEIGHT_DEPENDENT_METRICS = frozenset({"loss", *(f"loss_{k}" for k in LossWeights.model_fields)})
+
+
+class TrainConfig(BaseModel):
+    """Ray Train (TorchTrainer, DDP) run: workers, budget, optimiser, checkpoints, failures."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP processes)")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker")
+    use_gpu: bool = Field(False, description="one GPU per worker (NCCL) instead of CPU (gloo)")
+    epochs: int = Field(3, ge=1, description="passes over the train split")
+    batch_size: int = Field(4, ge=1, description="chunks per step and per worker")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate (cosine-decayed)")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
+    seed: int = Field(0, ge=0, description="seed of initialisation, shuffling and query pixels")
+    max_batches_per_epoch: int | None = Field(
+        None, ge=1, description="cap on steps per epoch (None: the whole train split)"
+    )
+    eval_max_batches: int | None = Field(
+        None, ge=1, description="cap on validation batches per evaluation (None: whole split)"
+    )
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    max_failures: int = Field(
+        2, ge=-1, description="worker-group failures recovered from the last checkpoint (-1: inf)"
+    )
+    storage_path: Path = Field(
+        Path("ray_results"), description="Ray Train run folders (checkpoints); shared on clusters"
+    )
+    ray_num_cpus: int | None = Field(
+        None, ge=1, description="CPUs of a local Ray instance (None: all); unused with RAY_ADDRESS"
+    )
+
+
+class TuneConfig(BaseModel):
+    """Optuna (TPE via Ray Tune's OptunaSearch) over the physics-loss weights, with ASHA.
+
+    The objective is a validation metric returned by ``releo.train.loop.evaluate`` that does
+    not depend on the weights themselves; by default the LAI RMSE against the simulator's
+    truth on the validation split (what the platform is for). ``s2_reconstruction_rmse`` or
+    ``s1_reconstruction_rmse_db`` suit sites without truth. The default weights
+    (``loss_weights``) are always the first trial, so the study reports the objective with
+    the default and with the best weights under the same budget.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_samples: int = Field(4, ge=1, description="trials, the default-weights trial included")
+    max_concurrent: int = Field(1, ge=1, description="trials running at once")
+    epochs: int = Field(2, ge=1, description="epochs of a trial that is not stopped early")
+    max_batches_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch")
+    eval_max_batches: int | None = Field(
+        None, ge=1, description="validation batches per evaluation (the same ones every trial)"
+    )
+    grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial can be stopped")
+    reduction_factor: int = Field(2, ge=2, description="ASHA: 1/reduction_factor survive a rung")
+    metric: str = Field("lai_rmse_vs_truth", description="validation metric to minimise")
+    seed: int = Field(0, ge=0, description="seed of the TPE sampler")
+    search_space: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: dict(DEFAULT_SEARCH_SPACE),
+        description="log-uniform (low, high) bounds per LossWeights field; others stay fixed",
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _weight_free(cls, value: str) -> str:
+        if value in WEIGHT_DEPENDENT_METRICS:
+            raise ValueError(f"{value!r} depends on the loss weights; pick a validation metric")
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TuneConfig:
+        unknown = set(self.search_space) - set(LossWeights.model_fields)
+        if unknown:
+            raise ValueError(f"search_space: not LossWeights fields: {sorted(unknown)}")
+        for name, (low, high) in self.search_space.items():
+            if not 0 < low < high:
+                raise ValueError(f"search_space.{name}: need 0 < low < high, got {low}, {high}")
+        if self.grace_period > self.epochs:
+            raise ValueError("grace_period must not exceed epochs")
+        return self
+
+
+class TrackingConfig(BaseModel):
+    """MLflow: where runs go (SQLite backend store + artifact folder) and experiment names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tracking_uri: str | None = Field(
+        None,
+        description="None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns/mlflow.db",
+    )
+    artifact_root: Path = Field(
+        Path("mlruns/artifacts"), description="artifact folder (relative to the project root)"
+    )
+    experiments: dict[str, str] = Field(
+        default_factory=lambda: {"tune": "releo-tune", "train": "releo-train"},
+        description="MLflow experiment of each stage",
+    )
+
+    def resolved_uri(self, root: Path) -> str:
+        """The tracking URI, absolute: explicit > ``$MLFLOW_TRACKING_URI`` > project SQLite."""
+        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        return uri or f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
+
+    def experiment(self, stage: str) -> str:
+        return self.experiments.get(stage, f"releo-{stage}")

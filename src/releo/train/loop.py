@@ -1,0 +1,213 @@
+"""Plain-torch training of the physics autoencoder: batching, datasets, epochs, evaluation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from releo.data.chunks import SPLITS, ChunkDataset
+from releo.data.io import open_cube
+from releo.data.site import open_site
+from releo.models import LossWeights, PhysicsAutoencoder
+from releo.models.autoencoder import LOSS_TERMS
+from releo.models.forward import platform_code
+from releo.train.metrics import evaluate_batch, finish_metrics
+
+PAD_ANGLES = (45.0, 5.0, 90.0)  # valid PROSAIL geometry for padded dates (always masked out)
+PAD_INCIDENCE = 35.0
+
+
+def _stack_padded(tensors: list[torch.Tensor], length: int, fill: float) -> torch.Tensor:
+    out = torch.full((len(tensors), length, *tensors[0].shape[1:]), fill, dtype=tensors[0].dtype)
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t
+    return out
+
+
+def _valid(lengths: list[int], length: int) -> torch.Tensor:
+    return torch.arange(length)[None] < torch.tensor(lengths)[:, None]
+
+
+def collate_chunks(items: list[dict]) -> dict:
+    """Batch chunk items, padding the S2, S1 (and truth) time axes; ``s2_valid`` (B, T),
+    ``s1_valid`` (B, T') and ``truth_valid`` (B, D) say which dates are real."""
+    n2 = [it["s2"].shape[0] for it in items]
+    n1 = [it["s1"].shape[0] for it in items]
+    t2, t1 = max(n2), max(n1)
+    batch = {
+        "chunk_id": [it["chunk_id"] for it in items],
+        "window_doy": torch.stack([it["window_doy"] for it in items]),
+        "s2": _stack_padded([it["s2"] for it in items], t2, 0.0),
+        "s2_mask": _stack_padded([it["s2_mask"] for it in items], t2, False),
+        "s2_valid": _valid(n2, t2),
+        "s2_angles": _stack_padded([it["s2_angles"] for it in items], t2, 0.0),
+        "s2_doy": _stack_padded([it["s2_doy"] for it in items], t2, 0.0),
+        "s2_platform": _stack_padded(
+            [
+                torch.tensor([platform_code(p) for p in it["s2_platform"]] or [0] * n, dtype=int)
+                for it, n in zip(items, n2, strict=True)
+            ],
+            t2,
+            0,
+        ),
+        "s1": _stack_padded([it["s1"] for it in items], t1, 0.0),
+        "s1_valid": _valid(n1, t1),
+        "s1_incidence": _stack_padded([it["s1_incidence"] for it in items], t1, PAD_INCIDENCE),
+        "s1_doy": _stack_padded([it["s1_doy"] for it in items], t1, 0.0),
+    }
+    batch["s2_angles"][~batch["s2_valid"]] = torch.tensor(PAD_ANGLES)
+    if all("truth_lai" in it for it in items):
+        nd = [it["truth_doy"].shape[0] for it in items]
+        batch["truth_lai"] = _stack_padded([it["truth_lai"] for it in items], t2, float("nan"))
+        batch["truth_lai_daily"] = _stack_padded(
+            [it["truth_lai_daily"] for it in items], max(nd), float("nan")
+        )
+        batch["truth_doy"] = _stack_padded([it["truth_doy"] for it in items], max(nd), 0.0)
+        batch["truth_valid"] = _valid(nd, max(nd))
+    if all("reference_lai" in it for it in items):
+        batch["reference_lai"] = _stack_padded(
+            [it["reference_lai"] for it in items], t2, float("nan")
+        )
+    return batch
+
+
+def make_datasets(
+    data_dir: str | Path, index: pd.DataFrame | str | Path, with_truth: bool = True
+) -> dict[str, Dataset]:
+    """Train/val/test chunk datasets of a site (cubes loaded in memory once).
+
+    Val and test items also carry the simulator's truth LAI (when ``with_truth`` and the site
+    has one) and the reference (SNAP) LAI, for evaluation; train items never do.
+    """
+    site = open_site(data_dir)
+    if not isinstance(index, pd.DataFrame):
+        index = pd.read_parquet(index)
+    s2, s1 = site.s2.load(), site.s1.load()
+    truth = None
+    if with_truth and site.path("truth").exists():
+        truth = open_cube(site.path("truth"))[["lai"]].load()
+    reference = site.reference[["lai"]].load() if site.reference is not None else None
+    out: dict[str, Dataset] = {"train": ChunkDataset(s2, s1, index, "train")}
+    for split in SPLITS[1:]:
+        out[split] = ChunkDataset(s2, s1, index, split, truth=truth, reference=reference)
+    return out
+
+
+def train_one_epoch(
+    model: PhysicsAutoencoder,
+    loader: Iterable[dict],
+    optimizer: torch.optim.Optimizer,
+    weights: LossWeights,
+    *,
+    max_batches: int | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    clip_norm: float = 5.0,
+) -> dict[str, float]:
+    """One pass over ``loader``; returns the mean of each loss term (and ``total``)."""
+    model.train()
+    sums: dict[str, float] = {}
+    n = 0
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        terms = model.loss(batch, weights)
+        terms["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        n += 1
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    model: PhysicsAutoencoder, loader: Iterable[dict], weights: LossWeights, *, seed: int = 0
+) -> dict[str, float]:
+    """Validation metrics: loss terms, S2/S1 reconstruction RMSE (clear S2 observations, all
+    S1), per-band/polarisation RMSE, and — when batches carry truth — LAI RMSE against the
+    simulator truth at the S2 dates (all, clear, cloudy pixels; between acquisitions; from the
+    embedding alone) next to the SNAP reference's RMSE against the same truth.
+
+    Deterministic: the query sampling of the loss uses its own seeded RNG stream.
+    """
+    model.eval()
+    losses: dict[str, float] = {}
+    sums: dict[str, list[float]] = {}
+    n = 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for batch in loader:
+            terms = model.loss(batch, weights)
+            for k, v in terms.items():
+                losses[k] = losses.get(k, 0.0) + float(v)
+            evaluate_batch(model, batch, sums)
+            n += 1
+    out = {"loss": losses.get("total", float("nan")) / max(n, 1)}
+    out.update({f"loss_{k}": losses.get(k, float("nan")) / max(n, 1) for k in LOSS_TERMS})
+    out.update(finish_metrics(sums))
+    return out
+
+
+def fit(
+    model: PhysicsAutoencoder,
+    datasets: dict[str, Dataset],
+    weights: LossWeights,
+    epochs: int,
+    lr: float,
+    seed: int,
+    progress: bool = True,
+    *,
+    batch_size: int = 4,
+    max_batches: int | None = None,
+    eval_split: str = "val",
+    eval_every: int = 1,
+) -> list[dict[str, float]]:
+    """Train ``model`` with AdamW (cosine-decayed ``lr``) for ``epochs`` epochs on
+    ``datasets["train"]``; returns one record per epoch (train loss terms, ``val_*`` metrics
+    every ``eval_every`` epochs and at the end, seconds). Deterministic for ``seed``."""
+    torch.manual_seed(seed)
+    loader = DataLoader(
+        datasets["train"],
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=collate_chunks,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    evaluation = None
+    if eval_split in datasets and len(datasets[eval_split]):
+        evaluation = DataLoader(
+            datasets[eval_split], batch_size=batch_size, collate_fn=collate_chunks
+        )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * (min(len(loader), max_batches) if max_batches else len(loader))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+    history = []
+    bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress)
+    for epoch in bar:
+        start = time.perf_counter()
+        record: dict[str, float] = {"epoch": epoch}
+        train = train_one_epoch(
+            model, loader, optimizer, weights, max_batches=max_batches, scheduler=scheduler
+        )
+        record.update({f"train_{k}": v for k, v in train.items()})
+        record["train_time_s"] = time.perf_counter() - start
+        if evaluation is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+            metrics = evaluate(model, evaluation, weights, seed=seed)
+            record.update({f"{eval_split}_{k}": v for k, v in metrics.items()})
+        record["time_s"] = time.perf_counter() - start
+        history.append(record)
+        shown = {"loss": train.get("total", float("nan"))}
+        if f"{eval_split}_lai_rmse_vs_truth" in record:
+            shown["lai_rmse"] = record[f"{eval_split}_lai_rmse_vs_truth"]
+        bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()})
+    return history

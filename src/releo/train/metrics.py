@@ -1,0 +1,155 @@
+"""Full-chunk evaluation of the autoencoder: reconstruction and LAI errors, accumulated."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from releo.data.contracts import S1_POLARISATIONS, S2_BANDS
+from releo.models import PhysicsAutoencoder
+from releo.models.autoencoder import gather_pixels
+from releo.models.encoder import s1_inputs, s2_inputs
+from releo.models.forward import s1_backscatter_db, s2_reflectance
+
+PIXEL_BLOCK = 2500  # pixels decoded at once per chunk (bounds memory on large chunks)
+
+LAI_METRICS = (
+    "lai_rmse_vs_truth",
+    "lai_rmse_vs_truth_clear",
+    "lai_rmse_vs_truth_cloudy",
+    "lai_rmse_vs_truth_at_snap_pixels",
+    "lai_rmse_vs_truth_between",
+    "lai_rmse_vs_truth_embedding_only",
+    "snap_lai_rmse_vs_truth",
+)
+RECONSTRUCTION_METRICS = (
+    "s2_reconstruction_rmse",
+    *(f"s2_rmse_{b}" for b in S2_BANDS),
+    "s1_reconstruction_rmse_db",
+    *(f"s1_rmse_db_{p}" for p in S1_POLARISATIONS),
+)
+
+
+def _add(sums: dict, name: str, error: torch.Tensor) -> None:
+    """Accumulate squared error, error and count of the finite entries of ``error``."""
+    error = error[torch.isfinite(error)].double()
+    acc = sums.setdefault(name, [0.0, 0.0, 0])
+    acc[0] += float(error.pow(2).sum())
+    acc[1] += float(error.sum())
+    acc[2] += error.numel()
+
+
+def finish_metrics(sums: dict) -> dict[str, float]:
+    """RMSE (and bias for LAI vs truth) of every accumulated error; NaN where nothing was seen."""
+    out = {}
+    for name in (*RECONSTRUCTION_METRICS, *LAI_METRICS):
+        sq, _, n = sums.get(name, (0.0, 0.0, 0))
+        out[name] = math.sqrt(sq / n) if n else float("nan")
+    s, n = sums.get("lai_rmse_vs_truth", (0.0, 0.0, 0))[1:]
+    out["lai_bias_vs_truth"] = s / n if n else float("nan")
+    return out
+
+
+def _decode_lai(model, z, space, t) -> torch.Tensor:
+    return model.decoder.variables(space, t)["lai"].median
+
+
+def _s2_block(model, batch, z, context, idx, x, y, sums) -> None:
+    b, p = idx.shape
+    n_t = batch["s2"].shape[1]
+    if n_t == 0:
+        return
+    space = model.decoder.space_features(z, x, y, context)
+    space_t = space[:, :, None].expand(-1, -1, n_t, -1).reshape(b, p * n_t, -1)
+    t = batch["s2_doy"][:, None].expand(b, p, n_t).reshape(b, p * n_t)
+    dists = model.decoder.variables(space_t, t)
+    _, usable = s2_inputs(batch)
+    clear = gather_pixels(usable, idx).reshape(b, p * n_t)
+    valid = batch["s2_valid"][:, None].expand(b, p, n_t).reshape(b, p * n_t)
+    if clear.any():
+        values = {k: d.median[clear] for k, d in dists.items()}
+        angles = batch["s2_angles"][:, None].expand(b, p, n_t, 3).reshape(b, p * n_t, 3)
+        platform = batch["s2_platform"][:, None].expand(b, p, n_t).reshape(b, p * n_t)
+        pred = (
+            s2_reflectance(values, angles[clear], platform[clear], fused=model.cfg.fused_prosail)
+            + model.decoder.residuals(z, space_t, t, "s2")[clear]
+        )
+        obs = gather_pixels(batch["s2"], idx).reshape(b, p * n_t, 10)
+        error = pred - obs[clear]
+        _add(sums, "s2_reconstruction_rmse", error)
+        for i, band in enumerate(S2_BANDS):
+            _add(sums, f"s2_rmse_{band}", error[:, i])
+    if "truth_lai" not in batch:
+        return
+    truth = gather_pixels(batch["truth_lai"], idx).reshape(b, p * n_t)
+    error = dists["lai"].median - truth
+    _add(sums, "lai_rmse_vs_truth", error[valid])
+    _add(sums, "lai_rmse_vs_truth_clear", error[clear])
+    _add(sums, "lai_rmse_vs_truth_cloudy", error[valid & ~clear])
+    if "reference_lai" in batch:
+        snap = gather_pixels(batch["reference_lai"], idx).reshape(b, p * n_t)
+        seen = valid & torch.isfinite(snap) & torch.isfinite(truth)
+        _add(sums, "snap_lai_rmse_vs_truth", (snap - truth)[seen])
+        _add(sums, "lai_rmse_vs_truth_at_snap_pixels", error[seen])
+    if model.cfg.detail_channels:
+        alone = model.decoder.space_features(z, x, y, None)
+        alone = alone[:, :, None].expand(-1, -1, n_t, -1).reshape(b, p * n_t, -1)
+        _add(
+            sums,
+            "lai_rmse_vs_truth_embedding_only",
+            (_decode_lai(model, z, alone, t) - truth)[valid],
+        )
+
+
+def _s1_block(model, batch, z, context, idx, x, y, sums) -> None:
+    b, p = idx.shape
+    n_t = batch["s1"].shape[1]
+    _, usable = s1_inputs(batch)
+    sel = gather_pixels(usable, idx).reshape(b, p * n_t)
+    if n_t == 0 or not sel.any():
+        return
+    space = model.decoder.space_features(z, x, y, context)
+    space_t = space[:, :, None].expand(-1, -1, n_t, -1).reshape(b, p * n_t, -1)
+    t = batch["s1_doy"][:, None].expand(b, p, n_t).reshape(b, p * n_t)
+    dists = model.decoder.variables(space_t, t)
+    incidence = gather_pixels(batch["s1_incidence"], idx).reshape(b, p * n_t)[sel]
+    pred = s1_backscatter_db(
+        dists["lai"].median[sel], dists["soil_moisture"].median[sel], incidence
+    )
+    pred = pred + model.decoder.residuals(z, space_t, t, "s1")[sel]
+    obs = gather_pixels(batch["s1"], idx).reshape(b, p * n_t, 2)[sel]
+    error = pred - obs
+    _add(sums, "s1_reconstruction_rmse_db", error)
+    for i, pol in enumerate(S1_POLARISATIONS):
+        _add(sums, f"s1_rmse_db_{pol}", error[:, i])
+
+
+def _between_block(model, batch, z, context, idx, x, y, sums) -> None:
+    # Days of the window without an S2 acquisition: LAI decoded where nothing optical exists.
+    if "truth_lai_daily" not in batch or batch["truth_doy"].shape[1] == 0:
+        return
+    b, p = idx.shape
+    doy = batch["truth_doy"]
+    n_d = doy.shape[1]
+    acquired = (doy[:, :, None] == batch["s2_doy"][:, None]) & batch["s2_valid"][:, None]
+    between = batch["truth_valid"] & ~acquired.any(-1)  # (B, D)
+    space = model.decoder.space_features(z, x, y, context)
+    space_t = space[:, :, None].expand(-1, -1, n_d, -1).reshape(b, p * n_d, -1)
+    t = doy[:, None].expand(b, p, n_d).reshape(b, p * n_d)
+    lai = _decode_lai(model, z, space_t, t)
+    truth = gather_pixels(batch["truth_lai_daily"], idx).reshape(b, p * n_d)
+    keep = between[:, None].expand(b, p, n_d).reshape(b, p * n_d)
+    _add(sums, "lai_rmse_vs_truth_between", (lai - truth)[keep])
+
+
+@torch.no_grad()
+def evaluate_batch(model: PhysicsAutoencoder, batch: dict, sums: dict) -> None:
+    """Decode every pixel of every chunk of ``batch`` (medians) and accumulate the errors."""
+    z, context = model.encode_with_context(batch)
+    b, h, w = batch["s2"].shape[0], *batch["s2"].shape[-2:]
+    for start in range(0, h * w, PIXEL_BLOCK):
+        idx = torch.arange(start, min(start + PIXEL_BLOCK, h * w)).expand(b, -1)
+        x, y = ((idx % w + 0.5) / w).to(z.dtype), ((idx // w + 0.5) / h).to(z.dtype)
+        for block in (_s2_block, _s1_block, _between_block):
+            block(model, batch, z, context, idx, x, y, sums)

@@ -1,0 +1,238 @@
+"""The ``tune`` and ``train`` stages as library calls: Ray runs, MLflow records, DVC outputs.
+
+``run_tune`` searches the physics-loss weights and writes ``tune/best_weights.json``;
+``run_train`` trains with them and writes ``models/`` (the final model and its card). Both
+write ``metrics/<stage>.json`` and per-epoch CSV tables for ``dvc plots``, and record an MLflow
+run (params, provenance tags, chunk-index datasets, per-epoch metrics, loss curves, model).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from releo.config import Params
+from releo.data.io import atomic_file, write_json, write_table
+from releo.train.ray_train import RunSpec, TrainOutcome, fit
+from releo.train.task import Task, physics_task
+
+INDEX = Path("chunks/index.parquet")
+BEST_WEIGHTS = Path("tune/best_weights.json")
+MODEL_DIR = Path("models")
+TUNE_METRICS, TUNE_PLOT = Path("metrics/tune.json"), Path("metrics/tune_trials.csv")
+TRAIN_METRICS, TRAIN_PLOT = Path("metrics/train.json"), Path("metrics/train_curve.csv")
+HEADLINE = ("s2_reconstruction_rmse", "s1_reconstruction_rmse_db")
+LAI = ("lai_rmse_vs_truth", "snap_lai_rmse_vs_truth")
+CURVES = ("train_loss", "val_loss", "val_lai_rmse_vs_truth", "val_s2_reconstruction_rmse")
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe metrics: NaN/inf become null (DVC and browsers reject bare NaN)."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _flat(prefix: str, values: dict) -> dict[str, Any]:
+    return {f"{prefix}.{k}": v for k, v in values.items()}
+
+
+def _spec(params: Params, root: Path, weights: dict, task: Task | None) -> RunSpec:
+    return RunSpec(
+        task=task or physics_task(),
+        train=params.train,
+        model=params.model.model_dump(),
+        loss_weights=weights,
+        data_dir=(root / params.data_dir).resolve(),
+        index_path=(root / INDEX).resolve(),
+    )
+
+
+def _start(params: Params, root: Path, stage: str, run_name: str) -> tuple[Any, dict, str]:
+    """Configure MLflow and open the stage's run, tagged with its provenance."""
+    import mlflow
+
+    from releo import tracking
+
+    experiment_id = tracking.configure(params.tracking, root, stage)
+    tags = tracking.standard_tags(root, params)
+    run = mlflow.start_run(run_name=run_name, tags={**tags, "stage": stage})
+    return run, tags, experiment_id
+
+
+def _log_chunks(root: Path) -> None:
+    """The train and val chunk index as MLflow dataset inputs of the active run."""
+    from releo import tracking
+
+    index = pd.read_parquet(root / INDEX)
+    source = str((root / INDEX).resolve())
+    for split, context in (("train", "training"), ("val", "validation")):
+        part = index[index["split"] == split].reset_index(drop=True)
+        tracking.log_dataset(part, f"chunks-{split}", context, source=source)
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> dict:
+    """Search the loss weights (``params.tune``); write the best ones, metrics and the trials."""
+    import mlflow
+
+    from releo.tracking.trials import TrialRuns
+    from releo.train.tune import StopBoard, search_weights
+
+    root = Path(root).resolve()
+    cfg = params.tune
+    base = _spec(params, root, params.loss_weights.model_dump(), task)
+    name = f"study-{_stamp()}"
+    run, tags, experiment_id = _start(params, root, "tune", name)
+    with run:
+        _log_chunks(root)
+        mlflow.log_params(
+            {
+                **_flat("tune", cfg.model_dump(exclude={"search_space"})),
+                **{f"tune.search_space.{k}": list(v) for k, v in cfg.search_space.items()},
+                **_flat("train", params.train.model_dump(include={"num_workers", "lr"})),
+                **_flat("default_weights", base.loss_weights),
+            }
+        )
+        trial_runs = TrialRuns(
+            mlflow.get_tracking_uri(), experiment_id, run.info.run_id, tags, epochs=cfg.epochs
+        )
+        storage = root / params.train.storage_path / "tune"
+        outcome = search_weights(
+            base,
+            cfg,
+            storage_path=storage,
+            name=name,
+            callbacks=[trial_runs],
+            board=StopBoard.remote(),
+        )
+        best, default = outcome.best, outcome.default
+        final = {
+            "objective_best": best["objective"],
+            "objective_default": default["objective"] if default else math.nan,
+            "objective_improvement": outcome.improvement,
+            "trials": len(outcome.trials),
+            "trials_stopped_early": sum(t["stopped_early"] for t in outcome.trials),
+        }
+        mlflow.log_metrics({k: v for k, v in final.items() if math.isfinite(v)})
+        mlflow.log_params(_flat("best_weights", outcome.best_weights))
+        mlflow.log_dict(outcome.best_weights, "best_weights.json")
+        mlflow.set_tag("best_trial_id", best["trial_id"])
+    shutil.rmtree(storage / name, ignore_errors=True)  # everything worth keeping is logged
+
+    write_json(outcome.best_weights, root / BEST_WEIGHTS)
+    rows = [
+        {"trial": t["trial_id"], "epoch": e, outcome.metric: v, "default": t["default"]}
+        for t in outcome.trials
+        for e, v in enumerate(t["history"])
+    ]
+    write_table(pd.DataFrame(rows), root / TUNE_PLOT)
+    summary = {
+        "metric": outcome.metric,
+        **final,
+        "best_weights": outcome.best_weights,
+        "best_trial": best["trial_id"],
+        "trials_table": [
+            {k: t[k] for k in ("trial_id", "objective", "epochs", "stopped_early", "default")}
+            for t in outcome.trials
+        ],
+        "mlflow_run_id": run.info.run_id,
+    }
+    write_json(_clean(summary), root / TUNE_METRICS)
+    return summary
+
+
+def _train_metrics(outcome: TrainOutcome, params: Params) -> dict:
+    last = outcome.history[-1]
+    val = {k.removeprefix("val_"): v for k, v in last.items() if k.startswith("val_")}
+    samples = sum(r["train_samples"] for r in outcome.history) * params.train.num_workers
+    train_s = sum(r["train_time_s"] for r in outcome.history)
+    return {
+        **{k: val.get(k, math.nan) for k in HEADLINE},
+        **{f"{k}_val": val.get(k, math.nan) for k in LAI},
+        "train_loss": last.get("train_loss", math.nan),
+        "epochs": len(outcome.history),
+        "attempts": outcome.attempts,
+        "workers": params.train.num_workers,
+        "seconds": outcome.seconds,
+        "train_samples_per_s": samples / train_s if train_s else math.nan,
+        "val": val,
+    }
+
+
+def run_train(
+    params: Params,
+    root: Path = Path(),
+    weights_path: Path | None = BEST_WEIGHTS,
+    task: Task | None = None,
+) -> dict:
+    """Train with the tuned weights (``weights_path``; ``params.loss_weights`` without one);
+    write ``models/`` (``model.pt`` + ``model.json``), metrics and the per-epoch curve."""
+    import mlflow
+
+    from releo import tracking
+
+    root = Path(root).resolve()
+    source = root / weights_path if weights_path is not None else None
+    if source is not None and source.exists():
+        weights = {**params.loss_weights.model_dump(), **json.loads(source.read_text())}
+    else:
+        weights, source = params.loss_weights.model_dump(), None
+    spec = _spec(params, root, weights, task)
+    name = f"train-{_stamp()}"
+    run, _, _ = _start(params, root, "train", name)
+    with run:
+        _log_chunks(root)
+        mlflow.log_params(
+            {
+                **_flat("train", params.train.model_dump(mode="json")),
+                **_flat("model", params.model.model_dump()),
+                **_flat("loss_weights", weights),
+                "loss_weights.source": str(source.relative_to(root)) if source else "params",
+            }
+        )
+        storage = root / params.train.storage_path / "train"
+        outcome = fit(spec, name=name, storage_path=storage)
+        metrics = _train_metrics(outcome, params)
+        tracking.log_history(outcome.history)
+        tracking.log_loss_curves(outcome.history, CURVES)
+        mlflow.log_metrics(
+            {
+                k: v
+                for k, v in metrics.items()
+                if isinstance(v, int | float) and math.isfinite(v) and k != "epochs"
+            }
+        )
+        model = spec.task.build_model(spec.model)
+        model.load_state_dict(outcome.state["model"])
+        model_uri = tracking.log_model(model)
+    shutil.rmtree(storage / name, ignore_errors=True)
+
+    with atomic_file(root / MODEL_DIR / "model.pt") as tmp:
+        torch.save({"model": model.state_dict(), "config": spec.model, "weights": weights}, tmp)
+    card = {
+        "model_config": spec.model,
+        "loss_weights": weights,
+        "epochs": len(outcome.history),
+        "mlflow_run_id": run.info.run_id,
+        "mlflow_model_uri": model_uri,
+    }
+    write_json(card, root / MODEL_DIR / "model.json")
+    write_table(pd.DataFrame(outcome.history), root / TRAIN_PLOT)
+    metrics["mlflow_run_id"] = run.info.run_id
+    write_json(_clean(metrics), root / TRAIN_METRICS)
+    return metrics

@@ -1,0 +1,331 @@
+"""Distributed training with Ray Train (TorchTrainer, DDP), checkpointed every epoch.
+
+Ray runs locally by default (a light instance: no dashboard, worker logs kept out of the
+driver's output). Set ``RAY_ADDRESS`` (e.g. ``ray://head:10001`` or ``auto``) to train on a
+cluster: every node needs releo installed, and ``train.storage_path`` must then be shared
+storage (NFS, S3) so that a restarted worker finds the checkpoints.
+
+Fault tolerance: every ``checkpoint_every`` epochs rank 0 saves model, optimiser, LR
+schedule, epoch and history through ``ray.train.report``. When a worker dies, Ray restarts the
+worker group (up to ``max_failures`` times) and the loop resumes after the latest checkpoint
+(``ray.train.get_checkpoint()``). Each attempt's first epoch is kept in ``attempts``, so
+``[0, 2]`` reads "started at 0, resumed at 2 after a failure".
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from releo.train.config import TrainConfig
+from releo.train.task import Task
+
+CHECKPOINT_FILE = "state.pt"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a worker needs: the task, its params and where the data is."""
+
+    task: Task
+    train: TrainConfig
+    model: dict
+    loss_weights: dict
+    data_dir: Path
+    index_path: Path
+    eval_split: str = "val"
+    epochs: int | None = None
+    """Overrides ``train.epochs`` (tuning trials run a shorter budget)."""
+    max_batches_per_epoch: int | None = None
+    """Overrides ``train.max_batches_per_epoch`` when set."""
+    eval_max_batches: int | None = None
+    """Overrides ``train.eval_max_batches`` when set."""
+    should_stop: Callable[[], bool] | None = None
+    """Asked by rank 0 before each epoch: True ends the run cleanly (early stopping)."""
+
+    @property
+    def n_epochs(self) -> int:
+        return self.epochs or self.train.epochs
+
+    @property
+    def max_batches(self) -> int | None:
+        return self.max_batches_per_epoch or self.train.max_batches_per_epoch
+
+    @property
+    def max_eval_batches(self) -> int | None:
+        return self.eval_max_batches or self.train.eval_max_batches
+
+
+@dataclass
+class TrainOutcome:
+    """What a finished run leaves: per-epoch history, attempts and the final state."""
+
+    history: list[dict[str, float]]
+    attempts: list[int]
+    state: dict[str, Any]
+    """Final checkpoint: ``model`` state dict, ``optimizer``, ``scheduler``, ``epoch``."""
+    path: str
+    seconds: float
+    stopped_early: bool = False
+
+
+def init_ray(train: TrainConfig) -> None:
+    """Join ``$RAY_ADDRESS``'s cluster, else start a light local Ray (no-op when connected)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+        return
+    ray.init(
+        num_cpus=train.ray_num_cpus or os.cpu_count(),
+        include_dashboard=False,
+        log_to_driver=False,  # workers' tqdm/warnings would flood `dvc repro` output
+        configure_logging=False,
+    )
+
+
+class _LossModule(nn.Module):
+    """Routes ``model.loss`` through ``forward`` so that DDP all-reduces its gradients."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Any, weights: Any) -> dict[str, torch.Tensor]:
+        return self.model.loss(batch, weights)
+
+
+class _DistributedView:
+    """What ``train_one_epoch`` drives: ``loss`` goes through the (DDP) wrapper's forward."""
+
+    def __init__(self, wrapped: nn.Module):
+        self.wrapped = wrapped
+
+    def train(self, mode: bool = True) -> _DistributedView:
+        self.wrapped.train(mode)
+        return self
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        return self.wrapped.parameters()
+
+    def loss(self, batch: Any, weights: Any) -> dict[str, torch.Tensor]:
+        return self.wrapped(batch, weights)
+
+
+def _batch_len(batch: Any) -> int:
+    """Samples in a batch: the leading size of its first tensor (or list)."""
+    values = batch.values() if isinstance(batch, dict) else batch
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            return int(value.shape[0])
+        if isinstance(value, list):
+            return len(value)
+    raise ValueError("cannot count the samples of a batch without tensors or lists")
+
+
+class _First:
+    """The first ``n`` batches of an unshuffled loader (all when ``n`` is None)."""
+
+    def __init__(self, loader: DataLoader, n: int | None):
+        self.loader, self.n = loader, n
+
+    def __iter__(self) -> Iterator[Any]:
+        for i, batch in enumerate(self.loader):
+            if self.n is not None and i >= self.n:
+                return
+            yield batch
+
+
+class _Counted:
+    """Iterates a loader, counting samples (for throughput)."""
+
+    def __init__(self, loader: DataLoader):
+        self.loader, self.samples = loader, 0
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            self.samples += _batch_len(batch)
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+def _agree(flag: bool) -> bool:
+    """Rank 0's ``flag`` on every rank: a split decision would hang the report barrier."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    box = [flag]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])
+
+
+def _save(state: dict, directory: str) -> None:
+    torch.save(state, Path(directory) / CHECKPOINT_FILE)
+
+
+def load_state(checkpoint: Any) -> dict:
+    """The state dict saved in a Ray checkpoint by the worker loop."""
+    with checkpoint.as_directory() as directory:
+        return torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False)
+
+
+def _worker_loop(config: dict) -> dict:
+    """One Ray Train worker: resume, train, evaluate (rank 0), report and checkpoint."""
+    import ray.train
+    import ray.train.torch
+
+    spec: RunSpec = config["spec"]
+    cfg, task = spec.train, spec.task
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+
+    datasets = task.make_datasets(spec.data_dir, spec.index_path)
+    weights = task.loss_weights(spec.loss_weights)
+    model = task.build_model(spec.model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loader = DataLoader(
+        datasets["train"],
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        collate_fn=task.collate,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    loader = ray.train.torch.prepare_data_loader(loader)
+    steps = min(len(loader), spec.max_batches) if spec.max_batches else len(loader)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(spec.n_epochs * steps, 1)
+    )
+
+    start, history, attempts = 0, [], []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        state = load_state(checkpoint)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, history, attempts = state["epoch"] + 1, state["history"], state["attempts"]
+    attempts = [*attempts, start]
+
+    # DDP after loading: it broadcasts rank 0's parameters. Some parameters may sit out a step
+    # (e.g. a decoder branch dropped for a batch), hence find_unused_parameters.
+    wrapped = ray.train.torch.prepare_model(
+        _LossModule(model), parallel_strategy_kwargs={"find_unused_parameters": True}
+    )
+    view = _DistributedView(wrapped)
+    evaluation = None
+    if rank == 0 and len(datasets.get(spec.eval_split, ())):
+        plain = DataLoader(
+            datasets[spec.eval_split], batch_size=cfg.batch_size, collate_fn=task.collate
+        )
+        prepared = ray.train.torch.prepare_data_loader(plain, add_dist_sampler=False)
+        evaluation = _First(prepared, spec.max_eval_batches)
+
+    stopped_early = False
+    for epoch in range(start, spec.n_epochs):
+        if spec.should_stop is not None and _agree(rank == 0 and spec.should_stop()):
+            stopped_early = True
+            break
+        if context.get_world_size() > 1:
+            loader.sampler.set_epoch(epoch)  # a new shuffle per epoch across the shards
+        started = time.perf_counter()
+        counted = _Counted(loader)
+        terms = task.train_one_epoch(
+            view, counted, optimizer, weights, max_batches=spec.max_batches, scheduler=scheduler
+        )
+        train_s = time.perf_counter() - started
+        record: dict[str, float] = {"epoch": epoch, "epochs_done": epoch + 1}
+        record["train_time_s"] = train_s
+        record["train_samples"] = counted.samples
+        record["train_loss"] = terms.get("total", float("nan"))
+        record.update({f"train_{k}": v for k, v in terms.items() if k != "total"})
+        if evaluation is not None:
+            metrics = task.evaluate(model, evaluation, weights)
+            record.update({f"{spec.eval_split}_{k}": v for k, v in metrics.items()})
+        record["epoch_time_s"] = time.perf_counter() - started
+        history.append(record)
+
+        last = epoch + 1 == spec.n_epochs
+        if (epoch + 1) % cfg.checkpoint_every == 0 or last:
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "history": history,
+                "attempts": attempts,
+            }
+            with tempfile.TemporaryDirectory() as directory:
+                saved = None
+                if rank == 0:
+                    _save(state, directory)
+                    saved = ray.train.Checkpoint.from_directory(directory)
+                # Every rank reports (it is a barrier); rank 0's checkpoint is the run's.
+                ray.train.report(record, checkpoint=saved, checkpoint_dir_name=f"epoch_{epoch:04d}")
+        else:
+            ray.train.report(record)
+    return {"history": history, "attempts": attempts, "stopped_early": stopped_early}
+
+
+def fit(
+    spec: RunSpec,
+    *,
+    name: str,
+    storage_path: Path | None = None,
+    callbacks: list | None = None,
+) -> TrainOutcome:
+    """Train ``spec`` on ``spec.train.num_workers`` Ray workers; returns the outcome.
+
+    ``name`` is the run folder under ``storage_path`` (default ``spec.train.storage_path``).
+    A run folder that already holds checkpoints is resumed by Ray, so names must be unique
+    per run unless resuming is intended.
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    cfg = spec.train
+    init_ray(cfg)
+    resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"spec": spec},
+        scaling_config=ScalingConfig(
+            num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(Path(storage_path or cfg.storage_path).resolve()),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            # The latest checkpoint is all a resume needs; keep one more in case it is partial.
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks,
+        ),
+    )
+    started = time.perf_counter()
+    result = trainer.fit()
+    seconds = time.perf_counter() - started
+    value = result.return_value or {}
+    state = load_state(result.checkpoint) if result.checkpoint is not None else {}
+    return TrainOutcome(
+        history=value.get("history", state.get("history", [])),
+        attempts=value.get("attempts", state.get("attempts", [])),
+        state=state,
+        path=str(result.path),
+        seconds=seconds,
+        stopped_early=bool(value.get("stopped_early", False)),
+    )

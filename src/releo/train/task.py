@@ -1,0 +1,81 @@
+"""What the distributed trainer needs from the model side, as picklable callables.
+
+Ray ships a :class:`Task` to every worker. :func:`physics_task` is the platform's model (the
+physics-informed autoencoder and its plain-torch loop); tests and benchmarks may bring others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torch.utils.data import Dataset
+
+
+@dataclass(frozen=True)
+class Task:
+    """Model, data and epoch functions of a training problem."""
+
+    build_model: Callable[[dict], nn.Module]
+    """Model from the ``model`` params section (a plain dict)."""
+    loss_weights: Callable[[dict], Any]
+    """Loss-weights object from the ``loss_weights`` section."""
+    make_datasets: Callable[[Path, Path], dict[str, Dataset]]
+    """``(data_dir, index_path)`` → datasets per split (``train`` and the validation split)."""
+    collate: Callable[[list], Any]
+    train_one_epoch: Callable[..., dict[str, float]]
+    """``(model, loader, optimizer, weights, *, max_batches, scheduler)`` → mean loss terms;
+    ``model`` exposes ``train()``, ``parameters()`` and ``loss(batch, weights)``."""
+    evaluate: Callable[..., dict[str, float]]
+    """``(model, loader, weights)`` → validation metrics (``loss`` included)."""
+
+
+def _physics_model(model: dict) -> nn.Module:
+    from releo.models import ModelConfig, build_model
+
+    return build_model(ModelConfig(**model))
+
+
+def _physics_weights(weights: dict) -> Any:
+    from releo.models import LossWeights
+
+    return LossWeights(**weights)
+
+
+def _physics_datasets(data_dir: Path, index: Path) -> dict[str, Dataset]:
+    from releo.train.loop import make_datasets
+
+    return make_datasets(data_dir, index, with_truth=True)
+
+
+def _physics_collate(items: list) -> Any:
+    from releo.train.loop import collate_chunks
+
+    return collate_chunks(items)
+
+
+def _physics_train_one_epoch(*args: Any, **kwargs: Any) -> dict[str, float]:
+    from releo.train.loop import train_one_epoch
+
+    return train_one_epoch(*args, **kwargs)
+
+
+def _physics_evaluate(*args: Any, **kwargs: Any) -> dict[str, float]:
+    from releo.train.loop import evaluate
+
+    return evaluate(*args, **kwargs)
+
+
+def physics_task() -> Task:
+    """The physics-informed autoencoder (``releo.models``) with ``releo.train.loop``."""
+    return Task(
+        build_model=_physics_model,
+        loss_weights=_physics_weights,
+        make_datasets=_physics_datasets,
+        collate=_physics_collate,
+        train_one_epoch=_physics_train_one_epoch,
+        evaluate=_physics_evaluate,
+    )

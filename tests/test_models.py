@@ -1,0 +1,211 @@
+"""The physics autoencoder and its training loop, on a tiny simulated site (fast)."""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from releo.data.chunks import chunk_index
+from releo.data.simulate import SimulationConfig, simulate_site
+from releo.data.site import open_site
+from releo.models import VARIABLE_RANGES, BoundedNormal, LossWeights, ModelConfig, build_model
+from releo.physics import PARAMETER_RANGES
+from releo.train.loop import collate_chunks, evaluate, fit, make_datasets, train_one_epoch
+
+TINY = ModelConfig(
+    embedding_dim=32,
+    residual_dim=4,
+    pixel_width=8,
+    attention_heads=2,
+    conv_width=8,
+    latent_grid=2,
+    grid_channels=8,
+    field_resolution=4,
+    detail_channels=4,
+    hidden_width=32,
+    query_pixels=8,
+    fused_prosail=False,  # the compiled kernel takes ~1 min to build: not for unit tests
+)
+REQUIRED = ("lai", "cab", "cw", "cm", "lidfa", "psoil", "rsoil", "soil_moisture")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    config = SimulationConfig(
+        width_m=200, height_m=200, start_date=date(2025, 5, 1), end_date=date(2025, 6, 9)
+    )
+    simulate_site(config, root, progress=False)
+    opened = open_site(root)
+    index = chunk_index(
+        opened.s2, opened.s1, size_m=100, days=10, split={"train": 2, "val": 1, "test": 1}
+    )
+    return root, index
+
+
+@pytest.fixture(scope="module")
+def datasets(site):
+    return make_datasets(*site)
+
+
+@pytest.fixture
+def batch(datasets):
+    return collate_chunks([datasets["train"][i] for i in (1, 2)])
+
+
+def model(seed: int = 0, cfg: ModelConfig = TINY):
+    torch.manual_seed(seed)
+    return build_model(cfg)
+
+
+def test_encode_decode_shapes_and_physical_ranges(batch):
+    m = model()
+    z, context = m.encode_with_context(batch)
+    assert z.shape == (2, TINY.embedding_dim) and torch.isfinite(z).all()
+    # A 10 x 10 px grid at every day of the window: between acquisitions and under clouds.
+    pix = (torch.arange(10) + 0.5) / 10
+    y, x = torch.meshgrid(pix, pix, indexing="ij")
+    days = batch["window_doy"][:, :1] + torch.arange(10.0)
+    for ctx in (context, None):
+        out = m.decode(z, x[None, None], y[None, None], days[:, :, None, None], ctx)
+        assert set(REQUIRED) <= set(out)
+        for name, dist in out.items():
+            assert isinstance(dist, BoundedNormal)
+            assert dist.median.shape == (2, 10, 10, 10)
+            lo, hi = VARIABLE_RANGES[name]
+            for value in (dist.median, dist.rsample(), dist.mean, dist.icdf(0.95)):
+                assert torch.isfinite(value).all()
+                assert value.min() >= lo and value.max() <= hi
+            if name in PARAMETER_RANGES:
+                assert PARAMETER_RANGES[name][0] <= lo and hi <= PARAMETER_RANGES[name][1]
+    assert VARIABLE_RANGES["soil_moisture"][1] <= 0.6  # inside the WCM's domain
+
+
+def test_loss_terms_and_total(batch):
+    terms = model().loss(batch, LossWeights())
+    assert set(terms) == {"s2", "s1", "prior", "temporal", "residual", "disentangle", "total"}
+    assert all(torch.isfinite(v) for v in terms.values())
+    weights = LossWeights(s2=0, s1=0, prior=0, temporal=0, residual=0, disentangle=0)
+    assert float(model().loss(batch, weights)["total"].detach()) == 0.0
+
+
+def _without(batch: dict, modality: str) -> dict:
+    out = dict(batch)
+    b, h, w = batch["s2"].shape[0], *batch["s2"].shape[-2:]
+    if modality == "s2":
+        out.update(
+            s2=torch.zeros(b, 0, 10, h, w),
+            s2_mask=torch.zeros(b, 0, h, w, dtype=torch.bool),
+            s2_valid=torch.zeros(b, 0, dtype=torch.bool),
+            s2_angles=torch.zeros(b, 0, 3),
+            s2_doy=torch.zeros(b, 0),
+            s2_platform=torch.zeros(b, 0, dtype=torch.long),
+        )
+    elif modality == "clouds":
+        out["s2_mask"] = torch.zeros_like(batch["s2_mask"])
+    else:
+        out.update(
+            s1=torch.zeros(b, 0, 2, h, w),
+            s1_valid=torch.zeros(b, 0, dtype=torch.bool),
+            s1_incidence=torch.zeros(b, 0, h, w),
+            s1_doy=torch.zeros(b, 0),
+        )
+    return out
+
+
+@pytest.mark.parametrize("missing", ["s2", "clouds", "s1"])
+def test_works_without_a_modality(batch, missing):
+    m = model()
+    partial = _without(batch, missing)
+    terms = m.loss(partial, LossWeights())
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms["total"].backward()
+    if missing in ("s2", "clouds"):
+        assert float(terms["s2"].detach()) == 0.0
+    z, context = m.encode_with_context(partial)
+    lai = m.decode(z, torch.tensor(0.5), torch.tensor(0.5), partial["window_doy"][:, :1], context)
+    assert torch.isfinite(lai["lai"].median).all()
+
+
+@pytest.mark.parametrize("term", ["s2", "s1"])
+def test_gradients_reach_the_encoder_through_the_physics(batch, term):
+    m = model()
+    only = LossWeights(**{k: float(k == term) for k in LossWeights.model_fields})
+    m.loss(batch, only)["total"].backward()
+    stem = (
+        m.encoder.s2_stem.net[0].weight.grad
+        if term == "s2"
+        else m.encoder.s1_stem.net[0].weight.grad
+    )
+    compress = m.encoder.compress[-1].weight.grad
+    assert stem is not None and stem.abs().sum() > 0
+    assert compress is not None and compress.abs().sum() > 0
+
+
+def test_a_few_steps_reduce_the_loss(batch):
+    m = model()
+    weights = LossWeights()
+
+    def loss() -> float:
+        with torch.random.fork_rng(), torch.no_grad():
+            torch.manual_seed(123)
+            return float(m.loss(batch, weights)["total"])
+
+    before = loss()
+    optimizer = torch.optim.Adam(m.parameters(), lr=3e-3)
+    for _ in range(6):
+        optimizer.zero_grad()
+        m.loss(batch, weights)["total"].backward()
+        optimizer.step()
+    assert loss() < before
+
+
+def test_training_is_deterministic_for_a_seed(datasets):
+    runs = []
+    for _ in range(2):
+        m = model(seed=1)
+        history = fit(m, datasets, LossWeights(), epochs=1, lr=1e-3, seed=7, progress=False,
+                      batch_size=2, max_batches=2, eval_split="none")  # fmt: skip
+        runs.append((history[0]["train_total"], [p.detach().clone() for p in m.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+
+
+def test_collate_pads_time_with_masks(datasets):
+    items = [datasets["train"][i] for i in range(2)]
+    items[1] = {
+        **items[1],
+        **{k: items[1][k][:1] for k in ("s2", "s2_mask", "s2_angles", "s2_doy")},
+    }
+    items[1]["s2_platform"] = items[1]["s2_platform"][:1]
+    batch = collate_chunks(items)
+    t = items[0]["s2"].shape[0]
+    assert batch["s2"].shape[:2] == (2, t) and batch["s2_valid"].tolist()[1] == [True] + [False] * (
+        t - 1
+    )
+    assert not batch["s2_mask"][1, 1:].any()
+
+
+def test_evaluate_reports_the_metrics(datasets):
+    # Two val windows with clear and cloudy pixels (the first one is overcast).
+    loader = DataLoader(Subset(datasets["val"], [1, 2]), batch_size=2, collate_fn=collate_chunks)
+    m = model()
+    train = DataLoader(datasets["train"], batch_size=2, collate_fn=collate_chunks)
+    optimizer = torch.optim.Adam(m.parameters(), lr=1e-3)
+    means = train_one_epoch(m, train, optimizer, LossWeights(), max_batches=1)
+    assert set(means) >= {"s2", "s1", "total"}
+    metrics = evaluate(m, loader, LossWeights())
+    names = [
+        "loss", "s2_reconstruction_rmse", "s1_reconstruction_rmse_db", "s1_rmse_db_VV",
+        "s1_rmse_db_VH", "lai_rmse_vs_truth", "lai_rmse_vs_truth_clear", "snap_lai_rmse_vs_truth",
+        *(f"s2_rmse_{b}" for b in ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A",
+                                   "B11", "B12")),
+    ]  # fmt: skip
+    assert set(names) <= set(metrics)
+    assert all(math.isfinite(metrics[n]) for n in names)
+    assert metrics == evaluate(m, loader, LossWeights())  # deterministic
+    assert "truth_lai" not in datasets["train"][0]  # no truth leaks into training items

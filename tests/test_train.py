@@ -1,0 +1,330 @@
+"""Ray Train (DDP, checkpoints, resume after a killed worker), Optuna/ASHA tuning through Ray
+Tune, and their MLflow records — on a tiny regression task defined here, so the distributed
+machinery is tested apart from the physics model (which `test_pipeline` runs end to end)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import mlflow.pytorch
+import pandas as pd
+import pytest
+import ray
+import torch
+from ray import cloudpickle
+from torch import nn
+from torch.utils.data import Dataset
+
+from releo.config import Params
+from releo.models import LossWeights
+from releo.train.config import TrainConfig
+from releo.train.pipeline import run_train, run_tune
+from releo.train.ray_train import RunSpec, fit
+from releo.train.task import Task
+from releo.train.tune import CooperativeASHA, StopBoard
+
+# Ray ships the task to its workers: the functions of this module travel by value, as the
+# workers cannot import the test module.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+N_FEATURES = 4
+TRUE_COEF = torch.tensor([1.0, -2.0, 0.5, 3.0])
+
+
+class Points(Dataset):
+    """Noisy linear data: ``y = x · TRUE_COEF + noise``; ``truth`` is the noise-free target."""
+
+    def __init__(self, n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, N_FEATURES, generator=g)
+        self.truth = self.x @ TRUE_COEF
+        self.y = self.truth + 2.0 * torch.randn(n, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[i], "y": self.y[i], "truth": self.truth[i]}
+
+
+class Linear(nn.Module):
+    """A linear model with the platform's loss interface (weighted terms + ``total``)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(N_FEATURES, width), nn.Linear(width, 1))
+
+    def loss(self, batch: dict, weights: dict) -> dict[str, torch.Tensor]:
+        fit_term = (self.net(batch["x"]).squeeze(-1) - batch["y"]).pow(2).mean()
+        prior = sum(p.pow(2).sum() for p in self.parameters())
+        total = weights["s2"] * fit_term + weights["prior"] * prior
+        return {"total": total, "s2": fit_term, "prior": prior}
+
+
+def _datasets(data_dir: Path, index: Path) -> dict[str, Dataset]:
+    return {"train": Points(64, seed=1), "val": Points(32, seed=2)}
+
+
+def _train_one_epoch(model, loader, optimizer, weights, *, max_batches=None, scheduler=None):
+    model.train()
+    sums, n = {}, 0
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        optimizer.zero_grad()
+        terms = model.loss(batch, weights)
+        terms["total"].backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        n += 1
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def _evaluate(model, loader, weights) -> dict[str, float]:
+    model.eval()
+    errors, losses = [], []
+    for batch in loader:
+        losses.append(float(model.loss(batch, weights)["total"]))
+        errors.append(model.net(batch["x"]).squeeze(-1) - batch["truth"])
+    rmse = float(torch.cat(errors).pow(2).mean().sqrt())
+    return {"loss": sum(losses) / len(losses), "lai_rmse_vs_truth": rmse}
+
+
+class KillOnce:
+    """``train_one_epoch`` that logs each call and kills its worker process once, in the
+    epoch ``at`` (0-based), while ``flag`` exists — after waiting long enough for Ray's
+    controller (it polls every 0.5 s here) to register the previous epoch's checkpoint."""
+
+    def __init__(self, log: Path, flag: Path, at: int):
+        self.log, self.flag, self.at = log, flag, at
+
+    def __call__(self, model, loader, optimizer, weights, **kwargs):
+        calls = self.log.read_text().splitlines() if self.log.exists() else []
+        with self.log.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        if len(calls) == self.at and self.flag.exists():
+            time.sleep(2.0)
+            self.flag.unlink()
+            os._exit(1)  # a killed worker: no exception, no cleanup
+        return _train_one_epoch(model, loader, optimizer, weights, **kwargs)
+
+
+def tiny_task(train_one_epoch=_train_one_epoch) -> Task:
+    return Task(
+        build_model=lambda model: Linear(model.get("width", 8)),
+        loss_weights=dict,
+        make_datasets=_datasets,
+        collate=torch.utils.data.default_collate,
+        train_one_epoch=train_one_epoch,
+        evaluate=_evaluate,
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    with pytest.MonkeyPatch.context() as patch:
+        # Ray Train's controller collects reports every 2 s by default: 0.5 s keeps the many
+        # short epochs here quick (the setting travels to the controller and workers).
+        patch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        yield
+        ray.shutdown()
+
+
+def spec(tmp_path: Path, task: Task | None = None, **train) -> RunSpec:
+    defaults = {"epochs": 2, "batch_size": 16, "lr": 0.05, "storage_path": tmp_path / "ray"}
+    return RunSpec(
+        task=task or tiny_task(),
+        train=TrainConfig(**{**defaults, **train}),
+        model={"width": 8},
+        loss_weights={"s2": 1.0, "prior": 1e-3},
+        data_dir=tmp_path,
+        index_path=tmp_path / "index.parquet",
+    )
+
+
+def test_one_worker_trains_reports_and_checkpoints(tmp_path):
+    outcome = fit(spec(tmp_path, epochs=3), name="one")
+    assert [r["epoch"] for r in outcome.history] == [0, 1, 2]
+    assert outcome.attempts == [0]
+    assert all(r["train_samples"] == 64 for r in outcome.history)
+    rmse = [r["val_lai_rmse_vs_truth"] for r in outcome.history]
+    assert rmse[-1] < rmse[0]  # it learns
+    assert outcome.state["epoch"] == 2
+    assert set(outcome.state["model"]) == {
+        "net.0.weight",
+        "net.0.bias",
+        "net.1.weight",
+        "net.1.bias",
+    }
+    kept = sorted(p.name for p in Path(outcome.path).glob("epoch_*"))
+    assert kept == ["epoch_0001", "epoch_0002"]  # every epoch checkpointed, last two kept
+
+
+def test_two_workers_split_the_data(tmp_path):
+    outcome = fit(spec(tmp_path, num_workers=2, cpus_per_worker=1), name="two")
+    # Rank 0 sees half of the shuffled train split each epoch (DistributedSampler).
+    assert [r["train_samples"] for r in outcome.history] == [32, 32]
+    assert outcome.attempts == [0]
+
+
+def test_killed_worker_resumes_from_last_checkpoint(tmp_path):
+    log, flag = tmp_path / "calls.log", tmp_path / "kill-once"
+    flag.touch()
+    task = tiny_task(KillOnce(log, flag, at=2))
+    outcome = fit(spec(tmp_path, task, epochs=4, max_failures=1), name="killed")
+    assert not flag.exists()  # the worker was killed in epoch 2 ...
+    calls = log.read_text().splitlines()
+    assert len(calls) == 5 and len(set(calls)) == 2  # ... and a new process took over
+    # ... from the epoch-1 checkpoint: epochs 0 and 1 ran once, epoch 2 was redone.
+    assert outcome.attempts == [0, 2]
+    assert [r["epoch"] for r in outcome.history] == [0, 1, 2, 3]
+    assert outcome.state["epoch"] == 3
+
+
+def test_worker_loop_stops_when_asked(tmp_path):
+    log = tmp_path / "calls.log"
+    task = tiny_task(KillOnce(log, tmp_path / "never", at=99))
+    # Asked to stop once an epoch has run: the run ends cleanly with its last checkpoint.
+    run = replace(spec(tmp_path, task, epochs=4), should_stop=partial(Path.exists, log))
+    outcome = fit(run, name="stopped")
+    assert outcome.stopped_early
+    assert [r["epoch"] for r in outcome.history] == [0]
+    assert outcome.state["epoch"] == 0
+
+
+def test_asha_decisions_go_to_the_stop_board():
+    board = StopBoard.remote()
+    asha = CooperativeASHA(
+        board, metric="val_obj", mode="min", time_attr="epochs_done", max_t=4, grace_period=1
+    )
+    good, bad = SimpleNamespace(trial_id="good"), SimpleNamespace(trial_id="bad")
+    for trial in (good, bad):
+        asha.on_trial_add(None, trial)
+    result = {"epochs_done": 1}
+    assert asha.on_trial_result(None, good, {**result, "val_obj": 1.0}) == "CONTINUE"
+    # ASHA would stop the worse trial at the rung; the decision is posted, not enforced.
+    assert asha.on_trial_result(None, bad, {**result, "val_obj": 5.0}) == "CONTINUE"
+    assert asha.stopped == {"bad"}
+    assert ray.get(board.should_stop.remote("bad")) and not ray.get(
+        board.should_stop.remote("good")
+    )
+
+
+def git(*args: str, cwd: Path) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+    }
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def project(tmp_path) -> tuple[Path, Params]:
+    """A project folder (git repo, data.dvc, chunk index) and tiny-budget params."""
+    (tmp_path / "data.dvc").write_text("outs:\n- md5: 0123abcd.dir\n  path: data\n")
+    index = pd.DataFrame(
+        {"chunk_id": [f"c{i}" for i in range(6)], "split": ["train"] * 4 + ["val"] * 2}
+    )
+    (tmp_path / "chunks").mkdir()
+    index.to_parquet(tmp_path / "chunks" / "index.parquet")
+    git("init", "-q", cwd=tmp_path)
+    git("add", "data.dvc", cwd=tmp_path)
+    git("commit", "-q", "-m", "data", cwd=tmp_path)
+    params = Params(
+        model={"residual_dim": 1, "embedding_dim": 8},  # validated, unused by the tiny task
+        train={"epochs": 2, "batch_size": 16, "lr": 0.05, "storage_path": "ray"},
+        tune={
+            "num_samples": 2,
+            "epochs": 2,
+            "search_space": {"s2": [0.5, 2.0], "prior": [1e-4, 1e-1]},
+        },
+        tracking={"tracking_uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"},
+    )
+    return tmp_path, params
+
+
+def test_tune_logs_nested_trials_and_writes_best_weights(project):
+    root, params = project
+    summary = run_tune(params, root, task=tiny_task())
+    best = json.loads((root / "tune" / "best_weights.json").read_text())
+    assert set(best) == set(LossWeights.model_fields)
+    assert 0.5 <= best["s2"] <= 2.0 and best["s1"] == LossWeights().s1  # s1 was not searched
+    metrics = json.loads((root / "metrics" / "tune.json").read_text())
+    assert metrics["trials"] == 2 and metrics["metric"] == "val_lai_rmse_vs_truth"
+    assert metrics["objective_best"] <= metrics["objective_default"]  # default is a trial
+    assert [t["default"] for t in metrics["trials_table"]].count(True) == 1
+    curve = pd.read_csv(root / "metrics" / "tune_trials.csv")
+    assert set(curve["epoch"]) == {0, 1}
+
+    mlflow.set_tracking_uri(params.tracking.resolved_uri(root))
+    runs = mlflow.search_runs(experiment_names=["releo-tune"], output_format="pandas")
+    parent = runs[runs["run_id"] == summary["mlflow_run_id"]].iloc[0]
+    children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
+    assert len(runs) == 3 and len(children) == 2
+    assert (children["status"] == "FINISHED").all()
+    commit = git("rev-parse", "HEAD", cwd=root)
+    for _, run in runs.iterrows():
+        assert run["tags.git_commit"] == commit
+        assert run["tags.data_md5"] == "0123abcd.dir"
+        assert len(run["tags.params_hash"]) == 12
+    assert children["params.loss_weights.s2"].astype(float).between(0.5, 2.0).all()
+    assert children["metrics.val_lai_rmse_vs_truth"].notna().all()
+    assert parent["metrics.objective_best"] == pytest.approx(metrics["objective_best"])
+    assert parent["metrics.objective_default"] == pytest.approx(metrics["objective_default"])
+    assert float(parent["params.best_weights.s2"]) == pytest.approx(best["s2"])
+    history = mlflow.MlflowClient().get_metric_history(children.iloc[0]["run_id"], "train_loss")
+    assert sorted(m.step for m in history) == [0, 1]
+    inputs = mlflow.get_run(parent["run_id"]).inputs.dataset_inputs
+    assert {d.dataset.name for d in inputs} == {"chunks-train", "chunks-val"}
+
+
+def test_train_stage_writes_model_metrics_and_mlflow_run(project):
+    root, params = project
+    (root / "tune").mkdir()
+    (root / "tune" / "best_weights.json").write_text(json.dumps({"s2": 1.5, "prior": 1e-3}))
+    metrics = run_train(params, root, task=tiny_task())
+    assert metrics["epochs"] == 2 and metrics["attempts"] == [0]
+    assert metrics["lai_rmse_vs_truth_val"] == metrics["val"]["lai_rmse_vs_truth"]
+    saved = json.loads((root / "metrics" / "train.json").read_text())
+    for key in (
+        "s2_reconstruction_rmse",
+        "s1_reconstruction_rmse_db",
+        "snap_lai_rmse_vs_truth_val",
+    ):
+        assert key in saved  # null here: the tiny task has no S2/S1/SNAP
+    card = json.loads((root / "models" / "model.json").read_text())
+    assert card["loss_weights"]["s2"] == 1.5
+    state = torch.load(root / "models" / "model.pt", weights_only=False)
+    assert set(state["model"]) == {"net.0.weight", "net.0.bias", "net.1.weight", "net.1.bias"}
+    curve = pd.read_csv(root / "metrics" / "train_curve.csv")
+    assert curve["epoch"].tolist() == [0, 1]
+
+    mlflow.set_tracking_uri(params.tracking.resolved_uri(root))
+    run = mlflow.get_run(metrics["mlflow_run_id"])
+    assert run.data.params["loss_weights.s2"] == "1.5"
+    assert run.data.params["loss_weights.source"] == "tune/best_weights.json"
+    assert run.data.tags["data_md5"] == "0123abcd.dir"
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert "loss_curves.png" in artifacts
+    model = mlflow.pytorch.load_model(card["mlflow_model_uri"])
+    assert isinstance(model, nn.Module)
+    assert not (root / "ray" / "train").exists() or not any((root / "ray" / "train").iterdir())
