@@ -102,17 +102,36 @@ class PhysicsAutoencoder(nn.Module):
         idx = torch.stack([torch.randperm(h * w)[:q] for _ in range(b)])
         return idx, (idx % w + 0.5) / w, (idx // w + 0.5) / h
 
+    def _observed_queries(self, batch, space, idx, modality: str, usable: torch.Tensor):
+        """Query points at the sampled pixels × the modality's dates, kept where observed.
+
+        Returns (sel, t, space_t, dists), or None when the batch observed nothing usable.
+        """
+        b, q = idx.shape
+        n_t = batch[modality].shape[1]
+        sel = gather_pixels(usable, idx).reshape(b, q * n_t)  # (B, Q·T) usable observations
+        if n_t == 0 or not bool(sel.any()):
+            return None
+        t = batch[f"{modality}_doy"][:, None].expand(b, q, n_t).reshape(b, q * n_t)
+        space_t = space[:, :, None].expand(-1, -1, n_t, -1).reshape(b, q * n_t, -1)
+        return sel, t, space_t, self.decoder.variables(space_t, t)
+
+    @staticmethod
+    def _fit_terms(obs, pred, var, residual, unit, dists, sel) -> tuple[torch.Tensor, ...]:
+        """Gaussian NLL of the observations, residual magnitude, residual/physics dependence."""
+        nll = 0.5 * ((obs - pred) ** 2 / var + torch.log(var))
+        magnitude = (residual / unit).pow(2).mean(-1).mean()
+        medians = normalised({k: d.median[sel] for k, d in dists.items()}).detach()
+        return nll.sum(-1).mean(), magnitude, correlation_penalty(residual, medians)
+
     def _s2_term(self, batch, z, space, idx) -> tuple[torch.Tensor, ...]:
         b, q = idx.shape
         n_t = batch["s2"].shape[1]
-        _, usable = s2_inputs(batch)
-        sel = gather_pixels(usable, idx).reshape(b, q * n_t)  # (B, Q·T) clear observations
-        if n_t == 0 or not bool(sel.any()):
+        queries = self._observed_queries(batch, space, idx, "s2", s2_inputs(batch)[1])
+        if queries is None:
             zero = z.sum() * 0
             return zero, zero, zero
-        t = batch["s2_doy"][:, None].expand(b, q, n_t).reshape(b, q * n_t)
-        space_t = space[:, :, None].expand(-1, -1, n_t, -1).reshape(b, q * n_t, -1)
-        dists = self.decoder.variables(space_t, t)
+        sel, t, space_t, dists = queries
         values = {k: d.rsample()[sel] for k, d in dists.items()}
         angles = batch["s2_angles"][:, None].expand(b, q, n_t, 3).reshape(b, q * n_t, 3)
         platform = batch["s2_platform"][:, None].expand(b, q, n_t).reshape(b, q * n_t)
@@ -122,22 +141,16 @@ class PhysicsAutoencoder(nn.Module):
         obs = gather_pixels(batch["s2"], idx).reshape(b, q * n_t, 10)[sel]
         noise = S2_NOISE[0] + S2_NOISE[1] * pred.detach().abs()
         var = noise**2 + torch.exp(2 * self.s2_log_sigma)
-        nll = 0.5 * ((obs - pred) ** 2 / var + torch.log(var))
-        magnitude = (residual / S2_RESIDUAL_UNIT).pow(2).mean(-1).mean()
-        medians = normalised({k: d.median[sel] for k, d in dists.items()}).detach()
-        return nll.sum(-1).mean(), magnitude, correlation_penalty(residual, medians)
+        return self._fit_terms(obs, pred, var, residual, S2_RESIDUAL_UNIT, dists, sel)
 
     def _s1_term(self, batch, z, space, idx) -> tuple[torch.Tensor, ...]:
         b, q = idx.shape
         n_t = batch["s1"].shape[1]
-        _, usable = s1_inputs(batch)
-        sel = gather_pixels(usable, idx).reshape(b, q * n_t)
-        if n_t == 0 or not bool(sel.any()):
+        queries = self._observed_queries(batch, space, idx, "s1", s1_inputs(batch)[1])
+        if queries is None:
             zero = z.sum() * 0
             return zero, zero, zero
-        t = batch["s1_doy"][:, None].expand(b, q, n_t).reshape(b, q * n_t)
-        space_t = space[:, :, None].expand(-1, -1, n_t, -1).reshape(b, q * n_t, -1)
-        dists = self.decoder.variables(space_t, t)
+        sel, t, space_t, dists = queries
         incidence = gather_pixels(batch["s1_incidence"], idx).reshape(b, q * n_t)[sel]
         physics = s1_backscatter_db(
             dists["lai"].rsample()[sel], dists["soil_moisture"].rsample()[sel], incidence
@@ -146,10 +159,7 @@ class PhysicsAutoencoder(nn.Module):
         pred = physics + residual
         obs = gather_pixels(batch["s1"], idx).reshape(b, q * n_t, 2)[sel]
         var = torch.exp(2 * self.s1_log_sigma)
-        nll = 0.5 * ((obs - pred) ** 2 / var + torch.log(var))
-        magnitude = (residual / S1_RESIDUAL_UNIT).pow(2).mean(-1).mean()
-        medians = normalised({k: d.median[sel] for k, d in dists.items()}).detach()
-        return nll.sum(-1).mean(), magnitude, correlation_penalty(residual, medians)
+        return self._fit_terms(obs, pred, var, residual, S1_RESIDUAL_UNIT, dists, sel)
 
     def _prior_and_temporal(self, batch, space) -> tuple[torch.Tensor, torch.Tensor]:
         # Random dates in the window (under clouds, between acquisitions): the prior and the
