@@ -86,5 +86,160 @@ def validate(
         )
 
 
+@app.command()
+def retrain(
+    drop: Annotated[int, typer.Option(help="simulate data drop N first and `dvc add` it")] = 0,
+    pull: Annotated[bool, typer.Option(help="`dvc pull` data and stage outputs first")] = False,
+    push: Annotated[bool, typer.Option(help="`dvc push` data and outputs at the end")] = False,
+    rev: Annotated[str, typer.Option(help="git revision the metrics/plots diffs compare to")] = (
+        "HEAD"
+    ),
+    summary: Annotated[
+        Path | None, typer.Option(help="append the Markdown summary to this file")
+    ] = None,
+) -> None:
+    """Retrain on new data: (drop) → dvc repro → registry decision → metrics and plots diff."""
+    from releo.ops.retrain import RetrainError, summary_markdown
+    from releo.ops.retrain import retrain as run_retrain
+
+    with stage("retrain"):
+        try:
+            report = run_retrain(Path("."), drop=drop, pull=pull, push=push, rev=rev)
+        except RetrainError as err:
+            typer.echo(f"releo retrain: FAILED\n{err}", err=True)
+            raise typer.Exit(1) from err
+        text = summary_markdown(report)
+        typer.echo(text)
+        if summary is not None:  # e.g. $GITHUB_STEP_SUMMARY
+            with summary.open("a", encoding="utf-8") as out:
+                out.write(text)
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option(help="interface to bind (0.0.0.0: all)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port of the UI")] = 5000,
+    workers: Annotated[int, typer.Option(help="server worker processes")] = 1,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Serve the MLflow UI on the project's tracking store (mlruns/mlflow.db by default)."""
+    import os
+
+    from releo.config import ParamsError
+    from releo.ops.ui import RemoteStoreError, server_command
+    from releo.train.config import TrackingConfig
+
+    try:
+        tracking = load_params(params).tracking if params.exists() else TrackingConfig()
+        command = server_command(tracking, Path("."), host=host, port=port, workers=workers)
+    except (ParamsError, RemoteStoreError) as err:
+        typer.echo(f"releo ui: {err}", err=True)
+        raise typer.Exit(1) from err
+    store = command[command.index("--backend-store-uri") + 1]
+    typer.echo(f"MLflow UI on http://{host}:{port} (store: {store})", err=True)
+    # MLflow's job runner (GenAI judges, 8 worker processes) is of no use here: off by default.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    os.execve(command[0], command, env)
+
+
+def _csv(value: str | None, kind: type, name: str) -> list | None:
+    if value is None:
+        return None
+    try:
+        return [kind(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError as err:
+        raise typer.BadParameter(f"{value!r}: {err}", param_hint=name) from err
+
+
+@app.command()
+def decode(
+    out: Annotated[Path, typer.Argument(help="product folder to write (replaced if present)")],
+    dates: Annotated[
+        str | None, typer.Option(help="comma-separated days, e.g. 2025-05-15,2025-06-15")
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="first day (default: start of data)")] = None,
+    end: Annotated[str | None, typer.Option(help="last day (default: end of data)")] = None,
+    every: Annotated[int | None, typer.Option(help="days between dates (7: weekly)")] = None,
+    resolution: Annotated[float | None, typer.Option(help="pixel size, m")] = None,
+    bounds: Annotated[
+        str | None, typer.Option(help="xmin,ymin,xmax,ymax in the site CRS (default: all)")
+    ] = None,
+    embeddings: Annotated[Path, typer.Option(help="embeddings cube")] = Path(
+        "embeddings/embeddings.zarr"
+    ),
+    model: Annotated[Path, typer.Option(help="trained model")] = Path("models/model.pt"),
+    geotiff: Annotated[bool, typer.Option(help="a GeoTIFF per date")] = True,
+    quicklooks: Annotated[bool, typer.Option(help="a PNG per date")] = True,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Decode LAI from chunk embeddings alone on any area, dates and resolution.
+
+    Unset options come from params.yaml (products.decode). Writes OUT/lai.zarr (lai, lai_std,
+    lai_low, lai_high), OUT/geotiff/, OUT/quicklooks/ and OUT/overview.png.
+    """
+    from releo.products.stages import decode_request
+
+    overrides = {
+        "dates": _csv(dates, str, "--dates"),
+        "start": start,
+        "end": end,
+        "step_days": every,
+        "resolution_m": resolution,
+        "bounds": _csv(bounds, float, "--bounds"),
+        "geotiff": geotiff,
+        "quicklooks": quicklooks,
+    }
+    with stage("decode"):
+        base = load_params(params).products.decode if params.exists() else None
+        summary = decode_request(base, overrides, embeddings, model, out)
+        typer.echo(
+            f"{out}: {summary['dates']} date(s) {summary['first_date']}..{summary['last_date']} "
+            f"on {summary['grid']['ny']}x{summary['grid']['nx']} px at "
+            f"{summary['grid']['resolution_m']:g} m, {summary['valid_fraction']:.1%} decoded"
+        )
+
+
+@app.command()
+def lai(
+    table: Annotated[Path, typer.Argument(help="pixel time-series table (CSV/Parquet)")],
+    out: Annotated[
+        Path | None, typer.Option(help="output table (default: <table stem>_lai.<ext>)")
+    ] = None,
+    columns: Annotated[
+        Path | None,
+        typer.Option(help="YAML/JSON mapping of canonical names to the table's columns"),
+    ] = None,
+    fine_tune_epochs: Annotated[
+        int, typer.Option(min=0, help="self-supervised epochs on the table's own series first")
+    ] = 0,
+    model: Annotated[
+        Path, typer.Option(help="trained chunk model, or a per-pixel inversion model file")
+    ] = Path("models/model.pt"),
+    window_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="cut each series into windows of N days (default: whole)"),
+    ] = None,
+    lr: Annotated[float, typer.Option(min=0.0, help="fine-tuning learning rate")] = 3e-4,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """LAI (and its σ) at every row of a pixel time-series table, from each point's series.
+
+    Writes the table back with `lai` and `lai_std` columns. See README: pixel tables.
+    """
+    from releo.products.pixel_table import run_lai
+
+    with stage("lai"):
+        root = load_params(params).quality.context_root if params.exists() else None
+        summary = run_lai(
+            table, out, columns=columns, model_path=model, fine_tune_epochs=fine_tune_epochs,
+            lr=lr, window_days=window_days, context_root=root,
+        )  # fmt: skip
+        typer.echo(
+            f"{summary['out']}: LAI at {summary['lai_rows']} of {summary['rows']} rows of "
+            f"{summary['points']} points ({summary['clear_s2_rows']} clear S2, "
+            f"{summary['s1_rows']} S1)"
+        )
+
+
 if __name__ == "__main__":
     app()

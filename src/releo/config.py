@@ -8,7 +8,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from releo.data.simulate.config import SimulationConfig
+from releo.discover.config import DiscoverConfig
 from releo.models.config import LossWeights, ModelConfig
+from releo.models.pixel import BaselineConfig
+from releo.products.config import ProductsConfig
 from releo.train.config import TrackingConfig, TrainConfig, TuneConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -59,6 +62,9 @@ class Params(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    products: ProductsConfig = Field(default_factory=ProductsConfig)
+    discover: DiscoverConfig = Field(default_factory=DiscoverConfig)
 
 
 class ParamsError(ValueError):

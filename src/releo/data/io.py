@@ -10,10 +10,10 @@ On-disk layout of a cube ``<name>.zarr/`` (two files per variable, so DVC stays 
 
 S2 reflectance bands are stored like real L2A products (processing baseline >= 04.00):
 uint16 with ``scale_factor`` 1e-4, ``add_offset`` -0.1 and ``_FillValue`` 65535 for NaN, so
-the quantisation error is at most 5e-5. Other float data variables are float32; coordinates
-keep their dtype. Georeferencing is CF (a ``spatial_ref`` grid-mapping coordinate written by
-rioxarray). Output bytes are a pure function of the input: no timestamps, no random names,
-no consolidated metadata.
+the quantisation error is at most 5e-5. Other float data variables are float32 (float16 ones,
+e.g. embeddings, stay float16); coordinates keep their dtype. Georeferencing is CF (a
+``spatial_ref`` grid-mapping coordinate written by rioxarray). Output bytes are a pure
+function of the input: no timestamps, no random names, no consolidated metadata.
 
 The manifest lists every file of the store (except the root ``zarr.json``) with its size and
 SHA-256; :func:`open_cube` checks it because Zarr silently reads a deleted shard as fill values.
@@ -156,6 +156,9 @@ def _prepare_cube(ds: xr.Dataset, target: Path) -> tuple[xr.Dataset, dict[str, d
                     stacklevel=3,
                 )
                 enc.update(dtype="float32", _FillValue=np.float32(np.nan))
+        elif var.dtype == np.float16 and not is_coord:
+            # half precision is a deliberate choice (e.g. embeddings): keep it
+            enc.update(dtype="float16", _FillValue=np.float16(np.nan))
         elif var.dtype.kind == "f" and not is_coord:
             enc.update(dtype="float32", _FillValue=np.float32(np.nan))
         itemsize = np.dtype(enc.get("dtype", var.dtype)).itemsize if var.dtype.kind != "O" else 8

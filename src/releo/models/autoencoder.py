@@ -12,8 +12,11 @@ from releo.models.decoder import LatentDecoder
 from releo.models.distributions import VARIABLE_RANGES, VARIABLES, BoundedNormal, prior_logit
 from releo.models.encoder import ChunkEncoder, s1_inputs, s2_inputs
 from releo.models.forward import s1_backscatter_db, s2_reflectance
+from releo.models.synthetic import synthetic_chunks
 
-LOSS_TERMS: tuple[str, ...] = ("s2", "s1", "prior", "temporal", "residual", "disentangle")
+LOSS_TERMS: tuple[str, ...] = (
+    *("s2", "s1", "prior", "temporal", "residual", "disentangle", "synthetic"),
+)
 S2_NOISE = (0.005, 0.02)  # L2A noise σ = abs + rel·ρ (Doxani et al. 2018 order of magnitude)
 S2_RESIDUAL_UNIT, S1_RESIDUAL_UNIT = 0.01, 1.0  # reflectance, dB: scales of the penalty
 
@@ -175,14 +178,32 @@ class PhysicsAutoencoder(nn.Module):
         curvature = lai[:, 2 * q :] - 2 * lai[:, q : 2 * q] + lai[:, :q]
         return kl, curvature.pow(2).mean()
 
+    def _encode_for_loss(self, batch: dict) -> tuple[torch.Tensor, dict | None]:
+        z, context = self.encode_with_context(batch)
+        if context is not None and self.training and self.cfg.detail_dropout > 0:
+            # Some chunks decode from the embedding alone, so that mode stays usable.
+            context["detail_present"] = torch.rand(z.shape[0]) >= self.cfg.detail_dropout
+        return z, context
+
+    def _synthetic_term(self) -> torch.Tensor:
+        """NLL of the true variables of simulated chunks under the decoded distributions."""
+        size = self.cfg.synthetic_size
+        batch, truth = synthetic_chunks(self.cfg.synthetic_batch, size, n_s2=2, n_s1=2)
+        z, context = self._encode_for_loss(batch)
+        b = z.shape[0]
+        idx = torch.arange(size * size).expand(b, -1)
+        x, y = ((idx % size + 0.5) / size).to(z.dtype), ((idx // size + 0.5) / size).to(z.dtype)
+        space = self.decoder.space_features(z, x, y, context)
+        first, last = batch["window_doy"][:, :1], batch["window_doy"][:, 1:]
+        t = first + torch.rand(x.shape, dtype=z.dtype) * (last - first + 1)
+        dists = self.decoder.variables(space, t)
+        return sum(d.logit_nll(truth[k].reshape(b, -1)).mean() for k, d in dists.items())
+
     def loss(self, batch: dict, weights: LossWeights) -> dict[str, torch.Tensor]:
         """Every loss term on a random subset of ``query_pixels`` pixels per chunk, plus
         ``total`` = Σ weight · term."""
-        z, context = self.encode_with_context(batch)
+        z, context = self._encode_for_loss(batch)
         b, h, w = batch["s2"].shape[0], *batch["s2"].shape[-2:]
-        if context is not None and self.training and self.cfg.detail_dropout > 0:
-            # Some chunks decode from the embedding alone, so that mode stays usable.
-            context["detail_present"] = torch.rand(b) >= self.cfg.detail_dropout
         idx, x, y = self._sample_pixels(b, h, w)
         space = self.decoder.space_features(z, x.to(z.dtype), y.to(z.dtype), context)
         s2_nll, s2_res, s2_dep = self._s2_term(batch, z, space, idx)
@@ -195,6 +216,7 @@ class PhysicsAutoencoder(nn.Module):
             "temporal": temporal,
             "residual": s2_res + s1_res,
             "disentangle": s2_dep + s1_dep,
+            "synthetic": self._synthetic_term() if weights.synthetic > 0 else z.sum() * 0,
         }
         terms["total"] = sum(getattr(weights, k) * v for k, v in terms.items())
         return terms

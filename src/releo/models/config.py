@@ -48,6 +48,10 @@ class ModelConfig(BaseModel):
     temporal_step_days: float = Field(
         4.0, gt=0, description="spacing of the second differences of the temporal regulariser"
     )
+    synthetic_batch: int = Field(
+        4, ge=1, description="synthetic chunks simulated per step for the hybrid term"
+    )
+    synthetic_size: int = Field(16, ge=4, description="side in pixels of a synthetic chunk")
     fused_prosail: bool = Field(
         True,
         description="torch.compile-d PROSAIL: ~20x faster, ~1-2 min compilation on first use",
@@ -74,4 +78,9 @@ class LossWeights(BaseModel):
     residual: float = Field(0.1, ge=0, description="magnitude of the exclusive residuals")
     disentangle: float = Field(
         0.1, ge=0, description="squared correlation of residuals with physical variables"
+    )
+    synthetic: float = Field(
+        1.0,
+        ge=0,
+        description="NLL of the prior-drawn variables of chunks simulated through the physics",
     )

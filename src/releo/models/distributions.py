@@ -89,6 +89,15 @@ class BoundedNormal:
         normal = torch.distributions.Normal(self.loc, self.scale)
         return normal.log_prob(u) - torch.log((self.high - self.low) * p * (1 - p))
 
+    def logit_nll(self, value: torch.Tensor, huber: float = 3.0) -> torch.Tensor:
+        """Negative log-density of ``value`` in logit space (constant- and Jacobian-free),
+        quadratic within ``huber`` standard deviations and linear beyond, so the gradients of
+        a badly placed early distribution stay bounded."""
+        p = ((value - self.low) / (self.high - self.low)).clamp(1e-6, 1 - 1e-6)
+        d = ((torch.log(p) - torch.log1p(-p)) - self.loc).abs() / self.scale
+        robust = torch.where(d < huber, 0.5 * d**2, huber * d - 0.5 * huber**2)
+        return robust + torch.log(self.scale)
+
     def kl_to_prior(self, prior_loc: float, prior_scale: float = PRIOR_SCALE) -> torch.Tensor:
         """KL(q || prior), both Normal in logit space (the map is shared, so KL is unchanged)."""
         ratio = self.scale / prior_scale

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
     from releo.train.config import TrackingConfig
 
 DVC_EXP_TMP = (".dvc", "tmp", "exps")
+# `dvc exp run` (in the workspace or queued) sets these in every stage's environment: as tags,
+# they link the experiment of `dvc exp show` to its MLflow runs (`tags.dvc_exp_name = '...'`).
+DVC_EXP_TAGS = {"dvc_exp_name": "DVC_EXP_NAME", "dvc_exp_baseline_rev": "DVC_EXP_BASELINE_REV"}
 
 
 def mlflow_home(project_root: str | Path) -> Path:
@@ -52,9 +56,12 @@ def configure(tracking: TrackingConfig, project_root: str | Path, stage: str) ->
     name = tracking.experiment(stage)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        location = (home / tracking.artifact_root / name).resolve()
-        location.mkdir(parents=True, exist_ok=True)
-        experiment_id = mlflow.create_experiment(name, artifact_location=location.as_uri())
+        location = None  # a tracking server keeps the artifacts where it was told to
+        if not uri.startswith(("http://", "https://")):
+            path = (home / tracking.artifact_root / name).resolve()
+            path.mkdir(parents=True, exist_ok=True)
+            location = path.as_uri()
+        experiment_id = mlflow.create_experiment(name, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
@@ -89,17 +96,20 @@ def data_md5(project_root: str | Path) -> str:
 
 
 def standard_tags(project_root: str | Path, params: BaseModel | Mapping[str, Any]) -> dict:
-    """Provenance of a run: git commit (and whether the tree was dirty), data hash, params hash."""
+    """Provenance of a run: git commit (and whether the tree was dirty), data hash, params hash,
+    and the DVC experiment it belongs to (under ``dvc exp run``)."""
     root = Path(project_root)
     commit = _git(root, "rev-parse", "HEAD") or "unknown"
     status = _git(root, "status", "--porcelain", "--untracked-files=no")
-    return {
+    tags = {
         "mlflow.source.git.commit": commit,  # MLflow's own tag: shown in the UI
         "git_commit": commit,
         "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
         "data_md5": data_md5(root),
         "params_hash": params_hash(params),
     }
+    tags.update({tag: os.environ[var] for tag, var in DVC_EXP_TAGS.items() if os.environ.get(var)})
+    return tags
 
 
 def log_dataset(index: pd.DataFrame, name: str, context: str, source: str | None = None) -> None:

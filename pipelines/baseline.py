@@ -1,0 +1,33 @@
+"""DVC stage ``baseline``: gate the site and chunk index, then train the per-pixel PROSAIL-VAE
+inversion (``releo.models.pixel``) on the train split and score it on the validation split."""
+
+from pathlib import Path
+
+from releo.config import load_params
+from releo.data.io import write_json
+from releo.data.site import open_site
+from releo.models.pixel import save_pixel_inversion
+from releo.models.pixel_train import evaluate_pixel_inversion, train_pixel_inversion
+from releo.stage import stage
+from releo.train.inputs import gate_training_inputs
+from releo.train.pipeline import INDEX
+
+MODEL = Path("baseline/model.pt")
+METRICS = Path("metrics/baseline.json")
+
+
+def main() -> None:
+    with stage("baseline"):
+        params = load_params()
+        gate_training_inputs(params, INDEX)
+        model, history = train_pixel_inversion(params.data_dir, INDEX, params.baseline)
+        save_pixel_inversion(model, MODEL)
+        scores = {"train_steps": params.baseline.steps, "train_seconds": history[-1]["elapsed"]}
+        if open_site(params.data_dir).path("truth").exists():  # scored where truth exists
+            scores |= evaluate_pixel_inversion(model, params.data_dir, INDEX, split="val")
+            print(f"per-pixel inversion: val LAI RMSE {scores['lai_rmse_vs_truth']:.3f}")
+        write_json(scores, METRICS)
+
+
+if __name__ == "__main__":
+    main()

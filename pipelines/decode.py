@@ -1,0 +1,28 @@
+"""DVC stage ``decode``: gate the embeddings, then decode LAI on the grid and dates of params."""
+
+from pathlib import Path
+
+from releo.config import load_params
+from releo.data.io import open_cube
+from releo.products.gates import check_embeddings
+from releo.products.stages import EMBEDDINGS, run_decode
+from releo.stage import stage
+
+
+def main() -> None:
+    with stage("decode"):
+        params = load_params()
+        check_embeddings(
+            open_cube(EMBEDDINGS), EMBEDDINGS, context_root=params.quality.context_root
+        )
+        metrics = run_decode(params, Path.cwd())
+        print(
+            f"{metrics['dates']} dates {metrics['first_date']}..{metrics['last_date']} on "
+            f"{metrics['grid']['ny']}x{metrics['grid']['nx']} px: "
+            f"{metrics['valid_fraction']:.1%} decoded, "
+            f"{metrics['pixel_dates_per_s']:,.0f} pixel-dates/s"
+        )
+
+
+if __name__ == "__main__":
+    main()

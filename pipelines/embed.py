@@ -1,0 +1,24 @@
+"""DVC stage ``embed``: gate the site and chunk index, then embed every chunk."""
+
+from pathlib import Path
+
+from releo.config import load_params
+from releo.products.stages import INDEX, run_embed
+from releo.stage import stage
+from releo.train.inputs import gate_training_inputs
+
+
+def main() -> None:
+    with stage("embed"):
+        params = load_params()
+        gate_training_inputs(params, INDEX)
+        metrics = run_embed(params, Path.cwd())
+        error = metrics["quantisation_max_abs_error"]
+        print(
+            f"{metrics['chunks']} chunks -> {metrics['embedding_dim']} features "
+            f"({metrics['dtype']}, max quantisation error {error:.2g})"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Synthetic chunks simulated through the physics: the hybrid (simulation-based) training signal.
+
+Operational LAI retrievals (the SNAP biophysical processor among them) learn the inverse of
+PROSAIL from simulations: variables drawn from a prior, reflectance simulated, a network fitted
+to map one back to the other (Weiss & Baret, S2 ToolBox ATBD; Verrelst et al. 2015, "hybrid"
+retrieval). Here the same idea trains the chunk model's inversion path: small chunks whose every
+pixel is simulated by releo's PROSAIL (S2, at random sun/view geometry, with the L2A noise model)
+and the Water Cloud Model (S1, with gamma speckle), in the exact batch layout of real chunks, so
+the encoder and the latent decoder learn to invert the physics they are trained through on real
+data. No label of the site is used: the variables are prior draws.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from releo.models.distributions import PRIOR_SCALE, VARIABLE_RANGES, VARIABLES, prior_logit
+from releo.models.forward import s1_backscatter_db, s2_reflectance
+from releo.physics.srf import PLATFORMS
+
+S2_NOISE_MODEL = (0.005, 0.02)  # σ = abs + rel·ρ, as the L2A noise of the likelihood
+S1_ENL = 4.4  # equivalent number of looks of GRD speckle (unit-mean gamma in linear power)
+SUN_ZENITH, VIEW_ZENITH, RELATIVE_AZIMUTH = (20.0, 70.0), (0.0, 12.0), (0.0, 180.0)
+INCIDENCE = (30.0, 46.0)
+PATCH = 4  # pixels per side of the constant patches (fields) of a synthetic chunk
+
+
+def _uniform(shape: tuple[int, ...], bounds: tuple[float, float], gen: torch.Generator | None):
+    low, high = bounds
+    return low + (high - low) * torch.rand(shape, generator=gen)
+
+
+def prior_draws(shape: tuple[int, ...], gen: torch.Generator | None) -> dict[str, torch.Tensor]:
+    """Every physical variable drawn from its prior (logit-normal in its range)."""
+    out = {}
+    for name in VARIABLES:
+        lo, hi = VARIABLE_RANGES[name]
+        u = prior_logit(name) + PRIOR_SCALE * torch.randn(shape, generator=gen)
+        out[name] = (lo + (hi - lo) * torch.sigmoid(u)).clamp(lo, hi)
+    return out
+
+
+def _patches(values: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, h, w) patch values → (B, size, size) pixels, each patch constant (a field)."""
+    up = values.repeat_interleave(PATCH, -1).repeat_interleave(PATCH, -2)
+    return up[..., :size, :size]
+
+
+def synthetic_chunks(
+    batch_size: int, size: int, n_s2: int, n_s1: int, gen: torch.Generator | None = None
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A batch of simulated chunks (layout of ``releo.train.loop.collate_chunks``) and the true
+    variables (B, size, size) of every pixel, constant over the chunk's 10-day window.
+
+    Random draws come from ``gen`` (the global generator when None; speckle always does)."""
+    b, coarse = batch_size, -(-size // PATCH)
+    truth = {k: _patches(v, size) for k, v in prior_draws((b, coarse, coarse), gen).items()}
+    start = _uniform((b, 1), (1.0, 355.0), gen).floor()
+    window = torch.cat([start, start + 9], dim=1)
+    s2_doy = (start + _uniform((b, n_s2), (0.0, 9.0), gen).floor()).sort(-1).values
+    s1_doy = (start + _uniform((b, n_s1), (0.0, 9.0), gen).floor()).sort(-1).values
+    angles = torch.stack(
+        [_uniform((b, n_s2), r, gen) for r in (SUN_ZENITH, VIEW_ZENITH, RELATIVE_AZIMUTH)], -1
+    )
+    platform = torch.randint(len(PLATFORMS), (b, n_s2), generator=gen)
+
+    pixels = size * size
+    flat = {
+        k: v.reshape(b, 1, pixels).expand(b, n_s2, pixels).reshape(-1) for k, v in truth.items()
+    }
+    geometry = angles[:, :, None].expand(b, n_s2, pixels, 3).reshape(-1, 3)
+    codes = platform[:, :, None].expand(b, n_s2, pixels).reshape(-1)
+    with torch.no_grad():
+        rho = s2_reflectance(flat, geometry, codes, fused=False)
+    rho = rho + (S2_NOISE_MODEL[0] + S2_NOISE_MODEL[1] * rho) * torch.randn(
+        rho.shape, generator=gen
+    )
+    s2 = rho.clamp(0, 1).reshape(b, n_s2, size, size, 10).permute(0, 1, 4, 2, 3)
+    # Whole dates overcast (as the real 35 % cloudiness) or clear in patches.
+    overcast = torch.rand((b, n_s2, 1, 1), generator=gen) < 0.35
+    clear = _patches(torch.rand((b * n_s2, coarse, coarse), generator=gen) > 0.1, size)
+    s2_mask = clear.reshape(b, n_s2, size, size) & ~overcast
+
+    incidence = _uniform((b, n_s1, 1, 1), INCIDENCE, gen).expand(b, n_s1, size, size)
+    lai = truth["lai"][:, None].expand(b, n_s1, size, size)
+    moisture = truth["soil_moisture"][:, None].expand(b, n_s1, size, size)
+    with torch.no_grad():
+        sigma0 = s1_backscatter_db(lai, moisture, incidence)
+    speckle = torch.distributions.Gamma(S1_ENL, S1_ENL).sample(sigma0.shape)
+    s1 = (sigma0 + 10 * torch.log10(speckle)).permute(0, 1, 4, 2, 3)
+
+    batch = {
+        "window_doy": window,
+        "s2": s2.contiguous(),
+        "s2_mask": s2_mask,
+        "s2_valid": torch.ones(b, n_s2, dtype=torch.bool),
+        "s2_angles": angles,
+        "s2_doy": s2_doy,
+        "s2_platform": platform,
+        "s1": s1.contiguous(),
+        "s1_valid": torch.ones(b, n_s1, dtype=torch.bool),
+        "s1_incidence": incidence.contiguous(),
+        "s1_doy": s1_doy,
+    }
+    return batch, truth

@@ -1,0 +1,98 @@
+"""``params.yaml: products``: the embed, decode, evaluate and register stages."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class EmbedConfig(BaseModel):
+    """Embeddings of every chunk of the site (stage ``embed``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dtype: Literal["float16", "float32"] = Field("float16", description="stored precision")
+    batch_size: int = Field(8, ge=1, description="chunks encoded at once")
+
+
+class DecodeConfig(BaseModel):
+    """LAI decoded from the embeddings alone on a grid and dates (stage ``decode``).
+
+    Dates: ``dates`` when given, else every ``step_days`` from ``start`` to ``end`` (default:
+    the first and last day of the data). Grid: ``resolution_m`` pixels over ``bounds``
+    (xmin, ymin, xmax, ymax in the site CRS; default: the area the chunks cover).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resolution_m: float = Field(10.0, gt=0, description="pixel size of the decoded grid, m")
+    step_days: int = Field(7, ge=1, description="days between decoded dates (7: weekly)")
+    start: date | None = Field(None, description="first decoded day (None: start of the data)")
+    end: date | None = Field(None, description="last decoded day (None: end of the data)")
+    dates: list[date] | None = Field(None, description="explicit dates (overrides the step)")
+    bounds: tuple[float, float, float, float] | None = Field(
+        None, description="xmin, ymin, xmax, ymax in the site CRS (None: the chunks' area)"
+    )
+    interval: float = Field(0.9, gt=0, lt=1, description="central interval of lai_low/high")
+    batch_queries: int = Field(65536, ge=1, description="pixel-dates decoded per model call")
+    geotiff: bool = Field(True, description="one GeoTIFF (lai, lai_std) per date")
+    quicklooks: bool = Field(True, description="one PNG per date")
+    overview_panels: int = Field(12, ge=1, description="dates shown in overview.png")
+    lai_max_display: float = Field(7.0, gt=0, description="top of the quick-look colour scale")
+
+    @model_validator(mode="after")
+    def _period(self) -> DecodeConfig:
+        if self.start and self.end and self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
+        if self.dates is not None and not self.dates:
+            raise ValueError("dates is empty: give at least one date or null")
+        if self.bounds is not None:
+            xmin, ymin, xmax, ymax = self.bounds
+            if not (xmin < xmax and ymin < ymax):
+                raise ValueError(f"bounds must be xmin, ymin, xmax, ymax; got {self.bounds}")
+        return self
+
+
+class EvaluateConfig(BaseModel):
+    """Scores of the decoded LAI against truth, SNAP and field surveys (stage ``evaluate``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    splits: list[Literal["train", "val", "test"]] = Field(
+        default_factory=lambda: ["val", "test"], description="held-out splits scored"
+    )
+    field_max_days: int = Field(
+        5, ge=0, description="SNAP/baseline: nearest valid date within ± this many days"
+    )
+    baseline_model: Path | None = Field(
+        None, description="per-pixel inversion model file (None or missing: trained here)"
+    )
+    scatter_points: int = Field(2000, ge=10, description="pixel-dates in the scatter table")
+    sample_fields: int = Field(4, ge=0, description="fields in the time-series plots")
+    seed: int = Field(0, ge=0, description="seed of the scatter sample")
+
+
+class RegisterConfig(BaseModel):
+    """MLflow registry: the decoder as a pyfunc model, champion if it beats the current one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_name: str = Field("releo-lai", min_length=1, description="registered model name")
+    metric: str = Field("lai_rmse_field", description="metrics/evaluate.json key to compare")
+    lower_is_better: bool = Field(True, description="direction of the comparison")
+    champion_alias: str = Field("champion", min_length=1)
+    challenger_alias: str = Field("challenger", min_length=1)
+
+
+class ProductsConfig(BaseModel):
+    """The product stages after ``train``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    registry: RegisterConfig = Field(default_factory=RegisterConfig)

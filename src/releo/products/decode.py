@@ -1,0 +1,214 @@
+"""Decoding LAI from chunk embeddings alone, at any point, grid and date.
+
+Every query (map x, y and a day) falls in one chunk and one time window: its embedding and
+the chunk-relative position (u, v) ∈ [0, 1)² go through the model's latent decoder without
+any per-pixel context. Queries are grouped by embedding so that each model call decodes many
+points of a few chunks (:func:`decode_queries`); grids and point lists are built on it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from releo.models import PhysicsAutoencoder
+from releo.products.grid import ChunkLayout, Grid
+
+LAI_VARIABLES: tuple[str, ...] = ("lai", "lai_std", "lai_low", "lai_high")
+"""Decoded LAI: median, standard deviation and the bounds of the central interval."""
+MAX_QUERIES_IN_MEMORY = 4_000_000  # pixel-dates assembled at once by decode_grid
+
+
+@torch.no_grad()
+def decode_lai(
+    model: PhysicsAutoencoder,
+    z: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    doy: torch.Tensor,
+    interval: float = 0.9,
+) -> dict[str, torch.Tensor]:
+    """LAI (median, std, central ``interval`` bounds) from embeddings ``z`` (B, D) alone at
+    chunk-relative ``u`` (east), ``v`` (south) and day-of-year ``doy``, each (B, N)."""
+    dist = model.decode(z, u, v, doy, context=None)["lai"]
+    q = (1.0 - interval) / 2
+    return {
+        "lai": dist.median,
+        "lai_std": dist.stddev,
+        "lai_low": dist.icdf(q),
+        "lai_high": dist.icdf(1.0 - q),
+    }
+
+
+def _blocks(owner_sorted: np.ndarray, block: int) -> list[tuple[int, int]]:
+    """(start, end) runs of equal owners in a sorted array, cut to at most ``block`` long,
+    longest first."""
+    n = len(owner_sorted)
+    starts = np.flatnonzero(np.r_[True, owner_sorted[1:] != owner_sorted[:-1]])
+    ends = np.r_[starts[1:], n]
+    out = [
+        (a, min(a + block, e))
+        for s, e in zip(starts, ends, strict=True)
+        for a in range(s, e, block)
+    ]
+    return sorted(out, key=lambda ab: ab[0] - ab[1])
+
+
+@torch.no_grad()
+def decode_queries(
+    model: PhysicsAutoencoder,
+    table: np.ndarray,
+    owner: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    doy: np.ndarray,
+    *,
+    interval: float = 0.9,
+    batch_queries: int = 65536,
+) -> dict[str, np.ndarray]:
+    """LAI at Q queries: ``owner`` (Q,) indexes the embedding rows of ``table`` (K, D); ``u``,
+    ``v``, ``doy`` (Q,). Queries of one embedding share model calls, ≤ ``batch_queries`` each.
+    Returns float32 arrays (Q,) per :data:`LAI_VARIABLES`."""
+    model.eval()
+    n = len(owner)
+    out = {k: np.full(n, np.nan, np.float32) for k in LAI_VARIABLES}
+    if n == 0:
+        return out
+    order = np.argsort(owner, kind="stable")
+    blocks = _blocks(owner[order], batch_queries)
+    table_t = torch.as_tensor(np.asarray(table, dtype=np.float32))
+    inputs = [torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in (u, v, doy)]
+    i = 0
+    while i < len(blocks):
+        width = blocks[i][1] - blocks[i][0]
+        call = blocks[i : i + max(1, batch_queries // width)]
+        idx = np.empty((len(call), width), dtype=np.int64)
+        keep = np.zeros((len(call), width), dtype=bool)
+        for r, (a, b) in enumerate(call):
+            idx[r, : b - a] = order[a:b]
+            idx[r, b - a :] = order[a]  # padding repeats a real query, then is dropped
+            keep[r, : b - a] = True
+        rows = torch.as_tensor(idx)
+        z = table_t[torch.as_tensor(owner[idx[:, 0]])]
+        values = decode_lai(model, z, *(x[rows] for x in inputs), interval=interval)
+        for k, value in values.items():
+            out[k][idx[keep]] = value.float().numpy()[keep]
+        i += len(call)
+    return out
+
+
+def embedding_table(embeddings: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings as rows (windows·rows·cols, D) float32 and whether each row is finite."""
+    table = embeddings["embedding"].values.astype(np.float32)
+    table = table.reshape(-1, table.shape[-1])
+    return table, np.isfinite(table).all(axis=1)
+
+
+def decode_pixels(
+    model: PhysicsAutoencoder,
+    embeddings: xr.Dataset,
+    x: np.ndarray,
+    y: np.ndarray,
+    dates: pd.DatetimeIndex,
+    *,
+    interval: float = 0.9,
+    batch_queries: int = 65536,
+) -> dict[str, np.ndarray]:
+    """LAI (T, P) at every date × point (map coordinates ``x``, ``y`` (P,) in the embeddings'
+    CRS); NaN where no chunk covers the point or the date."""
+    layout = ChunkLayout.from_embeddings(embeddings)
+    table, finite = embedding_table(embeddings)
+    row, col, u, v, inside = layout.locate(x, y)
+    window, covered = layout.window_of(dates)
+    owner = window[:, None] * (layout.rows * layout.cols) + (row * layout.cols + col)[None]
+    valid = covered[:, None] & inside[None] & finite[owner]
+    doy = np.broadcast_to(pd.DatetimeIndex(dates).day_of_year.to_numpy()[:, None], valid.shape)
+    values = decode_queries(
+        model,
+        table,
+        owner[valid],
+        np.broadcast_to(u, valid.shape)[valid],
+        np.broadcast_to(v, valid.shape)[valid],
+        doy[valid],
+        interval=interval,
+        batch_queries=batch_queries,
+    )
+    out = {}
+    for k, value in values.items():
+        full = np.full(valid.shape, np.nan, np.float32)
+        full[valid] = value
+        out[k] = full
+    return out
+
+
+def decode_pairs(
+    model: PhysicsAutoencoder,
+    embeddings: xr.Dataset,
+    x: np.ndarray,
+    y: np.ndarray,
+    dates: pd.DatetimeIndex | np.ndarray,
+    *,
+    interval: float = 0.9,
+) -> dict[str, np.ndarray]:
+    """LAI (P,) at P point-dates (one date per point, e.g. field measurements)."""
+    layout = ChunkLayout.from_embeddings(embeddings)
+    table, finite = embedding_table(embeddings)
+    row, col, u, v, inside = layout.locate(x, y)
+    dates = pd.DatetimeIndex(dates)
+    window, covered = layout.window_of(dates)
+    owner = window * (layout.rows * layout.cols) + row * layout.cols + col
+    valid = covered & inside & finite[owner]
+    values = decode_queries(
+        model, table, owner[valid], u[valid], v[valid], dates.day_of_year.to_numpy()[valid],
+        interval=interval,
+    )  # fmt: skip
+    out = {}
+    for k, value in values.items():
+        full = np.full(len(valid), np.nan, np.float32)
+        full[valid] = value
+        out[k] = full
+    return out
+
+
+def decode_grid(
+    model: PhysicsAutoencoder,
+    embeddings: xr.Dataset,
+    grid: Grid,
+    dates: pd.DatetimeIndex,
+    *,
+    interval: float = 0.9,
+    batch_queries: int = 65536,
+) -> xr.Dataset:
+    """LAI maps (time, y, x) of :data:`LAI_VARIABLES` on ``grid`` at ``dates``, from the
+    embeddings alone; NaN outside the chunks and their windows."""
+    x, y = grid.points()
+    dates = pd.DatetimeIndex(dates)
+    per_call = max(1, MAX_QUERIES_IN_MEMORY // max(len(x), 1))
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in LAI_VARIABLES}
+    for start in range(0, len(dates), per_call):
+        values = decode_pixels(
+            model, embeddings, x, y, dates[start : start + per_call],
+            interval=interval, batch_queries=batch_queries,
+        )  # fmt: skip
+        for k, value in values.items():
+            parts[k].append(value.reshape(-1, *grid.shape))
+    q = (1.0 - interval) / 2
+    meta = {
+        "lai": {"long_name": "leaf area index (median)", "units": "m2 m-2"},
+        "lai_std": {"long_name": "leaf area index standard deviation", "units": "m2 m-2"},
+        "lai_low": {"long_name": f"leaf area index, quantile {q:g}", "units": "m2 m-2"},
+        "lai_high": {"long_name": f"leaf area index, quantile {1 - q:g}", "units": "m2 m-2"},
+    }
+    ds = xr.Dataset(
+        {k: (("time", "y", "x"), np.concatenate(v), meta[k]) for k, v in parts.items()},
+        coords={"time": dates.values.astype("datetime64[ns]"), "y": grid.y, "x": grid.x},
+        attrs={
+            "title": "releo LAI decoded from chunk embeddings alone",
+            "interval": interval,
+            "resolution_m": grid.resolution,
+            "source_model_sha256": str(embeddings.attrs.get("model_sha256", "")),
+        },
+    )
+    return ds.rio.write_crs(grid.crs)

@@ -1,0 +1,124 @@
+"""Chunk embeddings: the trained encoder run over every chunk of a site, stored as a cube.
+
+The cube (``embeddings/embeddings.zarr``) has dims ``(time, y, x, feature)``: one embedding
+per chunk, at the chunk's window start (``time``, with ``time_end``) and centre (``y``, ``x``,
+in the site CRS, with ``row``/``col``), plus each chunk's ``split`` and observation counts.
+Attributes record the chunk geometry (``chunk_x_min``, ``chunk_y_max`` edges, ``chunk_size_m``,
+``chunk_days``) and the model it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from torch.utils.data import DataLoader, Dataset
+
+from releo.data.errors import DataError
+from releo.models import ModelConfig, PhysicsAutoencoder, build_model
+from releo.train.loop import collate_chunks
+
+
+def load_autoencoder(path: str | Path) -> tuple[PhysicsAutoencoder, dict]:
+    """The trained model of ``models/model.pt`` (eval mode) and its saved payload."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: trained model not found; run the train stage first")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_model(ModelConfig(**payload["config"]))
+        model.load_state_dict(payload["model"])
+    except Exception as err:  # zip/pickle/pydantic/state-dict errors of a foreign file
+        raise DataError(f"{path}: cannot load the model: {type(err).__name__}: {err}") from err
+    return model.eval(), payload
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def encode_chunks(model: PhysicsAutoencoder, dataset: Dataset, batch_size: int = 8) -> np.ndarray:
+    """Embeddings (N, embedding_dim) float32 of the N chunks of ``dataset``, in order."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_chunks)
+    parts = [model.encode(batch).float().numpy() for batch in loader]
+    if not parts:
+        return np.zeros((0, model.cfg.embedding_dim), np.float32)
+    return np.concatenate(parts)
+
+
+def embeddings_cube(
+    z: np.ndarray,
+    index: pd.DataFrame,
+    *,
+    crs: str,
+    pixel_size_m: float,
+    chunk_days: int,
+    dtype: str = "float16",
+    attrs: dict | None = None,
+) -> xr.Dataset:
+    """Arrange embeddings ``z`` (one row per ``index`` row) as a (time, y, x, feature) cube."""
+    if len(z) != len(index):
+        raise ValueError(f"{len(z)} embeddings for {len(index)} chunks")
+    rows, cols = int(index["row"].max()) + 1, int(index["col"].max()) + 1
+    windows = index.drop_duplicates("window").sort_values("window")
+    n_w = int(windows["window"].max()) + 1
+    if len(windows) != n_w:
+        raise DataError(
+            f"chunk index: windows {sorted(set(range(n_w)) - set(windows.window))} missing"
+        )
+    size_px = int(index["size_px"].iloc[0])
+    size_m = size_px * pixel_size_m
+    # the index records the centre of each chunk's first pixel: chunk edges are half a pixel out
+    x_edge = float(index["x_min"].min()) - pixel_size_m / 2
+    y_edge = float(index["y_max"].max()) + pixel_size_m / 2
+    w, r, c = (index[k].to_numpy() for k in ("window", "row", "col"))
+
+    cube = np.full((n_w, rows, cols, z.shape[1]), np.nan, dtype=np.float32)
+    cube[w, r, c] = z
+    counts = {}
+    for name in ("n_s2", "n_s1", "s2_clear_fraction"):
+        values = np.full((n_w, rows, cols), -1 if name.startswith("n_") else np.nan)
+        values[w, r, c] = index[name].to_numpy()
+        counts[name] = (
+            ("time", "y", "x"),
+            values.astype(np.int32 if name[:2] == "n_" else np.float32),
+        )
+    split = np.full((rows, cols), "", dtype=object)
+    split[r, c] = index["split"].astype(str).to_numpy()
+    ds = xr.Dataset(
+        {"embedding": (("time", "y", "x", "feature"), cube.astype(dtype)), **counts},
+        coords={
+            "time": pd.DatetimeIndex(windows["start"]).values.astype("datetime64[ns]"),
+            "time_end": ("time", pd.DatetimeIndex(windows["end"]).values.astype("datetime64[ns]")),
+            "window": ("time", np.arange(n_w, dtype=np.int32)),
+            "y": y_edge - (np.arange(rows) + 0.5) * size_m,
+            "x": x_edge + (np.arange(cols) + 0.5) * size_m,
+            "row": ("y", np.arange(rows, dtype=np.int32)),
+            "col": ("x", np.arange(cols, dtype=np.int32)),
+            "feature": np.arange(z.shape[1], dtype=np.int32),
+            "split": (("y", "x"), split.astype(str)),
+        },
+        attrs={
+            "title": "releo chunk embeddings",
+            "chunk_size_m": size_m,
+            "chunk_size_px": size_px,
+            "chunk_days": int(chunk_days),
+            "chunk_x_min": x_edge,
+            "chunk_y_max": y_edge,
+            "pixel_size_m": float(pixel_size_m),
+            "embedding_dim": int(z.shape[1]),
+            **(attrs or {}),
+        },
+    )
+    ds["embedding"].attrs["long_name"] = "chunk embedding (NaN: no chunk here)"
+    return ds.rio.write_crs(crs)

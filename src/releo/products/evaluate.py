@@ -1,0 +1,541 @@
+"""Stage ``evaluate``: the decoded LAI scored against the simulator truth, the SNAP reference
+and the field surveys, next to the per-pixel inversion baseline, on held-out chunks.
+
+Everything is matched in space and time on the held-out places (``products.evaluate.splits``):
+
+- truth: every held-out pixel at every S2 acquisition date (clear and cloudy); SNAP and the
+  baseline exist only at clear pixel-dates, so ours is also scored on exactly theirs
+  (``*_at_snap``, ``*_at_baseline``); the weekly product is scored at its own dates;
+- field surveys: ours decoded at the exact point and day; SNAP and the baseline at the
+  point's pixel on the nearest date with a value within ± ``field_max_days``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from releo.config import Params
+from releo.data.contracts import LAND_COVER_CLASSES, MASK_CLEAR, REFERENCE_LAI, S2_MASK
+from releo.data.errors import DataError
+from releo.data.io import open_cube, write_json, write_table
+from releo.data.readers import read_field_survey
+from releo.data.site import Site, open_site
+from releo.models import PhysicsAutoencoder
+from releo.products import plots
+from releo.products.decode import decode_pairs, decode_pixels
+from releo.products.embed import load_autoencoder
+from releo.products.scores import grouped_scores, scores
+from releo.products.stages import EMBEDDINGS, INDEX, LAI_CUBE, MODEL
+
+EVALUATE_METRICS = Path("metrics/evaluate.json")
+PLOTS = Path("metrics/evaluate_plots")
+SURVEY_CLASSES = ("winter_wheat", "maize", "sunflower", "grassland", "broadleaf_forest")
+
+
+@dataclass
+class HeldOut:
+    """Estimates on the held-out pixels (P) at the S2 dates (T), each (T, P) unless noted."""
+
+    dates: pd.DatetimeIndex
+    rows: np.ndarray  # (P,) S2 grid row of each pixel
+    cols: np.ndarray  # (P,)
+    lai: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    clear: np.ndarray
+    snap: np.ndarray
+    truth: np.ndarray | None
+    baseline: np.ndarray | None
+    baseline_low: np.ndarray | None
+    baseline_high: np.ndarray | None
+    land_cover: np.ndarray | None  # (P,)
+
+
+def held_out_mask(index: pd.DataFrame, shape: tuple[int, int], splits: list[str]) -> np.ndarray:
+    """Bool (y, x): pixels of the places whose chunks belong to ``splits``."""
+    mask = np.zeros(shape, dtype=bool)
+    places = index[index["split"].isin(splits)].drop_duplicates(["row", "col"])
+    for row in places.itertuples(index=False):
+        y0, x0, n = int(row.y0), int(row.x0), int(row.size_px)
+        mask[y0 : y0 + n, x0 : x0 + n] = True
+    return mask
+
+
+def at_days(cube: xr.DataArray, dates: pd.DatetimeIndex) -> np.ndarray:
+    """Values (T, y, x) of a dated cube on the days of ``dates`` (NaN where it has none)."""
+    days = cube.time.values.astype("datetime64[D]").astype("datetime64[ns]")
+    cube = cube.assign_coords(time=days)
+    cube = cube.isel(time=~pd.Index(days).duplicated())
+    wanted = dates.values.astype("datetime64[D]").astype("datetime64[ns]")
+    return cube.reindex(time=wanted).values
+
+
+def nearest_valid(
+    values: np.ndarray, dates: pd.DatetimeIndex, when: pd.DatetimeIndex, max_days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each column s of ``values`` (T, S): the finite value on the date nearest to
+    ``when[s]`` within ± ``max_days`` (earlier on ties), and that date (NaT/NaN if none)."""
+    delta = np.abs(
+        (dates.values[:, None] - when.values[None, :]).astype("timedelta64[D]").astype(float)
+    )
+    delta = np.where(np.isfinite(values) & (delta <= max_days), delta, np.inf)
+    best = np.argmin(delta, axis=0)
+    found = np.isfinite(delta[best, np.arange(values.shape[1])])
+    value = np.where(found, values[best, np.arange(values.shape[1])], np.nan)
+    picked = np.where(found, dates.values[best], np.datetime64("NaT"))
+    return value, picked
+
+
+@torch.no_grad()
+def baseline_estimates(
+    model: torch.nn.Module, s2: xr.Dataset, selection: np.ndarray, interval: float
+) -> tuple[np.ndarray, ...]:
+    """Per-pixel inversion LAI median and interval bounds (time, y, x) at the clear
+    pixel-dates inside ``selection`` (time, y, x); NaN elsewhere."""
+    from releo.models.pixel_train import clear_pixel_dates
+
+    pixels = clear_pixel_dates(s2, selection)
+    q = (1.0 - interval) / 2
+    outs = [np.full(selection.size, np.nan, np.float32) for _ in range(3)]
+    model.eval()
+    for start in range(0, len(pixels), 65536):
+        sl = slice(start, start + 65536)
+        dist = model(torch.from_numpy(pixels.bands[sl]), torch.from_numpy(pixels.angles[sl]))
+        dist = dist["lai"]
+        for out, value in zip(outs, (dist.median, dist.icdf(q), dist.icdf(1 - q)), strict=True):
+            out[pixels.flat[sl]] = value.numpy()
+    return tuple(o.reshape(selection.shape) for o in outs)
+
+
+def held_out_estimates(
+    model: PhysicsAutoencoder,
+    embeddings: xr.Dataset,
+    site: Site,
+    truth: xr.Dataset | None,
+    mask: np.ndarray,
+    *,
+    interval: float,
+    baseline: torch.nn.Module | None,
+) -> HeldOut:
+    """Ours, SNAP, the baseline and the truth on the held-out pixels at every S2 date."""
+    s2 = site.s2
+    dates = pd.DatetimeIndex(s2.time.values).normalize()
+    rows, cols = np.nonzero(mask)
+    x, y = s2.x.values[cols], s2.y.values[rows]
+    ours = decode_pixels(model, embeddings, x, y, dates, interval=interval)
+    clear = (s2[S2_MASK].values == MASK_CLEAR)[:, rows, cols]
+    snap = np.full(clear.shape, np.nan, np.float32)
+    if site.reference is not None:
+        snap = at_days(site.reference[REFERENCE_LAI], dates)[:, rows, cols]
+    base = [None, None, None]
+    if baseline is not None:
+        selection = np.broadcast_to(mask, (len(dates), *mask.shape))
+        base = [b[:, rows, cols] for b in baseline_estimates(baseline, s2, selection, interval)]
+    truth_lai = land = None
+    if truth is not None:
+        truth_lai = at_days(truth["lai"], dates)[:, rows, cols]
+        if "land_cover" in truth:
+            land = truth["land_cover"].values[rows, cols]
+    return HeldOut(
+        dates=dates, rows=rows, cols=cols,
+        lai=ours["lai"], low=ours["lai_low"], high=ours["lai_high"],
+        clear=clear, snap=snap, truth=truth_lai,
+        baseline=base[0], baseline_low=base[1], baseline_high=base[2], land_cover=land,
+    )  # fmt: skip
+
+
+def _flat(prefix: str, ref: str, result: dict[str, float], cov: str, suffix: str = "") -> dict:
+    out = {f"{prefix}lai_{k}_{ref}{suffix}": v for k, v in result.items() if k != "coverage"}
+    if "coverage" in result:
+        out[f"{prefix}lai_{cov}_{ref}{suffix}"] = result["coverage"]
+    return out
+
+
+def truth_metrics(est: HeldOut, cov: str) -> tuple[dict, dict]:
+    """Flat headline metrics and nested breakdowns (per sky, per land cover) against truth."""
+    if est.truth is None:
+        return {}, {}
+    t = est.truth
+    base = est.baseline if est.baseline is not None else np.full_like(t, np.nan)
+    b_low = est.baseline_low if est.baseline_low is not None else None
+    b_high = est.baseline_high if est.baseline_high is not None else None
+    at_snap = np.isfinite(est.snap)
+    at_base = np.isfinite(base)
+    flat: dict = {}
+    flat.update(_flat("", "truth", scores(est.lai, t, est.low, est.high), cov))
+    for sky, sel in (("clear", est.clear), ("cloudy", ~est.clear)):
+        flat.update(
+            _flat("", "truth", scores(est.lai[sel], t[sel], est.low[sel], est.high[sel]), cov,
+                  f"_{sky}")
+        )  # fmt: skip
+    ours_at_snap = scores(est.lai[at_snap], t[at_snap], est.low[at_snap], est.high[at_snap])
+    flat.update(_flat("", "truth", ours_at_snap, cov, "_at_snap"))
+    flat.update(_flat("snap_", "truth", scores(est.snap, t), cov))
+    flat.update(_flat("", "truth", scores(est.lai[at_base], t[at_base]), cov, "_at_baseline"))
+    flat.update(_flat("baseline_", "truth", scores(base, t, b_low, b_high), cov))
+    names = dict(enumerate(LAND_COVER_CLASSES))
+    classes = np.broadcast_to(est.land_cover, t.shape) if est.land_cover is not None else None
+    nested = {
+        "by_sky": {
+            sky: {
+                "lai": scores(est.lai[sel], t[sel], est.low[sel], est.high[sel]),
+                "snap": scores(est.snap[sel], t[sel]),
+                "baseline": scores(base[sel], t[sel]),
+            }
+            for sky, sel in (("clear", est.clear), ("cloudy", ~est.clear))
+        }
+    }
+    if classes is not None:
+        per = {
+            "lai": grouped_scores(classes, names, est.lai, t, est.low, est.high),
+            "snap": grouped_scores(classes, names, est.snap, t),
+            "baseline": grouped_scores(classes, names, base, t),
+        }
+        nested["by_land_cover"] = {
+            name: {k: v[name] for k, v in per.items() if name in v} for name in per["lai"]
+        }
+    return flat, nested
+
+
+def survey_matches(
+    surveys: pd.DataFrame,
+    model: PhysicsAutoencoder,
+    embeddings: xr.Dataset,
+    site: Site,
+    est: HeldOut,
+    mask: np.ndarray,
+    *,
+    interval: float,
+    max_days: int,
+) -> pd.DataFrame:
+    """One row per held-out survey: the measurement, ours at the point and day, SNAP and the
+    baseline at the point's pixel on the nearest date with a value (± ``max_days``)."""
+    s2 = site.s2
+    res = float(abs(s2.x.values[1] - s2.x.values[0]))
+    col = np.floor((surveys["x"].to_numpy() - (s2.x.values[0] - res / 2)) / res).astype(int)
+    row = np.floor(((s2.y.values[0] + res / 2) - surveys["y"].to_numpy()) / res).astype(int)
+    inside = (row >= 0) & (row < mask.shape[0]) & (col >= 0) & (col < mask.shape[1])
+    keep = inside.copy()
+    keep[inside] = mask[row[inside], col[inside]]
+    table = surveys.loc[keep].reset_index(drop=True)
+    row, col = row[keep], col[keep]
+    when = pd.DatetimeIndex(pd.to_datetime(table["date"])).tz_localize(None).normalize()
+    ours = decode_pairs(
+        model, embeddings, table["x"].to_numpy(), table["y"].to_numpy(), when, interval=interval
+    )
+    out = pd.DataFrame(
+        {
+            "point_id": table["point_id"],
+            "date": when,
+            "land_cover": table["land_cover"].astype(str),
+            "survey": table["lai"].astype(float),
+            "survey_std": table["lai_std"].astype(float),
+            "lai": ours["lai"],
+            "lai_low": ours["lai_low"],
+            "lai_high": ours["lai_high"],
+            "row": row,
+            "col": col,
+        }
+    )
+    # held-out pixel p of each survey: est arrays are (T, P) over np.nonzero(mask) order
+    position = np.full(mask.shape, -1, dtype=np.int64)
+    position[est.rows, est.cols] = np.arange(len(est.rows))
+    p = position[row, col]
+    for name, values in (("snap", est.snap), ("baseline", est.baseline)):
+        if values is None:
+            out[name], out[f"{name}_date"] = np.nan, pd.NaT
+            continue
+        value, picked = nearest_valid(values[:, p], est.dates, when, max_days)
+        out[name], out[f"{name}_date"] = value, picked
+    return out
+
+
+def field_metrics(table: pd.DataFrame, cov: str) -> tuple[dict, dict]:
+    """Flat metrics and per-land-cover breakdown against the field surveys."""
+    s, lai = table["survey"].to_numpy(), table["lai"].to_numpy()
+    snap, base = table["snap"].to_numpy(), table["baseline"].to_numpy()
+    flat: dict = {}
+    flat.update(_flat("", "field", scores(lai, s, table["lai_low"], table["lai_high"]), cov))
+    flat.update(_flat("", "field", scores(lai[np.isfinite(snap)], s[np.isfinite(snap)]), cov,
+                      "_at_snap"))  # fmt: skip
+    flat.update(_flat("snap_", "field", scores(snap, s), cov))
+    flat.update(_flat("baseline_", "field", scores(base, s), cov))
+    classes = table["land_cover"].to_numpy()
+    per = {
+        "lai": grouped_scores(classes, None, lai, s, table["lai_low"], table["lai_high"]),
+        "snap": grouped_scores(classes, None, snap, s),
+        "baseline": grouped_scores(classes, None, base, s),
+    }
+    nested = {name: {k: v[name] for k, v in per.items() if name in v} for name in per["lai"]}
+    return flat, {"by_land_cover": nested}
+
+
+def product_metrics(product: xr.Dataset, truth: xr.Dataset, mask: np.ndarray, cov: str) -> dict:
+    """The decoded product itself (e.g. weekly maps) against the daily truth on held-out
+    pixels, sampled at the truth pixel centres (nearest product pixel)."""
+    rows, cols = np.nonzero(mask)
+    res = float(product.attrs.get("resolution_m", 10.0))
+    xs = xr.DataArray(truth.x.values[cols], dims="p")
+    ys = xr.DataArray(truth.y.values[rows], dims="p")
+    picked = product.sel(x=xs, y=ys, method="nearest")
+    near = (np.abs(picked.x.values - xs.values) <= res / 2) & (
+        np.abs(picked.y.values - ys.values) <= res / 2
+    )
+    dates = pd.DatetimeIndex(product.time.values).normalize()
+    t = at_days(truth["lai"], dates)[:, rows, cols]
+    sel = np.broadcast_to(near, t.shape)
+    lai, low, high = (
+        np.where(sel, picked[v].values, np.nan) for v in ("lai", "lai_low", "lai_high")
+    )
+    return _flat("", "truth", scores(lai, t, low, high), cov, "_product")
+
+
+def _sample_fields(
+    truth: xr.Dataset, mask: np.ndarray, surveys: pd.DataFrame | None, n: int
+) -> list[tuple[str, np.ndarray]]:
+    """Up to ``n`` held-out parcels, one per vegetated class (those with surveys first)."""
+    if n <= 0 or "parcel_id" not in truth or "land_cover" not in truth:
+        return []
+    parcel = truth["parcel_id"].values
+    land = truth["land_cover"].values
+    ids, counts = np.unique(parcel[mask], return_counts=True)
+    surveyed = set()
+    if surveys is not None and len(surveys):
+        surveyed = set(parcel[surveys["row"].to_numpy(), surveys["col"].to_numpy()].tolist())
+    picks = []
+    for name in SURVEY_CLASSES:
+        k = LAND_COVER_CLASSES.index(name)
+        cand = [(pid in surveyed, c, pid) for pid, c in zip(ids, counts, strict=True)
+                if land[parcel == pid][0] == k and c >= 20]  # fmt: skip
+        if cand:
+            pid = max(cand)[2]
+            picks.append((f"{name} (parcel {int(pid)})", (parcel == pid) & mask))
+        if len(picks) == n:
+            break
+    return picks
+
+
+def field_time_series(
+    model: PhysicsAutoencoder,
+    embeddings: xr.Dataset,
+    site: Site,
+    truth: xr.Dataset,
+    est: HeldOut,
+    surveys: pd.DataFrame | None,
+    mask: np.ndarray,
+    *,
+    n_fields: int,
+    interval: float,
+) -> dict[str, pd.DataFrame]:
+    """Daily parcel means of truth and ours (with its interval), SNAP and the baseline at the
+    S2 dates (where ≥ half the parcel has a value), and the surveys inside the parcel."""
+    start, end = site.period
+    days = pd.date_range(start, end, freq="D")
+    position = np.full(mask.shape, -1, dtype=np.int64)
+    position[est.rows, est.cols] = np.arange(len(est.rows))
+    out = {}
+    for name, pixels in _sample_fields(truth, mask, surveys, n_fields):
+        rows, cols = np.nonzero(pixels)
+        ours = decode_pixels(
+            model, embeddings, site.s2.x.values[cols], site.s2.y.values[rows], days,
+            interval=interval,
+        )  # fmt: skip
+        frame = pd.DataFrame(
+            {
+                "truth": np.nanmean(at_days(truth["lai"], days)[:, rows, cols], axis=1),
+                "lai": np.nanmean(ours["lai"], axis=1),
+                "lai_low": np.nanmean(ours["lai_low"], axis=1),
+                "lai_high": np.nanmean(ours["lai_high"], axis=1),
+            },
+            index=days,
+        )
+        p = position[rows, cols]
+        for key, values in (("snap", est.snap), ("baseline", est.baseline)):
+            if values is None:
+                continue
+            part = values[:, p]
+            enough = np.isfinite(part).mean(axis=1) >= 0.5
+            mean = np.where(enough, np.nanmean(np.where(enough[:, None], part, 0), axis=1), np.nan)
+            frame[key] = pd.Series(mean, index=est.dates).groupby(level=0).mean()
+        if surveys is not None and len(surveys):
+            inside = surveys[pixels[surveys["row"].to_numpy(), surveys["col"].to_numpy()]]
+            frame["survey"] = inside.groupby("date")["survey"].mean().reindex(days)
+        frame.index.name = "date"
+        out[name] = frame
+    return out
+
+
+def load_baseline(params: Params, root: Path) -> tuple[torch.nn.Module | None, str]:
+    """The per-pixel inversion: the configured model file, else trained now on the train
+    split (``params.baseline`` when the project defines it); None if the module is absent."""
+    # INTEGRATION POINT (per-pixel baseline, releo.models.pixel / pixel_train).
+    try:
+        from releo.models.pixel import BaselineConfig, load_pixel_inversion
+        from releo.models.pixel_train import train_pixel_inversion
+    except ImportError:
+        return None, "unavailable"
+    path = params.products.evaluate.baseline_model
+    if path is not None and (root / path).is_file():
+        return load_pixel_inversion(root / path), str(path)
+    cfg = getattr(params, "baseline", None) or BaselineConfig()
+    model, _ = train_pixel_inversion(root / params.data_dir, root / INDEX, cfg)
+    return model, "trained during evaluate"
+
+
+def _scatter_table(est: HeldOut, n: int, seed: int) -> pd.DataFrame:
+    """A random sample of held-out pixel-dates with a truth value: every estimate side by side."""
+    t_idx, p_idx = np.nonzero(np.isfinite(est.truth))
+    if len(t_idx) > n:
+        pick = np.sort(np.random.default_rng(seed).choice(len(t_idx), n, replace=False))
+        t_idx, p_idx = t_idx[pick], p_idx[pick]
+    classes = np.array(LAND_COVER_CLASSES)
+    land = est.land_cover[p_idx] if est.land_cover is not None else np.full(len(p_idx), -1)
+    base = est.baseline if est.baseline is not None else np.full_like(est.lai, np.nan)
+    dates = est.dates[t_idx]
+    return pd.DataFrame(
+        {
+            "date": dates.date.astype(str),
+            "doy": dates.day_of_year,
+            "land_cover": np.where(land >= 0, classes[np.clip(land, 0, None)], "unknown"),
+            "sky": np.where(est.clear[t_idx, p_idx], "clear", "cloudy"),
+            "truth": est.truth[t_idx, p_idx],
+            "lai": est.lai[t_idx, p_idx],
+            "lai_low": est.low[t_idx, p_idx],
+            "lai_high": est.high[t_idx, p_idx],
+            "snap": est.snap[t_idx, p_idx],
+            "baseline": base[t_idx, p_idx],
+        }
+    )
+
+
+def write_plots(
+    target: Path,
+    scatter: pd.DataFrame | None,
+    field: pd.DataFrame | None,
+    series: dict[str, pd.DataFrame],
+) -> list[str]:
+    """The ``dvc plots`` tables and their PNG renderings, replacing the folder ``target``."""
+    from releo.data.io import _atomic_dir
+
+    written = []
+    estimates = {"ours (embeddings)": "lai", "SNAP": "snap", "per-pixel": "baseline"}
+    with _atomic_dir(target) as tmp:
+        if scatter is not None:
+            write_table(scatter, tmp / "truth_scatter.csv")
+            plots.scatter(scatter, "truth", estimates, tmp / "truth_scatter.png",
+                          "held-out pixel-dates vs simulator truth")  # fmt: skip
+            written += ["truth_scatter.csv", "truth_scatter.png"]
+        if field is not None:
+            table = field.assign(date=field["date"].dt.date.astype(str))
+            write_table(table, tmp / "field_scatter.csv")
+            plots.scatter(field, "survey", estimates, tmp / "field_scatter.png",
+                          "held-out field surveys")  # fmt: skip
+            written += ["field_scatter.csv", "field_scatter.png"]
+        for k, (name, frame) in enumerate(series.items(), start=1):
+            table = frame.reset_index()
+            table.insert(0, "field", name)
+            table.insert(2, "doy", table["date"].dt.day_of_year)
+            table["date"] = table["date"].dt.date.astype(str)
+            write_table(table, tmp / f"timeseries_{k}.csv")
+            written.append(f"timeseries_{k}.csv")
+        if series:
+            plots.time_series(series, tmp / "timeseries.png")
+            written.append("timeseries.png")
+    return written
+
+
+def run_evaluate(params: Params, root: Path = Path(), baseline: object = "load") -> dict:
+    """Stage ``evaluate``: write ``metrics/evaluate.json`` and the plot tables/figures.
+
+    ``baseline``: "load" (:func:`load_baseline`), a per-pixel model, or None to skip it.
+    """
+    started = time.perf_counter()
+    root = Path(root)
+    cfg = params.products.evaluate
+    interval = params.products.decode.interval
+    cov = f"coverage{round(interval * 100)}"
+    model, _ = load_autoencoder(root / MODEL)
+    embeddings = open_cube(root / EMBEDDINGS)
+    site = open_site(root / params.data_dir)
+    index = pd.read_parquet(root / INDEX)
+    truth = None
+    if site.path("truth").exists():
+        truth = open_cube(site.path("truth"))
+        truth = truth[[v for v in ("lai", "land_cover", "parcel_id") if v in truth]]
+    mask = held_out_mask(index, (site.s2.sizes["y"], site.s2.sizes["x"]), cfg.splits)
+    if not mask.any():
+        raise DataError(f"{root / INDEX}: no chunk in the evaluated splits {cfg.splits}")
+    source = "none"
+    if isinstance(baseline, str):
+        baseline, source = load_baseline(params, root)
+    elif baseline is not None:
+        source = "given"
+    est = held_out_estimates(
+        model, embeddings, site, truth, mask, interval=interval, baseline=baseline
+    )
+    metrics: dict = {
+        "splits": list(cfg.splits),
+        "held_out_pixels": int(mask.sum()),
+        "s2_dates": len(est.dates),
+        "decoded_from": "embeddings alone (no per-pixel context)",
+        "interval": interval,
+        "baseline": source,
+        # share of held-out pixel-dates (S2 dates) with a value: SNAP and the baseline have gaps
+        "lai_valid_fraction": float(np.isfinite(est.lai).mean()),
+        "snap_lai_valid_fraction": float(np.isfinite(est.snap).mean()),
+        "baseline_lai_valid_fraction": float(np.isfinite(est.baseline).mean())
+        if est.baseline is not None
+        else None,
+    }
+    nested: dict = {}
+    scatter = None
+    if truth is not None:
+        flat, nested["truth"] = truth_metrics(est, cov)
+        metrics.update(flat)
+        if (root / LAI_CUBE).exists():
+            metrics.update(product_metrics(open_cube(root / LAI_CUBE), truth, mask, cov))
+        scatter = _scatter_table(est, cfg.scatter_points, cfg.seed)
+    matches = None
+    if site.surveys is not None:
+        surveys = read_field_survey(site.path("surveys"), target_crs=site.crs)
+        matches = survey_matches(
+            surveys, model, embeddings, site, est, mask,
+            interval=interval, max_days=cfg.field_max_days,
+        )  # fmt: skip
+        flat, nested["field"] = field_metrics(matches, cov)
+        metrics.update(flat)
+    ours, snap = metrics.get("lai_rmse_truth", math.nan), metrics.get("snap_lai_rmse_truth")
+    if snap:
+        metrics["lai_rmse_truth_reduction_vs_snap"] = 1.0 - ours / snap
+    series = {}
+    if truth is not None:
+        series = field_time_series(
+            model, embeddings, site, truth, est, matches, mask,
+            n_fields=cfg.sample_fields, interval=interval,
+        )  # fmt: skip
+    metrics["plots"] = write_plots(root / PLOTS, scatter, matches, series)
+    metrics.update(nested)
+    metrics["seconds"] = round(time.perf_counter() - started, 2)
+    write_json(json_safe(metrics), root / EVALUATE_METRICS)
+    return metrics
+
+
+def json_safe(value):
+    """NaN/inf become null (DVC and browsers reject bare NaN); numpy scalars become Python."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,287 @@
+"""The LAI decoder in MLflow's model registry: a pyfunc model, champion/challenger aliases.
+
+The pyfunc model (models from code: :mod:`.pyfunc_model`) takes one row per query: the
+chunk's ``embedding`` (float array), the chunk-relative position ``x_rel`` (east) and
+``y_rel`` (south) in [0, 1) and the day of year ``doy``; it returns ``lai`` (median),
+``lai_std`` and the central-interval bounds ``lai_low``, ``lai_high`` (param ``interval``,
+default 0.9). :func:`query_frame` builds those rows from an embeddings cube and map
+coordinates and dates. The model ships the weights and the releo code that decodes them,
+so ``mlflow.pyfunc.load_model("models:/releo-lai@champion")`` works in any process with
+torch, numpy, pandas, pydantic and xarray.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from releo.config import Params
+from releo.data.errors import DataError
+from releo.data.io import write_json
+from releo.products.decode import LAI_VARIABLES, decode_queries, embedding_table
+from releo.products.grid import ChunkLayout
+
+ARTIFACT = "lai_decoder"
+REGISTER_METRICS = Path("metrics/register.json")
+QUERY_COLUMNS = ("embedding", "x_rel", "y_rel", "doy")
+
+
+class LaiDecoderModel(mlflow.pyfunc.PythonModel):
+    """LAI from chunk embeddings alone at chunk-relative positions and days of year."""
+
+    def load_context(self, context) -> None:
+        from releo.models import ModelConfig, build_model
+
+        payload = torch.load(context.artifacts["model"], map_location="cpu", weights_only=True)
+        self.model = build_model(ModelConfig(**payload["config"]))
+        self.model.load_state_dict(payload["model"])
+        self.model.eval()
+        self.interval = float((context.model_config or {}).get("interval", 0.9))
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
+        interval = float((params or {}).get("interval", self.interval))
+        z = np.stack([np.asarray(e, dtype=np.float32) for e in model_input["embedding"]])
+        table, owner = np.unique(z, axis=0, return_inverse=True)
+        out = decode_queries(
+            self.model,
+            table,
+            owner.ravel(),
+            model_input["x_rel"].to_numpy(np.float32),
+            model_input["y_rel"].to_numpy(np.float32),
+            model_input["doy"].to_numpy(np.float32),
+            interval=interval,
+        )
+        return pd.DataFrame({k: out[k].astype(np.float64) for k in LAI_VARIABLES})
+
+
+def signature():
+    """Input: embedding + query position/day; output: LAI statistics; param: interval."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
+
+    inputs = Schema(
+        [
+            ColSpec(Array("double"), "embedding"),
+            ColSpec("double", "x_rel"),
+            ColSpec("double", "y_rel"),
+            ColSpec("double", "doy"),
+        ]
+    )
+    outputs = Schema([ColSpec("double", k) for k in LAI_VARIABLES])
+    params = ParamSchema([ParamSpec("interval", "double", 0.9)])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def query_frame(
+    embeddings: xr.Dataset, x: np.ndarray, y: np.ndarray, dates: pd.DatetimeIndex | np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Model input rows for point-dates (map ``x``, ``y`` in the embeddings' CRS, one date
+    each) and the mask of the point-dates a chunk covers (the rows are those)."""
+    layout = ChunkLayout.from_embeddings(embeddings)
+    table, finite = embedding_table(embeddings)
+    row, col, u, v, inside = layout.locate(np.asarray(x), np.asarray(y))
+    dates = pd.DatetimeIndex(dates)
+    window, covered = layout.window_of(dates)
+    owner = window * (layout.rows * layout.cols) + row * layout.cols + col
+    valid = inside & covered & finite[owner]
+    frame = pd.DataFrame(
+        {
+            "embedding": list(table[owner[valid]].astype(np.float64)),
+            "x_rel": u[valid].astype(np.float64),
+            "y_rel": v[valid].astype(np.float64),
+            "doy": dates.day_of_year.to_numpy()[valid].astype(np.float64),
+        }
+    )
+    return frame, valid
+
+
+def beats(new: float | None, current: float | None, lower_is_better: bool = True) -> bool:
+    """Whether a challenger's metric ``new`` beats the champion's ``current`` (None: no
+    champion, which any model beats; a missing/NaN challenger value beats no champion)."""
+    if current is None:
+        return True
+    if new is None or not math.isfinite(new):
+        return False
+    if not math.isfinite(current):
+        return True
+    return new < current if lower_is_better else new > current
+
+
+def _number(value) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out
+
+
+def champion_metric(
+    client, name: str, alias: str, metric: str
+) -> tuple[object | None, float | None]:
+    """The version holding ``alias`` (None if none) and its ``metric``: the version's tag, else
+    its run's metric (NaN when it has neither)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None, None
+    value = _number(version.tags.get(metric))
+    if value is None and version.run_id:
+        value = _number(client.get_run(version.run_id).data.metrics.get(metric))
+    return version, (math.nan if value is None else value)
+
+
+def _code_copy(tmp: Path) -> Path:
+    """A copy of the releo package without caches, shipped with the model."""
+    import releo
+
+    target = tmp / "releo"
+    shutil.copytree(
+        Path(releo.__file__).parent, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    return target
+
+
+def _requirements() -> list[str]:
+    import pydantic
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+        f"xarray=={xr.__version__}",
+        f"pydantic=={pydantic.__version__}",
+    ]
+
+
+def log_decoder(model_path: Path, embedding_dim: int, interval: float) -> object:
+    """Log the decoder as a pyfunc model in the active run; returns MLflow's ModelInfo."""
+    rng = np.random.default_rng(0)
+    example = pd.DataFrame(
+        {
+            "embedding": list(rng.normal(size=(2, embedding_dim))),
+            "x_rel": [0.25, 0.75],
+            "y_rel": [0.5, 0.5],
+            "doy": [120.0, 200.0],
+        }
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        return mlflow.pyfunc.log_model(
+            name=ARTIFACT,
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={"model": str(model_path)},
+            code_paths=[str(_code_copy(Path(tmp)))],
+            signature=signature(),
+            input_example=example,
+            pip_requirements=_requirements(),
+            model_config={"interval": interval},
+        )
+
+
+def _finite_metrics(metrics: dict) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def run_register(params: Params, root: Path, metrics: dict, model_path: Path) -> dict:
+    """Stage ``register``: log the decoder with the evaluation ``metrics``, register it as
+    ``products.registry.model_name`` and give it the champion alias only if it beats the
+    current champion on ``products.registry.metric`` (else the challenger alias)."""
+    from mlflow import MlflowClient
+
+    from releo import tracking
+    from releo.products.evaluate import PLOTS
+    from releo.products.stages import model_card
+
+    cfg = params.products.registry
+    root = Path(root)
+    if cfg.metric not in metrics:
+        raise DataError(f"metrics/evaluate.json: no {cfg.metric!r}; rerun the evaluate stage")
+    value = _number(metrics[cfg.metric])
+    value = value if value is not None and math.isfinite(value) else None
+    payload = torch.load(model_path, map_location="cpu", weights_only=True)
+    card = model_card(model_path)
+    tracking.configure(params.tracking, root, "register")
+    client = MlflowClient()
+    champion, before = champion_metric(client, cfg.model_name, cfg.champion_alias, cfg.metric)
+    promoted = beats(value, before, cfg.lower_is_better)
+    alias = cfg.champion_alias if promoted else cfg.challenger_alias
+    tags = {
+        **tracking.standard_tags(root, params),
+        "stage": "register",
+        "train_run_id": str(card.get("mlflow_run_id", "")),
+    }
+    with mlflow.start_run(run_name=f"register-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags) as run:
+        numbers = _finite_metrics(metrics)
+        mlflow.log_params(
+            {
+                **{f"model.{k}": v for k, v in payload["config"].items()},
+                "evaluate.splits": ",".join(metrics.get("splits", [])),
+                "registry.metric": cfg.metric,
+            }
+        )
+        mlflow.log_dict(metrics, "evaluate.json")
+        for figure in sorted((root / PLOTS).glob("*.png")):
+            mlflow.log_artifact(str(figure), "evaluate")
+        info = log_decoder(model_path, int(payload["config"]["embedding_dim"]),
+                           float(metrics.get("interval", 0.9)))  # fmt: skip
+        mlflow.log_metrics(numbers, model_id=info.model_id)
+        version = mlflow.register_model(
+            info.model_uri,
+            cfg.model_name,
+            tags={
+                k: str(v)
+                for k, v in numbers.items()
+                if k.startswith(("lai_", "snap_", "baseline_"))
+            },
+        )
+        client.set_registered_model_alias(cfg.model_name, alias, version.version)
+        before_text = "none" if before is None else f"{before:.4g} (v{champion.version})"
+        decision = (
+            f"{cfg.metric} {value if value is None else f'{value:.4g}'} vs champion {before_text}: "
+            f"{'promoted to' if promoted else 'kept as'} {alias}"
+        )
+        client.set_model_version_tag(cfg.model_name, version.version, "decision", decision)
+        client.set_model_version_tag(
+            cfg.model_name, version.version, "promoted", str(promoted).lower()
+        )
+        mlflow.set_tags(
+            {
+                "registered_model": cfg.model_name,
+                "registered_version": version.version,
+                "alias": alias,
+                "promoted": str(promoted).lower(),
+                "decision": decision,
+            }
+        )
+    result = {
+        "model_name": cfg.model_name,
+        "version": int(version.version),
+        "alias": alias,
+        "promoted": promoted,
+        "metric": cfg.metric,
+        cfg.metric: value,
+        f"champion_{cfg.metric}_before": before
+        if before is None or math.isfinite(before)
+        else None,
+        "champion_version_before": None if champion is None else int(champion.version),
+        "decision": decision,
+        "model_uri": f"models:/{cfg.model_name}/{version.version}",
+        "mlflow_run_id": run.info.run_id,
+    }
+    write_json(result, root / REGISTER_METRICS)
+    return result

@@ -1,0 +1,332 @@
+"""The per-pixel inversion baseline and ``releo lai`` on pixel tables, on a tiny simulated site."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from releo.cli import app
+from releo.config import ParamsError, load_params
+from releo.data.chunks import chunk_index
+from releo.data.errors import DataError
+from releo.data.io import read_table, write_table
+from releo.data.simulate import SimulationConfig, simulate_site
+from releo.data.site import open_site
+from releo.models import ModelConfig, build_model
+from releo.models.pixel import (
+    BaselineConfig,
+    load_pixel_inversion,
+    predict_pixel_lai,
+    save_pixel_inversion,
+)
+from releo.models.pixel_train import (
+    clear_pixel_dates,
+    evaluate_pixel_inversion,
+    predict_cube_lai,
+    split_mask,
+    train_pixel_inversion,
+)
+from releo.products.pixel_table import (
+    PixelSeries,
+    default_output,
+    fine_tune,
+    load_column_map,
+    predict_table_lai,
+    read_lai_table,
+    site_pixel_table,
+)
+
+# Wheat, grassland and water over April-May: LAI from 0 to ~6 on a 30 x 30 px site.
+SITE = SimulationConfig(
+    seed=6, width_m=300, height_m=300, start_date=date(2025, 4, 1), end_date=date(2025, 6, 9),
+    survey_points=5,
+)  # fmt: skip
+FAST = BaselineConfig(hidden_width=64, steps=150, batch_size=256, samples=5000, log_every=50)
+TINY = ModelConfig(
+    embedding_dim=32, residual_dim=4, pixel_width=16, attention_heads=2, conv_width=8,
+    latent_grid=2, grid_channels=8, field_resolution=4, detail_channels=8, hidden_width=32,
+    query_pixels=8, fused_prosail=False,
+)  # fmt: skip
+# How a user's table may name things: canonical name -> the table's column.
+RENAMED = {
+    "point_id": "station", "date": "acq_date", "B8A": "b8a", "sun_zenith": "SZA",
+    "cloud_mask": "cloudy", "platform": "sat",
+}  # fmt: skip
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pixel_site")
+    simulate_site(SITE, root, progress=False)
+    opened = open_site(root)
+    split = {"train": 0.5, "val": 0.25, "test": 0.25}
+    return root, chunk_index(opened.s2, opened.s1, size_m=100, days=10, split=split)
+
+
+@pytest.fixture(scope="module")
+def baseline(site):
+    torch.set_num_threads(1)
+    return train_pixel_inversion(*site, FAST, seed=0)
+
+
+# ------------------------------------------------------------------------------- the baseline
+
+
+def test_baseline_learns_lai_without_labels(site, baseline):
+    model, history = baseline
+    assert [h["step"] for h in history] == [50, 100, 150]
+    assert history[-1]["nll"] < history[0]["nll"] - 10  # the physics fit improves
+    metrics = evaluate_pixel_inversion(model, *site, "val")
+    assert metrics["n_pixel_dates"] > 500 and metrics["n_snap"] > 0
+    # Held-out places, no label ever seen: close to the truth, and SNAP is scored alongside.
+    assert metrics["lai_r2_vs_truth"] > 0.8 and metrics["lai_rmse_vs_truth"] < 0.6
+    assert np.isfinite(metrics["snap_lai_rmse_vs_truth"])
+    assert 0.0 <= metrics["lai_coverage_90"] <= 1.0
+
+
+def test_split_selection_keeps_places_apart(site):
+    root, index = site
+    s2 = open_site(root).s2.load()
+    masks = {s: split_mask(s2, index, s) for s in ("train", "val", "test")}
+    assert not (masks["train"] & masks["val"]).any() and not (masks["val"] & masks["test"]).any()
+    assert (masks["train"] | masks["val"] | masks["test"]).all()  # the site is whole chunks
+    a = clear_pixel_dates(s2, masks["train"], max_samples=300, seed=1)
+    b = clear_pixel_dates(s2, masks["train"], max_samples=300, seed=1)
+    assert len(a) == 300 and np.array_equal(a.flat, b.flat)
+    assert masks["train"].reshape(-1)[a.flat].all()
+    t, rest = np.divmod(a.flat, s2.sizes["y"] * s2.sizes["x"])
+    y, x = np.divmod(rest, s2.sizes["x"])
+    assert np.allclose(a.bands[:, 0], s2["B02"].values[t, y, x])
+    assert (s2["mask"].values[t, y, x] == 0).all()
+    assert np.allclose(a.angles[:, 0], s2["sun_zenith"].values[t])
+
+
+def test_predict_save_and_load(site, baseline, tmp_path):
+    model, _ = baseline
+    s2 = open_site(site[0]).s2.load()
+    pixels = clear_pixel_dates(s2, split_mask(s2, site[1], "val"), max_samples=50)
+    bands = np.vstack([pixels.bands, np.full((1, 10), np.nan, np.float32)])
+    angles = np.vstack([pixels.angles, pixels.angles[:1]])
+    lai, std = predict_pixel_lai(model, bands, angles)
+    assert lai.shape == std.shape == (51,) and np.isnan(lai[-1]) and np.isnan(std[-1])
+    assert ((lai[:-1] >= 0) & (lai[:-1] <= 10)).all() and (std[:-1] > 0).all()
+    path = save_pixel_inversion(model, tmp_path / "baseline.pt")
+    again = predict_pixel_lai(load_pixel_inversion(path), bands, angles)
+    np.testing.assert_array_equal(again[0], lai)
+    with pytest.raises(ValueError, match=r"bands: expected shape \(N, 10\)"):
+        predict_pixel_lai(model, bands[:, :9], angles)
+    with pytest.raises(DataError, match="not found"):
+        load_pixel_inversion(tmp_path / "missing.pt")
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    with pytest.raises(DataError, match=r"other\.pt: not a pixel inversion model"):
+        load_pixel_inversion(tmp_path / "other.pt")
+
+
+def test_cube_prediction_is_nan_where_not_clear(site, baseline):
+    s2 = open_site(site[0]).s2.load()
+    out = predict_cube_lai(baseline[0], s2)
+    clear = s2["mask"].values == 0
+    assert out["lai"].dims == ("time", "y", "x")
+    assert np.isfinite(out["lai"].values[clear]).all() and np.isnan(out["lai"].values[~clear]).all()
+
+
+def test_baseline_params_section(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"baseline": {"steps": 10, "kl_weight": 0.5}}))
+    assert load_params(path).baseline == BaselineConfig(steps=10, kl_weight=0.5)
+    path.write_text(yaml.safe_dump({"baseline": {"steps": 0}}))
+    with pytest.raises(ParamsError, match=r"params\.yaml: baseline\.steps"):
+        load_params(path)
+
+
+# ----------------------------------------------------------------------------------- releo lai
+
+
+@pytest.fixture(scope="module")
+def files(site, tmp_path_factory):
+    """A user's pixel table (renamed columns, shuffled rows), its column map, a tiny model."""
+    folder = tmp_path_factory.mktemp("lai")
+    table = site_pixel_table(site[0], 64, seed=0)
+    assert {"VV", "VH", "incidence_angle", "truth_lai"} <= set(table.columns)
+    user = table.rename(columns=RENAMED)
+    user = user.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    write_table(user, folder / "pixels.csv")
+    (folder / "columns.yaml").write_text(yaml.safe_dump(RENAMED))
+    torch.manual_seed(0)
+    state = {"model": build_model(TINY).state_dict(), "config": TINY.model_dump(), "weights": {}}
+    torch.save(state, folder / "model.pt")
+    params = {"quality": {"context_root": str(folder / "gx")}}
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    return folder
+
+
+def lai_args(folder: Path, table: str = "pixels.csv", *extra: str) -> list[str]:
+    return [
+        "lai", str(folder / table), "--columns", str(folder / "columns.yaml"),
+        "--model", str(folder / "model.pt"), "--params", str(folder / "params.yaml"), *extra,
+    ]  # fmt: skip
+
+
+def _by_point_and_date(out: pd.DataFrame) -> pd.DataFrame:
+    out = out.rename(columns={v: k for k, v in RENAMED.items()})
+    return out.assign(date=pd.to_datetime(out["date"])).set_index(["point_id", "date"])
+
+
+def test_lai_writes_the_table_back_with_each_points_series(files):
+    result = runner.invoke(app, lai_args(files))
+    assert result.exit_code == 0, result.output
+    assert "64 points" in result.output
+    source = read_table(files / "pixels.csv")
+    out = read_table(files / "pixels_lai.csv")
+    assert list(out.columns) == [*source.columns, "lai", "lai_std"]
+    pd.testing.assert_frame_equal(out[source.columns], source)  # rows as they were, in order
+    # Decoded at every row, cloudy ones included, inside the physical range.
+    assert out["lai"].between(0, 10).all() and (out["lai_std"] > 0).all()
+    assert (out["cloudy"] == 1).any()
+    # Each row holds its own (point, date) value of the model run on the canonical table.
+    _, table, _ = read_lai_table(files / "pixels.csv", RENAMED)
+    torch.manual_seed(0)
+    expected = predict_table_lai(build_model(TINY), table)[0]
+    got = _by_point_and_date(out).loc[list(zip(table["point_id"], table["date"], strict=True))]
+    np.testing.assert_allclose(got["lai"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+
+    # --fine-tune-epochs: self-supervised epochs on the table's own series first.
+    args = lai_args(files, "pixels.csv", "--fine-tune-epochs", "1", "--lr", "1e-3")
+    result = runner.invoke(app, [*args, "--out", str(files / "tuned.parquet")])
+    assert result.exit_code == 0, result.output
+    tuned = read_table(files / "tuned.parquet")
+    assert len(tuned) == len(out) and not np.allclose(tuned["lai"], out["lai"])
+
+
+def test_fine_tuning_lowers_the_physics_loss(files):
+    torch.set_num_threads(1)
+    _, table, _ = read_lai_table(files / "pixels.csv", RENAMED)
+    table = table[table["point_id"].isin(table["point_id"].unique()[:32])]
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    before = predict_table_lai(model, table)[0]
+    losses = fine_tune(model, table, 4, lr=3e-3)
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert not np.allclose(predict_table_lai(model, table)[0], before)
+
+
+def test_lai_with_the_per_pixel_baseline_follows_the_truth(files, baseline):
+    save_pixel_inversion(baseline[0], files / "baseline.pt")
+    args = lai_args(files, "pixels.csv", "--out", str(files / "baseline_lai.csv"))
+    args[args.index("--model") + 1] = str(files / "baseline.pt")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = read_table(files / "baseline_lai.csv")
+    clear = out["cloudy"] == 0
+    assert np.isfinite(out.loc[clear, "lai"]).all() and out.loc[~clear, "lai"].isna().all()
+    # The bands, angles and dates reached the model as they should: LAI follows the truth.
+    assert np.corrcoef(out.loc[clear, "lai"], out.loc[clear, "truth_lai"])[0, 1] > 0.9
+    result = runner.invoke(app, [*args, "--fine-tune-epochs", "1"])
+    assert result.exit_code == 1 and "baseline.pt" in result.output
+
+
+def _broken(folder: Path, name: str, change) -> str:
+    table = read_table(folder / "pixels.csv")
+    write_table(change(table), folder / name)
+    return name
+
+
+def test_lai_errors_name_the_file_and_the_column(files):
+    cases = {
+        "missing band": (
+            _broken(files, "no_b05.csv", lambda t: t.drop(columns=["B05"])),
+            ["no_b05.csv", "missing", "'B05'"],
+        ),
+        "S1 without incidence": (
+            _broken(files, "no_inc.csv", lambda t: t.drop(columns=["incidence_angle"])),
+            ["no_inc.csv", "'incidence_angle'"],
+        ),
+        "output column taken": (
+            _broken(files, "has_lai.csv", lambda t: t.assign(lai=1.0)),
+            ["has_lai.csv", "'lai'"],
+        ),
+        "mapped column absent": (
+            _broken(files, "no_sza.csv", lambda t: t.drop(columns=["SZA"])),
+            ["no_sza.csv", "'SZA'"],
+        ),
+    }
+    for what, (name, expected) in cases.items():
+        result = runner.invoke(app, lai_args(files, name))
+        assert result.exit_code == 1, what
+        assert all(text in result.output for text in expected), (what, result.output)
+        assert not (files / default_output(name)).exists()
+    (files / "bad_map.yaml").write_text(yaml.safe_dump({**RENAMED, "B13": "b13"}))
+    args = lai_args(files)
+    args[args.index("--columns") + 1] = str(files / "bad_map.yaml")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "bad_map.yaml" in result.output and "'B13'" in result.output
+    args = lai_args(files)
+    args[args.index("--model") + 1] = str(files / "absent.pt")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "absent.pt" in result.output
+
+
+def test_lai_bad_values_fail_the_gate(files):
+    def brighten(table):
+        clear = table.index[table["cloudy"] == 0][:3]
+        table.loc[clear, "B04"] = 1.7
+        return table
+
+    name = _broken(files, "bright.csv", brighten)
+    result = runner.invoke(app, lai_args(files, name, "--out", str(files / "out.parquet")))
+    assert result.exit_code == 1
+    assert "bright.csv" in result.output and "B04" in result.output and "1.7" in result.output
+    assert not (files / "out.parquet").exists()
+
+
+def test_column_map_file(files, tmp_path):
+    assert load_column_map(files / "columns.yaml") == RENAMED
+    (tmp_path / "map.json").write_text('{"B02": "blue"}')
+    assert load_column_map(tmp_path / "map.json") == {"B02": "blue"}
+    (tmp_path / "twice.yaml").write_text("B02: blue\nB03: blue\n")
+    with pytest.raises(DataError, match=r"twice\.yaml.*\['blue'\]"):
+        load_column_map(tmp_path / "twice.yaml")
+    (tmp_path / "list.yaml").write_text("- B02\n")
+    with pytest.raises(DataError, match=r"list\.yaml: column map must map"):
+        load_column_map(tmp_path / "list.yaml")
+
+
+def test_default_output_names():
+    assert default_output("a/pixels.csv") == Path("a/pixels_lai.csv")
+    assert default_output("pixels.v2.parquet") == Path("pixels.v2_lai.parquet")
+    assert default_output("pixels.csv.gz") == Path("pixels_lai.csv.gz")
+
+
+def test_each_row_is_decoded_from_its_own_series(files):
+    _, table, _ = read_lai_table(files / "pixels.csv", RENAMED)
+    torch.manual_seed(0)
+    model = build_model(TINY).eval()
+    with torch.no_grad():  # a fresh model barely reacts to its inputs: amplify its weights
+        for p in model.parameters():
+            p.mul_(3.0)
+    series = PixelSeries.from_table(table)
+    points = table["point_id"].to_numpy()
+    first, second = points[0], points[-1]
+    row = int(np.flatnonzero((points == first) & series.usable)[-1])
+    changed = table.copy()
+    changed.loc[row, "B08"] = changed.loc[row, "B08"] * 0.5  # one clear date of one point
+    for window in (None, 10):
+        before = predict_table_lai(model, table, window_days=window)[0]
+        after = predict_table_lai(model, changed, window_days=window)[0]
+        moved = before != after
+        assert moved[row] and not moved[points == second].any()
+        same_point = points == first
+        days = (table["date"] - table["date"].min()).dt.days.to_numpy()
+        if window is None:  # the whole series is the context: every date of the point moves
+            assert moved[same_point].all()
+        else:  # only the dates of its 10-day window
+            inside = same_point & (days // window == days[row] // window)
+            assert moved[inside].all() and not moved[same_point & ~inside].any()
