@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test lint format bench bench-physics bench-data bench-train clean
+.PHONY: setup run test lint format bench bench-physics bench-data bench-train bench-products clean
+.PHONY: retrain ui screenshots
 
 setup: $(VENV)/.installed
 
@@ -30,7 +31,7 @@ format: setup
 test: lint
 	$(BIN)/pytest
 
-bench: bench-physics bench-data bench-train
+bench: bench-physics bench-data bench-train bench-products
 
 bench-physics: setup
 	$(BIN)/python benchmarks/physics.py
@@ -41,6 +42,26 @@ bench-data: setup
 # Needs chunks/index.parquet (`make run` first): 1 vs 2 Ray workers, start-up, PROSAIL share.
 bench-train: setup
 	$(BIN)/python benchmarks/train.py
+
+# LAI decoding from embeddings (pixel-dates/s, 2 cores) next to SNAP; France weekly 10 m cost.
+# Uses models/model.pt and embeddings/ when present (`make run` first), else an untrained model.
+bench-products: setup
+	$(BIN)/python benchmarks/products.py
+
+# Retrain on new data as CI's retrain workflow does (pull, dvc repro, registry decision, metrics
+# and plots diff against the last commit); DROP=N first simulates data drop N of the site.
+DROP ?= 0
+retrain: setup
+	$(BIN)/releo retrain --pull --drop $(DROP)
+
+# The MLflow UI on the project's store (mlruns/mlflow.db): http://127.0.0.1:$(PORT)
+PORT ?= 5000
+ui: setup
+	$(BIN)/releo ui --port $(PORT)
+
+# Re-take the README's MLflow UI pictures (docs/mlflow-ui.png, docs/mlflow-registry.png).
+screenshots: setup
+	RELEO_UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/test_ui.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

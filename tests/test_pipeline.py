@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
+from conftest import make_tiny_project, run
 from releo.data.contracts import S2_BANDS
 from releo.data.io import open_cube, write_cube
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_SITE = {
-    "width_m": 300.0,
-    "height_m": 300.0,
-    "start_date": "2025-04-01",
-    "end_date": "2025-06-29",
-    "survey_points": 10,
-}
 HEADLINE_METRICS = (
     "s2_reconstruction_rmse",
     "s1_reconstruction_rmse_db",
@@ -33,40 +22,10 @@ HEADLINE_METRICS = (
 pytestmark = pytest.mark.slow
 
 
-def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """The project's files (as git sees them) in a new git repo, with a tiny site."""
-    root = tmp_path_factory.mktemp("project")
-    listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout
-    for name in listed.splitlines():
-        src = REPO / name
-        skip = ("data/", "chunks/", "metrics/", "tune/", "models/", "mlruns/", "ray_results/")
-        if src.is_file() and not name.startswith(skip):
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / name)
-    (root / "data.dvc").unlink(missing_ok=True)  # the tiny site is not the default one
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["site"].update(TINY_SITE)
-    params["chunks"].update(size_m=100.0)
-    # Tiny budgets: 2 tuning trials of 1 epoch, then 1 training epoch, each a step or two.
-    params["tune"].update(num_samples=2, epochs=1, max_batches_per_epoch=1, eval_max_batches=1)
-    params["train"].update(epochs=1, max_batches_per_epoch=2, eval_max_batches=2)
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    run(["git", "init", "-q"], root)
-    run(
-        [sys.executable, "-m", "dvc", "remote", "modify", "local", "url", str(root / "remote")],
-        root,
-    )
-    run([sys.executable, "-m", "releo.cli", "ensure-data"], root)
-    return root
+    return make_tiny_project(tmp_path_factory.mktemp("project"))
 
 
 def test_repro_builds_chunks_then_skips_everything(project):
