@@ -11,11 +11,14 @@ import torch
 VARIABLE_RANGES: Mapping[str, tuple[float, float]] = {
     "N": (1.2, 1.8), "cab": (20.0, 90.0), "car": (5.0, 23.0), "cant": (0.0, 10.0),
     "cbrown": (0.0, 2.0), "cw": (0.0075, 0.075), "cm": (0.003, 0.011), "lai": (0.0, 10.0),
-    "lidfa": (30.0, 80.0), "hspot": (0.01, 0.5), "psoil": (0.0, 1.0), "rsoil": (0.3, 3.5),
+    "lidfa": (30.0, 80.0), "hspot": (0.01, 0.5), "psoil": (0.0, 1.0), "rsoil": (0.1, 3.5),
     "soil_moisture": (0.02, 0.55),
 }  # fmt: skip
 """Decoded variables and their ranges: the PROSAIL-VAE training domain (Zérah et al. 2024,
-inside PROSAIL's PARAMETER_RANGES) and surface soil moisture (m³ m⁻³, inside the WCM's)."""
+inside PROSAIL's PARAMETER_RANGES) and surface soil moisture (m³ m⁻³, inside the WCM's).
+The soil brightness goes down to 0.1 (PROSAIL-VAE: 0.3) so that dark wet or flooded surfaces
+(open water seen as LAI 0 over wet soil at rsoil 0.3) lie inside the range, not on its edge,
+where a logit-normal cannot reach them."""
 
 PRIOR_MEDIANS: Mapping[str, float] = {
     "N": 1.5, "cab": 45.0, "car": 10.0, "cant": 2.0, "cbrown": 0.3, "cw": 0.025, "cm": 0.007,

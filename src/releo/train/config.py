@@ -44,6 +44,9 @@ class TrainConfig(BaseModel):
     eval_max_batches: int | None = Field(
         None, ge=1, description="cap on validation batches per evaluation (None: whole split)"
     )
+    eval_every: int = Field(
+        1, ge=1, description="epochs between validations (the last epoch is always validated)"
+    )
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     max_failures: int = Field(
         2, ge=-1, description="worker-group failures recovered from the last checkpoint (-1: inf)"

@@ -254,13 +254,13 @@ def _worker_loop(config: dict) -> dict:
         record["train_samples"] = counted.samples
         record["train_loss"] = terms.get("total", float("nan"))
         record.update({f"train_{k}": v for k, v in terms.items() if k != "total"})
-        if evaluation is not None:
+        last = epoch + 1 == spec.n_epochs
+        if evaluation is not None and ((epoch + 1) % cfg.eval_every == 0 or last):
             metrics = task.evaluate(model, evaluation, weights)
             record.update({f"{spec.eval_split}_{k}": v for k, v in metrics.items()})
         record["epoch_time_s"] = time.perf_counter() - started
         history.append(record)
 
-        last = epoch + 1 == spec.n_epochs
         if (epoch + 1) % cfg.checkpoint_every == 0 or last:
             state = {
                 "model": model.state_dict(),

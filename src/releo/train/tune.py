@@ -137,6 +137,7 @@ def search_weights(
     )
     spec = replace(
         base,
+        train=base.train.model_copy(update={"eval_every": 1}),  # ASHA reads every epoch
         epochs=cfg.epochs,
         max_batches_per_epoch=cfg.max_batches_per_epoch,
         eval_max_batches=cfg.eval_max_batches,
