@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +24,18 @@ TINY_SITE = {
 }
 # What the stages write, and the MLflow/Ray homes: never copied from the working tree.
 GENERATED = ("data/", "chunks/", "metrics/", "tune/", "models/", "mlruns/", "ray_results/")
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri():
+    """``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``: without this, a test's
+    store would capture the runs of every later test's subprocesses (``dvc repro``, …)."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def run(
