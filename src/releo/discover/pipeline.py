@@ -49,8 +49,8 @@ from releo.discover.sindy import Discovery, derivative_baseline, discover, forma
 from releo.discover.targets import Target, matched_targets, model_targets, truth_targets
 from releo.discover.trajectories import Drivers, is_constant
 from releo.discover.truth import planted_equations
-from releo.models import PhysicsAutoencoder, build_model
-from releo.models.config import ModelConfig
+from releo.models import PhysicsAutoencoder
+from releo.models.checkpoint import load_autoencoder
 
 INDEX = Path("chunks/index.parquet")
 MODEL = Path("models/model.pt")
@@ -63,15 +63,7 @@ PLOT_COLUMNS = ["trajectory", "day", "date", "observed", "simulated"]
 
 def load_model(path: Path) -> PhysicsAutoencoder:
     """The trained model of ``models/model.pt`` in evaluation mode."""
-    if not path.exists():
-        raise DataError(f"{path}: not found; run the train stage first")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        model = build_model(ModelConfig(**checkpoint["config"]))
-        model.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, RuntimeError, ValueError, OSError) as err:
-        raise DataError(f"{path}: not a releo model checkpoint ({err})") from err
-    return model.eval()
+    return load_autoencoder(path)[0]
 
 
 def fit_target(target: Target, cfg: DiscoverConfig) -> tuple[Discovery | None, dict]:

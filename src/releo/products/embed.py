@@ -19,22 +19,9 @@ import xarray as xr
 from torch.utils.data import DataLoader, Dataset
 
 from releo.data.errors import DataError
-from releo.models import ModelConfig, PhysicsAutoencoder, build_model
+from releo.models import PhysicsAutoencoder
+from releo.models.checkpoint import load_autoencoder  # noqa: F401 (re-exported)
 from releo.train.loop import collate_chunks
-
-
-def load_autoencoder(path: str | Path) -> tuple[PhysicsAutoencoder, dict]:
-    """The trained model of ``models/model.pt`` (eval mode) and its saved payload."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: trained model not found; run the train stage first")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(ModelConfig(**payload["config"]))
-        model.load_state_dict(payload["model"])
-    except Exception as err:  # zip/pickle/pydantic/state-dict errors of a foreign file
-        raise DataError(f"{path}: cannot load the model: {type(err).__name__}: {err}") from err
-    return model.eval(), payload
 
 
 def file_sha256(path: str | Path) -> str:

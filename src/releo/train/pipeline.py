@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from releo.config import Params
-from releo.data.io import atomic_file, write_json, write_table
+from releo.data.io import write_json, write_table
+from releo.models.checkpoint import save_autoencoder
 from releo.train.ray_train import RunSpec, TrainOutcome, fit
 from releo.train.task import Task, physics_task
 
@@ -222,8 +222,7 @@ def run_train(
         model_uri = tracking.log_model(model)
     shutil.rmtree(storage / name, ignore_errors=True)
 
-    with atomic_file(root / MODEL_DIR / "model.pt") as tmp:
-        torch.save({"model": model.state_dict(), "config": spec.model, "weights": weights}, tmp)
+    save_autoencoder(model, spec.model, weights, root / MODEL_DIR / "model.pt")
     card = {
         "model_config": spec.model,
         "loss_weights": weights,

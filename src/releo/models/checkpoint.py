@@ -1,0 +1,35 @@
+"""The trained chunk model on disk (``models/model.pt``): one writer, one reader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from releo.data.errors import DataError
+from releo.data.io import atomic_file
+from releo.models.autoencoder import PhysicsAutoencoder, build_model
+from releo.models.config import ModelConfig
+
+
+def save_autoencoder(model: torch.nn.Module, config: dict, weights: dict, path: str | Path) -> Path:
+    """Write the state dict of ``model``, its ``model`` params section (``config``) and the loss
+    weights it was trained with to ``path``, atomically."""
+    with atomic_file(path) as tmp:
+        torch.save({"model": model.state_dict(), "config": config, "weights": weights}, tmp)
+    return Path(path)
+
+
+def load_autoencoder(path: str | Path) -> tuple[PhysicsAutoencoder, dict]:
+    """The trained model of ``path`` (eval mode) and its saved payload; a clear
+    :class:`DataError` for a missing or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: trained model not found; run the train stage first")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_model(ModelConfig(**payload["config"]))
+        model.load_state_dict(payload["model"])
+    except Exception as err:  # zip/pickle/pydantic/state-dict errors of a foreign file
+        raise DataError(f"{path}: cannot load the model: {type(err).__name__}: {err}") from err
+    return model.eval(), payload
