@@ -11,13 +11,12 @@ from releo.models.config import LossWeights, ModelConfig
 from releo.models.decoder import LatentDecoder
 from releo.models.distributions import VARIABLE_RANGES, VARIABLES, BoundedNormal, prior_logit
 from releo.models.encoder import ChunkEncoder, s1_inputs, s2_inputs
-from releo.models.forward import s1_backscatter_db, s2_reflectance
+from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
 from releo.models.synthetic import synthetic_chunks
 
 LOSS_TERMS: tuple[str, ...] = (
     *("s2", "s1", "prior", "temporal", "residual", "disentangle", "synthetic"),
 )
-S2_NOISE = (0.005, 0.02)  # L2A noise σ = abs + rel·ρ (Doxani et al. 2018 order of magnitude)
 S2_RESIDUAL_UNIT, S1_RESIDUAL_UNIT = 0.01, 1.0  # reflectance, dB: scales of the penalty
 
 
@@ -142,7 +141,7 @@ class PhysicsAutoencoder(nn.Module):
         residual = self.decoder.residuals(z, space_t, t, "s2")[sel]
         pred = physics + residual
         obs = gather_pixels(batch["s2"], idx).reshape(b, q * n_t, 10)[sel]
-        noise = S2_NOISE[0] + S2_NOISE[1] * pred.detach().abs()
+        noise = s2_noise_sigma(pred.detach())
         var = noise**2 + torch.exp(2 * self.s2_log_sigma)
         return self._fit_terms(obs, pred, var, residual, S2_RESIDUAL_UNIT, dists, sel)
 

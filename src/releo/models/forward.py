@@ -7,6 +7,14 @@ import torch
 from releo.physics import prosail_s2_bands, wcm_backscatter_db
 from releo.physics.srf import PLATFORMS
 
+S2_NOISE = (0.005, 0.02)  # L2A noise σ = abs + rel·ρ (Doxani et al. 2018 order of magnitude)
+
+
+def s2_noise_sigma(reflectance: torch.Tensor) -> torch.Tensor:
+    """Standard deviation of the L2A surface-reflectance noise at ``reflectance``."""
+    return S2_NOISE[0] + S2_NOISE[1] * reflectance.abs()
+
+
 # The PROSAIL inputs taken from the decoder; the geometry comes from each acquisition.
 PROSAIL_DECODED = (
     *("N", "cab", "car", "cant", "cbrown", "cw", "cm", "lai", "lidfa", "hspot", "psoil", "rsoil"),

@@ -24,10 +24,9 @@ from torch import nn
 
 from releo.data.errors import DataError
 from releo.data.io import atomic_file
-from releo.models.autoencoder import S2_NOISE
 from releo.models.distributions import VARIABLE_RANGES, BoundedNormal, prior_logit
 from releo.models.encoder import S2_CENTRE, S2_SPREAD
-from releo.models.forward import PROSAIL_DECODED, s2_reflectance
+from releo.models.forward import PROSAIL_DECODED, s2_noise_sigma, s2_reflectance
 
 INVERTED: tuple[str, ...] = PROSAIL_DECODED
 """The PROSAIL variables inverted per pixel (geometry comes with the observation)."""
@@ -109,7 +108,7 @@ class PixelInversion(nn.Module):
         dists = self(bands, angles)
         values = {k: d.rsample() for k, d in dists.items()}
         pred = s2_reflectance(values, angles, platform, fused=self.cfg.fused_prosail)
-        noise = S2_NOISE[0] + S2_NOISE[1] * pred.detach().abs()
+        noise = s2_noise_sigma(pred.detach())
         var = noise**2 + torch.exp(2 * self.log_sigma)
         nll = (0.5 * ((bands - pred) ** 2 / var + torch.log(var))).sum(-1).mean()
         kl = sum(d.kl_to_prior(prior_logit(k)) for k, d in dists.items()).mean()

@@ -15,10 +15,9 @@ from __future__ import annotations
 import torch
 
 from releo.models.distributions import PRIOR_SCALE, VARIABLE_RANGES, VARIABLES, prior_logit
-from releo.models.forward import s1_backscatter_db, s2_reflectance
+from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
 from releo.physics.srf import PLATFORMS
 
-S2_NOISE_MODEL = (0.005, 0.02)  # σ = abs + rel·ρ, as the L2A noise of the likelihood
 S1_ENL = 4.4  # equivalent number of looks of GRD speckle (unit-mean gamma in linear power)
 SUN_ZENITH, VIEW_ZENITH, RELATIVE_AZIMUTH = (20.0, 70.0), (0.0, 12.0), (0.0, 180.0)
 INCIDENCE = (30.0, 46.0)
@@ -72,9 +71,7 @@ def synthetic_chunks(
     codes = platform[:, :, None].expand(b, n_s2, pixels).reshape(-1)
     with torch.no_grad():
         rho = s2_reflectance(flat, geometry, codes, fused=False)
-    rho = rho + (S2_NOISE_MODEL[0] + S2_NOISE_MODEL[1] * rho) * torch.randn(
-        rho.shape, generator=gen
-    )
+    rho = rho + s2_noise_sigma(rho) * torch.randn(rho.shape, generator=gen)
     s2 = rho.clamp(0, 1).reshape(b, n_s2, size, size, 10).permute(0, 1, 4, 2, 3)
     # Whole dates overcast (as the real 35 % cloudiness) or clear in patches.
     overcast = torch.rand((b, n_s2, 1, 1), generator=gen) < 0.35
