@@ -10,9 +10,9 @@ class ModelConfig(BaseModel):
 
     Defaults fit a 1 km × 10 day chunk (100 × 100 px, ~2 S2 and ~2 S1 dates) on a laptop CPU:
     a 256-feature embedding (the seeds' size) of which 2 × 16 are the exclusive S2/S1 latents,
-    a 4 × 4 latent grid upsampled to a 16 × 16 continuous field, 16 per-pixel context
-    channels, and 1024 query pixels per chunk per step (PROSAIL is cheap when fused; the
-    encoder dominates the step time).
+    a 4 × 4 latent grid upsampled to a 16 × 16 continuous field plus 64 field slots, 16
+    per-pixel context channels, and 1024 query pixels per chunk per step (compiled PROSAIL
+    and the encoder share the step time).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -26,6 +26,9 @@ class ModelConfig(BaseModel):
     )
     pixel_width: int = Field(32, ge=4, description="per-pixel features of the encoder stem")
     attention_heads: int = Field(4, ge=1, description="heads of the per-pixel temporal attention")
+    pool_queries: int = Field(
+        2, ge=1, description="learned queries pooling each pixel's dated tokens (date slots)"
+    )
     conv_width: int = Field(64, ge=4, description="channels of the strided encoder convolutions")
     latent_grid: int = Field(
         4, ge=1, description="side of the latent grid z is reshaped to (coarse spatial field)"
@@ -40,8 +43,19 @@ class ModelConfig(BaseModel):
         description="per-pixel context channels passed to the decoder (0: embedding only)",
     )
     detail_dropout: float = Field(
-        0.25, ge=0.0, le=1.0, description="share of training chunks decoded without the context"
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of training chunks the context decoder sees without the context "
+        "(the products use the separate, distilled embedding decoder)",
     )
+    field_slots: int = Field(
+        64,
+        ge=0,
+        description="field slots decoded from z (a soft Voronoi tessellation: sharp parcel "
+        "boundaries at any resolution); a square number; 0: the smooth field only",
+    )
+    slot_features: int = Field(8, ge=1, description="features carried by each field slot")
     fourier_frequencies: int = Field(6, ge=1, description="day-of-year Fourier frequencies")
     hidden_width: int = Field(128, ge=8, description="width of the decoder MLPs")
     query_pixels: int = Field(1024, ge=1, description="pixels sampled per chunk per step")
@@ -61,6 +75,8 @@ class ModelConfig(BaseModel):
     def _fits(self) -> ModelConfig:
         if 2 * self.residual_dim >= self.embedding_dim:
             raise ValueError("2 * residual_dim must leave room for the common latent in z")
+        if self.field_slots and round(self.field_slots**0.5) ** 2 != self.field_slots:
+            raise ValueError("field_slots must be a square number (slots start on a lattice)")
         if self.pixel_width % self.attention_heads:
             raise ValueError("pixel_width must be a multiple of attention_heads")
         return self
@@ -83,4 +99,10 @@ class LossWeights(BaseModel):
         1.0,
         ge=0,
         description="NLL of the prior-drawn variables of chunks simulated through the physics",
+    )
+    distil: float = Field(
+        1.0,
+        ge=0,
+        description="KL from the variables decoded with the per-pixel context to those decoded "
+        "from the embedding alone (trains the products' decoder on every chunk)",
     )

@@ -40,15 +40,49 @@ def sample_map(field: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return out[..., 0].transpose(1, 2)
 
 
+class FieldSlots(nn.Module):
+    """z → K field slots (position, weight, features) → features at (x, y) by a soft power
+    diagram: each query takes the features of its nearest slots.
+
+    Parcels are convex cells (close to a Voronoi tessellation of their centres), so a few
+    numbers per field — a centre and a value — draw its boundary sharply at any resolution,
+    which a smooth upsampled grid of the same size cannot (it blurs every edge). Slots start
+    on a lattice and move at most one lattice step; the sharpness is learned.
+    """
+
+    def __init__(self, n_in: int, slots: int, features: int):
+        super().__init__()
+        side = round(slots**0.5)
+        self.spacing = 1.0 / side
+        centres = (torch.arange(side, dtype=torch.float32) + 0.5) / side
+        lattice = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), -1)
+        self.register_buffer("lattice", lattice.reshape(-1, 2), persistent=False)
+        self.features = features
+        self.project = nn.Linear(n_in, slots * (3 + features))
+        nn.init.normal_(self.project.weight, std=1e-2)
+        nn.init.zeros_(self.project.bias)
+        self.log_sharpness = nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Features (B, N, features) at chunk-relative x, y (B, N)."""
+        slots = self.project(z).reshape(z.shape[0], self.lattice.shape[0], 3 + self.features)
+        centre = self.lattice + self.spacing * torch.tanh(slots[..., :2])  # (B, K, 2)
+        query = torch.stack([x, y], dim=-1)  # (B, N, 2)
+        distance2 = torch.cdist(query, centre).pow(2) / self.spacing**2  # (B, N, K)
+        logits = -distance2 * self.log_sharpness.exp() + slots[:, None, :, 2]
+        return logits.softmax(-1) @ slots[..., 3:]
+
+
 class LatentDecoder(nn.Module):
-    """z → small latent grid → upsampled continuous feature field read at (x, y), with the
-    optional per-pixel context and day-of-year Fourier features → per-variable distributions.
+    """z → small latent grid → upsampled continuous feature field read at (x, y), and field
+    slots (sharp parcel boundaries), with the optional per-pixel context and day-of-year
+    Fourier features → per-variable distributions.
 
     The last ``2 · residual_dim`` features of z are the exclusive latents of S2 and S1; only the
     residual decoders read them, so the physical variables depend on the common part alone.
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, residuals: bool = True):
         super().__init__()
         self.cfg = cfg
         common = cfg.embedding_dim - 2 * cfg.residual_dim
@@ -58,7 +92,11 @@ class LatentDecoder(nn.Module):
             nn.Conv2d(cg, cg, 3, padding=1), nn.GELU(), nn.Conv2d(cg, cg, 3, padding=1)
         )
         self.to_global = nn.Linear(common, cfg.hidden_width // 2)
-        self.n_space = cg + cfg.detail_channels + 1 + cfg.hidden_width // 2
+        self.slots = (
+            FieldSlots(common, cfg.field_slots, cfg.slot_features) if cfg.field_slots else None
+        )
+        n_slot = cfg.slot_features if cfg.field_slots else 0
+        self.n_space = cg + n_slot + cfg.detail_channels + 1 + cfg.hidden_width // 2
         n_time = 2 * cfg.fourier_frequencies
         self.dynamic = tuple(v for v in VARIABLES if v not in STATIC_VARIABLES)
         self.static_head = mlp(self.n_space, cfg.hidden_width, 2 * len(STATIC_VARIABLES))
@@ -73,6 +111,8 @@ class LatentDecoder(nn.Module):
             with torch.no_grad():
                 last.bias[: len(names)] = torch.tensor([prior_logit(n) for n in names])
                 last.bias[len(names) :] = -3.0  # softplus: 0.05 logit units
+        if not residuals:
+            return
         n_res = cfg.residual_dim + self.n_space + n_time
         # S2 residual = a few amplitudes × learned spectra: exclusive optical effects (browning,
         # dust, …) have fixed spectral shapes, which vegetation changes cannot mimic.
@@ -92,6 +132,8 @@ class LatentDecoder(nn.Module):
         grid = self.to_grid(common).reshape(-1, cfg.grid_channels, cfg.latent_grid, cfg.latent_grid)
         grid = F.interpolate(grid, size=cfg.field_resolution, mode="bilinear", align_corners=False)
         parts = [sample_map(self.refine(grid), x, y)]
+        if self.slots is not None:
+            parts.append(self.slots(common, x, y))
         detail = None if context is None else context.get("detail")
         n = x.shape[1]
         if cfg.detail_channels:

@@ -98,7 +98,7 @@ def s1_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 class ChunkEncoder(nn.Module):
     """Spatial stems per date → per-pixel temporal attention pooling (day-of-year encoded,
-    masked; two learned queries) → strided convolutions → one embedding per chunk.
+    masked; ``pool_queries`` learned queries) → strided convolutions → one embedding per chunk.
 
     A learned always-visible token lets pixels with no usable observation (overcast, no S1)
     still attend to something; the fused per-pixel features are also returned, projected to
@@ -114,8 +114,8 @@ class ChunkEncoder(nn.Module):
         self.time = nn.Linear(2 * cfg.fourier_frequencies, c)
         self.modality = nn.Parameter(torch.zeros(2, c))
         self.empty = nn.Parameter(torch.zeros(c))
-        self.pool = TemporalAttentionPool(c, cfg.attention_heads, n_queries=2)
-        self.fuse = nn.Sequential(nn.Linear(2 * c, c), nn.GELU(), nn.Linear(c, c))
+        self.pool = TemporalAttentionPool(c, cfg.attention_heads, n_queries=cfg.pool_queries)
+        self.fuse = nn.Sequential(nn.Linear(cfg.pool_queries * c, c), nn.GELU(), nn.Linear(c, c))
         w, g = cfg.conv_width, cfg.latent_grid
         self.compress = nn.Sequential(
             nn.Conv2d(c, w, 3, stride=2, padding=1),
