@@ -15,7 +15,7 @@ from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectan
 from releo.models.synthetic import synthetic_chunks
 
 LOSS_TERMS: tuple[str, ...] = (
-    *("s2", "s1", "prior", "temporal", "residual", "disentangle", "synthetic", "distil"),
+    *("s2", "s1", "prior", "temporal", "residual", "disentangle", "synthetic"),
 )
 S2_RESIDUAL_UNIT, S1_RESIDUAL_UNIT = 0.01, 1.0  # reflectance, dB: scales of the penalty
 
@@ -66,13 +66,6 @@ class PhysicsAutoencoder(nn.Module):
         self.cfg = cfg
         self.encoder = ChunkEncoder(cfg)
         self.decoder = LatentDecoder(cfg)
-        # The products decode from z alone: with a per-pixel context, a decoder of its own,
-        # distilled from the context decoder (sharing one would pull the two apart).
-        self.embedding_decoder = (
-            LatentDecoder(cfg.model_copy(update={"detail_channels": 0}), residuals=False)
-            if cfg.detail_channels
-            else None
-        )
         self.s2_log_sigma = nn.Parameter(torch.full((10,), math.log(0.02)))
         self.s1_log_sigma = nn.Parameter(torch.full((2,), math.log(2.0)))
 
@@ -97,20 +90,13 @@ class PhysicsAutoencoder(nn.Module):
         """Distributions of the physical variables at chunk-relative x, y ∈ [0, 1] (pixel
         centres at (i + 0.5) / size) and day-of-year t; x, y, t broadcast to (B, …).
 
-        ``context`` is ``encode_with_context``'s: without it, the embedding decoder works
-        from z alone.
+        ``context`` is ``encode_with_context``'s: without it the decoder works from z alone.
         """
         x, y, t = torch.broadcast_tensors(x, y, t)
         shape = x.shape
         flat = [v.reshape(shape[0], -1).to(z.dtype) for v in (x, y, t)]
-        decoder = self.decoder if context is not None else self.decoder_of_z
-        space = decoder.space_features(z, flat[0], flat[1], context)
-        return reshape_dists(decoder.variables(space, flat[2]), shape)
-
-    @property
-    def decoder_of_z(self) -> LatentDecoder:
-        """The decoder of the embedding alone (what the products use)."""
-        return self.embedding_decoder if self.embedding_decoder is not None else self.decoder
+        space = self.decoder.space_features(z, flat[0], flat[1], context)
+        return reshape_dists(self.decoder.variables(space, flat[2]), shape)
 
     # -- training loss -------------------------------------------------------------------------
     def _sample_pixels(self, b: int, h: int, w: int) -> tuple[torch.Tensor, ...]:
@@ -191,21 +177,6 @@ class PhysicsAutoencoder(nn.Module):
         curvature = lai[:, 2 * q :] - 2 * lai[:, q : 2 * q] + lai[:, :q]
         return kl, curvature.pow(2).mean()
 
-    def _distillation_term(self, batch, z, x, y, space) -> torch.Tensor:
-        """KL(with context || from z alone) of every variable at the query pixels and random
-        dates of the window: the embedding decoder (the products' path) learns from the
-        context decoder on every chunk, and its spread grows where z cannot say as much."""
-        if self.embedding_decoder is None:
-            return z.sum() * 0
-        b, q = space.shape[:2]
-        first, last = batch["window_doy"][:, :1], batch["window_doy"][:, 1:]
-        t = first + torch.rand(b, q, dtype=space.dtype) * (last - first + 1)
-        with torch.no_grad():
-            teacher = self.decoder.variables(space, t)
-        alone = self.embedding_decoder.space_features(z, x, y, None)
-        student = self.embedding_decoder.variables(alone, t)
-        return sum(teacher[k].kl_to(student[k]).mean() for k in VARIABLES)
-
     def _encode_for_loss(self, batch: dict) -> tuple[torch.Tensor, dict | None]:
         z, context = self.encode_with_context(batch)
         if context is not None and self.training and self.cfg.detail_dropout > 0:
@@ -245,11 +216,6 @@ class PhysicsAutoencoder(nn.Module):
             "residual": s2_res + s1_res,
             "disentangle": s2_dep + s1_dep,
             "synthetic": self._synthetic_term() if weights.synthetic > 0 else z.sum() * 0,
-            "distil": (
-                self._distillation_term(batch, z, x.to(z.dtype), y.to(z.dtype), space)
-                if weights.distil > 0
-                else z.sum() * 0
-            ),
         }
         terms["total"] = sum(getattr(weights, k) * v for k, v in terms.items())
         return terms

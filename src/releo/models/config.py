@@ -43,11 +43,7 @@ class ModelConfig(BaseModel):
         description="per-pixel context channels passed to the decoder (0: embedding only)",
     )
     detail_dropout: float = Field(
-        0.0,
-        ge=0.0,
-        le=1.0,
-        description="share of training chunks the context decoder sees without the context "
-        "(the products use the separate, distilled embedding decoder)",
+        0.25, ge=0.0, le=1.0, description="share of training chunks decoded without the context"
     )
     field_slots: int = Field(
         64,
@@ -99,10 +95,4 @@ class LossWeights(BaseModel):
         1.0,
         ge=0,
         description="NLL of the prior-drawn variables of chunks simulated through the physics",
-    )
-    distil: float = Field(
-        1.0,
-        ge=0,
-        description="KL from the variables decoded with the per-pixel context to those decoded "
-        "from the embedding alone (trains the products' decoder on every chunk)",
     )

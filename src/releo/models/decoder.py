@@ -82,7 +82,7 @@ class LatentDecoder(nn.Module):
     residual decoders read them, so the physical variables depend on the common part alone.
     """
 
-    def __init__(self, cfg: ModelConfig, residuals: bool = True):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         common = cfg.embedding_dim - 2 * cfg.residual_dim
@@ -111,8 +111,6 @@ class LatentDecoder(nn.Module):
             with torch.no_grad():
                 last.bias[: len(names)] = torch.tensor([prior_logit(n) for n in names])
                 last.bias[len(names) :] = -3.0  # softplus: 0.05 logit units
-        if not residuals:
-            return
         n_res = cfg.residual_dim + self.n_space + n_time
         # S2 residual = a few amplitudes × learned spectra: exclusive optical effects (browning,
         # dust, …) have fixed spectral shapes, which vegetation changes cannot mimic.

@@ -103,14 +103,5 @@ class BoundedNormal:
 
     def kl_to_prior(self, prior_loc: float, prior_scale: float = PRIOR_SCALE) -> torch.Tensor:
         """KL(q || prior), both Normal in logit space (the map is shared, so KL is unchanged)."""
-        return _normal_kl(self.loc, self.scale, prior_loc, prior_scale)
-
-    def kl_to(self, other: BoundedNormal) -> torch.Tensor:
-        """KL(self || other) of two distributions on the same range (Normal in logit space)."""
-        return _normal_kl(self.loc, self.scale, other.loc, other.scale)
-
-
-def _normal_kl(loc, scale, other_loc, other_scale) -> torch.Tensor:
-    """KL(N(loc, scale) || N(other_loc, other_scale)), elementwise."""
-    ratio = scale / other_scale
-    return 0.5 * (ratio**2 + ((loc - other_loc) / other_scale) ** 2 - 1) - torch.log(ratio)
+        ratio = self.scale / prior_scale
+        return 0.5 * (ratio**2 + ((self.loc - prior_loc) / prior_scale) ** 2 - 1) - torch.log(ratio)

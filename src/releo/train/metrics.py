@@ -93,11 +93,13 @@ def _s2_block(model, batch, z, context, idx, x, y, sums) -> None:
         _add(sums, "snap_lai_rmse_vs_truth", (snap - truth)[seen])
         _add(sums, "lai_rmse_vs_truth_at_snap_pixels", error[seen])
     if model.cfg.detail_channels:
-        decoder = model.decoder_of_z
-        alone = decoder.space_features(z, x, y, None)
+        alone = model.decoder.space_features(z, x, y, None)
         alone = alone[:, :, None].expand(-1, -1, n_t, -1).reshape(b, p * n_t, -1)
-        lai = decoder.variables(alone, t)["lai"].median
-        _add(sums, "lai_rmse_vs_truth_embedding_only", (lai - truth)[valid])
+        _add(
+            sums,
+            "lai_rmse_vs_truth_embedding_only",
+            (_decode_lai(model, z, alone, t) - truth)[valid],
+        )
 
 
 def _s1_block(model, batch, z, context, idx, x, y, sums) -> None:
