@@ -95,7 +95,7 @@ class LatentDecoder(nn.Module):
         self.slots = (
             FieldSlots(common, cfg.field_slots, cfg.slot_features) if cfg.field_slots else None
         )
-        n_slot = cfg.slot_features if cfg.field_slots else 0
+        n_slot = cfg.slot_features if self.slots is not None else 0
         self.n_space = cg + n_slot + cfg.detail_channels + 1 + cfg.hidden_width // 2
         n_time = 2 * cfg.fourier_frequencies
         self.dynamic = tuple(v for v in VARIABLES if v not in STATIC_VARIABLES)
