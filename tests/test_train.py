@@ -255,6 +255,7 @@ def project(tmp_path) -> tuple[Path, Params]:
         tune={
             "num_samples": 2,
             "epochs": 2,
+            "metric": "lai_rmse_vs_truth",  # what the tiny task reports
             "search_space": {"s2": [0.5, 2.0], "prior": [1e-4, 1e-1]},
         },
         tracking={"tracking_uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"},

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from releo.models import LossWeights
+from releo.train.metrics import VALIDATION_METRICS
 
 # Bounds of the log-uniform search of each physics-loss weight: two decades around the defaults.
 DEFAULT_SEARCH_SPACE: dict[str, tuple[float, float]] = {
@@ -63,8 +64,10 @@ class TuneConfig(BaseModel):
     """Optuna (TPE via Ray Tune's OptunaSearch) over the physics-loss weights, with ASHA.
 
     The objective is a validation metric returned by ``releo.train.loop.evaluate`` that does
-    not depend on the weights themselves; by default the LAI RMSE against the simulator's
-    truth on the validation split (what the platform is for). ``s2_reconstruction_rmse`` or
+    not depend on the weights themselves; by default ``goal_ratio``, the worse of LAI RMSE
+    against the simulator's truth over the SNAP product's and S2 RMSE over twice the L2A noise
+    (:func:`releo.train.metrics.goal_ratio`), so weights that buy LAI accuracy by giving up
+    the fit to the observations lose. ``s2_reconstruction_rmse`` or
     ``s1_reconstruction_rmse_db`` suit sites without truth. The default weights
     (``loss_weights``) are always the first trial, so the study reports the objective with
     the default and with the best weights under the same budget.
@@ -81,7 +84,7 @@ class TuneConfig(BaseModel):
     )
     grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial can be stopped")
     reduction_factor: int = Field(2, ge=2, description="ASHA: 1/reduction_factor survive a rung")
-    metric: str = Field("lai_rmse_vs_truth", description="validation metric to minimise")
+    metric: str = Field("goal_ratio", description="validation metric to minimise")
     seed: int = Field(0, ge=0, description="seed of the TPE sampler")
     search_space: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: dict(DEFAULT_SEARCH_SPACE),
@@ -93,6 +96,8 @@ class TuneConfig(BaseModel):
     def _weight_free(cls, value: str) -> str:
         if value in WEIGHT_DEPENDENT_METRICS:
             raise ValueError(f"{value!r} depends on the loss weights; pick a validation metric")
+        if value not in VALIDATION_METRICS:
+            raise ValueError(f"{value!r} is not a validation metric: one of {VALIDATION_METRICS}")
         return value
 
     @model_validator(mode="after")

@@ -10,7 +10,7 @@ from releo.data.contracts import S1_POLARISATIONS, S2_BANDS
 from releo.models import PhysicsAutoencoder
 from releo.models.autoencoder import gather_pixels
 from releo.models.encoder import s1_inputs, s2_inputs
-from releo.models.forward import s1_backscatter_db, s2_reflectance
+from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
 
 PIXEL_BLOCK = 2500  # pixels decoded at once per chunk (bounds memory on large chunks)
 
@@ -25,10 +25,14 @@ LAI_METRICS = (
 )
 RECONSTRUCTION_METRICS = (
     "s2_reconstruction_rmse",
+    "s2_noise_rms",
     *(f"s2_rmse_{b}" for b in S2_BANDS),
     "s1_reconstruction_rmse_db",
     *(f"s1_rmse_db_{p}" for p in S1_POLARISATIONS),
 )
+
+DERIVED_METRICS = ("lai_bias_vs_truth", "s2_fit_to_noise", "lai_rmse_to_snap", "goal_ratio")
+VALIDATION_METRICS = (*RECONSTRUCTION_METRICS, *LAI_METRICS, *DERIVED_METRICS)
 
 
 def _add(sums: dict, name: str, error: torch.Tensor) -> None:
@@ -48,7 +52,18 @@ def finish_metrics(sums: dict) -> dict[str, float]:
         out[name] = math.sqrt(sq / n) if n else float("nan")
     s, n = sums.get("lai_rmse_vs_truth", (0.0, 0.0, 0))[1:]
     out["lai_bias_vs_truth"] = s / n if n else float("nan")
+    out["s2_fit_to_noise"] = out["s2_reconstruction_rmse"] / out["s2_noise_rms"]
+    out["lai_rmse_to_snap"] = out["lai_rmse_vs_truth_at_snap_pixels"] / out["snap_lai_rmse_vs_truth"]
+    out["goal_ratio"] = goal_ratio(out["lai_rmse_to_snap"], out["s2_fit_to_noise"])
     return out
+
+
+def goal_ratio(lai_rmse_to_snap: float, s2_fit_to_noise: float) -> float:
+    """How far the model is from the platform's two goals, as the worse of their ratios:
+    LAI RMSE over the SNAP product's at its pixel-dates, and S2 RMSE over twice the L2A noise.
+    Below 1 both hold. A site without a reference product is judged on the S2 fit alone."""
+    ratios = [r for r in (lai_rmse_to_snap, s2_fit_to_noise / 2) if math.isfinite(r)]
+    return max(ratios) if ratios else float("nan")
 
 
 def _decode_lai(model, z, space, t) -> torch.Tensor:
@@ -78,6 +93,7 @@ def _s2_block(model, batch, z, context, idx, x, y, sums) -> None:
         obs = gather_pixels(batch["s2"], idx).reshape(b, p * n_t, 10)
         error = pred - obs[clear]
         _add(sums, "s2_reconstruction_rmse", error)
+        _add(sums, "s2_noise_rms", s2_noise_sigma(obs[clear]))
         for i, band in enumerate(S2_BANDS):
             _add(sums, f"s2_rmse_{band}", error[:, i])
     if "truth_lai" not in batch:
