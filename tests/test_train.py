@@ -4,6 +4,7 @@ machinery is tested apart from the physics model (which `test_pipeline` runs end
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -28,7 +29,7 @@ from releo.config import Params
 from releo.models import LossWeights
 from releo.train.config import TrainConfig
 from releo.train.pipeline import run_train, run_tune
-from releo.train.ray_train import RunSpec, fit
+from releo.train.ray_train import RunSpec, fit, spread_subset
 from releo.train.task import Task
 from releo.train.tune import CooperativeASHA, StopBoard
 
@@ -154,6 +155,15 @@ def spec(tmp_path: Path, task: Task | None = None, **train) -> RunSpec:
         data_dir=tmp_path,
         index_path=tmp_path / "index.parquet",
     )
+
+
+def test_capped_evaluation_samples_the_whole_split():
+    chunks = list(range(36))  # one place through the year: winter first, winter last
+    picked = list(spread_subset(chunks, 12))
+    assert len(set(picked)) == 12 and picked == sorted(picked)
+    gaps = [b - a for a, b in itertools.pairwise(picked)]
+    assert picked[0] == 0 and picked[-1] == 35 and max(gaps) <= 4
+    assert spread_subset(chunks, None) is chunks and spread_subset(chunks, 40) is chunks
 
 
 def test_one_worker_trains_reports_and_checkpoints(tmp_path):

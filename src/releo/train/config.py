@@ -43,7 +43,9 @@ class TrainConfig(BaseModel):
         None, ge=1, description="cap on steps per epoch (None: the whole train split)"
     )
     eval_max_batches: int | None = Field(
-        None, ge=1, description="cap on validation batches per evaluation (None: whole split)"
+        None,
+        ge=1,
+        description="validation batches per evaluation, spread over the split (None: all)",
     )
     eval_every: int = Field(
         1, ge=1, description="epochs between validations (the last epoch is always validated)"
@@ -80,7 +82,9 @@ class TuneConfig(BaseModel):
     epochs: int = Field(2, ge=1, description="epochs of a trial that is not stopped early")
     max_batches_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch")
     eval_max_batches: int | None = Field(
-        None, ge=1, description="validation batches per evaluation (the same ones every trial)"
+        None,
+        ge=1,
+        description="validation batches per evaluation, spread over the split (same each trial)",
     )
     grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial can be stopped")
     reduction_factor: int = Field(2, ge=2, description="ASHA: 1/reduction_factor survive a rung")

@@ -53,7 +53,9 @@ def finish_metrics(sums: dict) -> dict[str, float]:
     s, n = sums.get("lai_rmse_vs_truth", (0.0, 0.0, 0))[1:]
     out["lai_bias_vs_truth"] = s / n if n else float("nan")
     out["s2_fit_to_noise"] = out["s2_reconstruction_rmse"] / out["s2_noise_rms"]
-    out["lai_rmse_to_snap"] = out["lai_rmse_vs_truth_at_snap_pixels"] / out["snap_lai_rmse_vs_truth"]
+    out["lai_rmse_to_snap"] = (
+        out["lai_rmse_vs_truth_at_snap_pixels"] / out["snap_lai_rmse_vs_truth"]
+    )
     out["goal_ratio"] = goal_ratio(out["lai_rmse_to_snap"], out["s2_fit_to_noise"])
     return out
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from releo.train.config import TrainConfig
 from releo.train.task import Task
@@ -134,17 +134,14 @@ def _batch_len(batch: Any) -> int:
     raise ValueError("cannot count the samples of a batch without tensors or lists")
 
 
-class _First:
-    """The first ``n`` batches of an unshuffled loader (all when ``n`` is None)."""
+def spread_subset(dataset: Any, n: int | None) -> Any:
+    """``n`` items spread evenly over ``dataset`` (all of it when ``n`` is None or larger).
 
-    def __init__(self, loader: DataLoader, n: int | None):
-        self.loader, self.n = loader, n
-
-    def __iter__(self) -> Iterator[Any]:
-        for i, batch in enumerate(self.loader):
-            if self.n is not None and i >= self.n:
-                return
-            yield batch
+    Chunk indices run place by place through the year, so the first items would all be winter
+    chunks of one place: a capped evaluation must sample the whole split."""
+    if n is None or n >= len(dataset):
+        return dataset
+    return Subset(dataset, torch.linspace(0, len(dataset) - 1, n).round().long().tolist())
 
 
 class _Counted:
@@ -230,11 +227,13 @@ def _worker_loop(config: dict) -> dict:
     view = _DistributedView(wrapped)
     evaluation = None
     if rank == 0 and len(datasets.get(spec.eval_split, ())):
+        n_eval = None if spec.max_eval_batches is None else spec.max_eval_batches * cfg.batch_size
         plain = DataLoader(
-            datasets[spec.eval_split], batch_size=cfg.batch_size, collate_fn=task.collate
+            spread_subset(datasets[spec.eval_split], n_eval),
+            batch_size=cfg.batch_size,
+            collate_fn=task.collate,
         )
-        prepared = ray.train.torch.prepare_data_loader(plain, add_dist_sampler=False)
-        evaluation = _First(prepared, spec.max_eval_batches)
+        evaluation = ray.train.torch.prepare_data_loader(plain, add_dist_sampler=False)
 
     stopped_early = False
     for epoch in range(start, spec.n_epochs):
