@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from torch.utils.data import Dataset
 
 from releo.config import Params
 from releo.models import LossWeights
-from releo.train.config import TrainConfig
+from releo.train.config import TrainConfig, TuneConfig
 from releo.train.pipeline import run_train, run_tune
 from releo.train.ray_train import RunSpec, fit, spread_subset
 from releo.train.task import Task
@@ -166,6 +167,22 @@ def test_capped_evaluation_samples_the_whole_split():
     assert spread_subset(chunks, None) is chunks and spread_subset(chunks, 40) is chunks
 
 
+@pytest.mark.parametrize(
+    ("tune", "message"),
+    [
+        ({"metric": "lai_rmse"}, "not a validation metric"),
+        ({"metric": "loss_s2"}, "depends on the loss weights"),
+        ({"search_space": {"s3": [0.1, 1.0]}}, "not LossWeights fields: ['s3']"),
+        ({"search_space": {"s2": [1.0, 0.1]}}, "search_space.s2: need 0 < low < high"),
+        ({"warm_start": [{"s2": 20.0}]}, "warm_start[0].s2: 20.0 outside search_space [0.1, 10.0]"),
+        ({"warm_start": [{"synthetic": 1.0}]}, "warm_start[0].synthetic: not in search_space"),
+    ],
+)
+def test_tune_settings_are_checked(tune, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TuneConfig(**tune)
+
+
 def test_one_worker_trains_reports_and_checkpoints(tmp_path):
     outcome = fit(spec(tmp_path, epochs=3), name="one")
     assert [r["epoch"] for r in outcome.history] == [0, 1, 2]
@@ -267,6 +284,7 @@ def project(tmp_path) -> tuple[Path, Params]:
             "epochs": 2,
             "metric": "lai_rmse_vs_truth",  # what the tiny task reports
             "search_space": {"s2": [0.5, 2.0], "prior": [1e-4, 1e-1]},
+            "warm_start": [{"s2": 1.5}],  # with num_samples 2: the defaults, then this
         },
         tracking={"tracking_uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"},
     )
@@ -283,6 +301,7 @@ def test_tune_logs_nested_trials_and_writes_best_weights(project):
     assert metrics["trials"] == 2 and metrics["metric"] == "val_lai_rmse_vs_truth"
     assert metrics["objective_best"] <= metrics["objective_default"]  # default is a trial
     assert [t["default"] for t in metrics["trials_table"]].count(True) == 1
+    assert [t["warm_start"] for t in metrics["trials_table"]].count(True) == 1
     curve = pd.read_csv(root / "metrics" / "tune_trials.csv")
     assert set(curve["epoch"]) == {0, 1}
 
@@ -297,7 +316,7 @@ def test_tune_logs_nested_trials_and_writes_best_weights(project):
         assert run["tags.git_commit"] == commit
         assert run["tags.data_md5"] == "0123abcd.dir"
         assert len(run["tags.params_hash"]) == 12
-    assert children["params.loss_weights.s2"].astype(float).between(0.5, 2.0).all()
+    assert sorted(children["params.loss_weights.s2"].astype(float)) == [1.0, 1.5]
     assert children["metrics.val_lai_rmse_vs_truth"].notna().all()
     assert parent["metrics.objective_best"] == pytest.approx(metrics["objective_best"])
     assert parent["metrics.objective_default"] == pytest.approx(metrics["objective_default"])

@@ -90,6 +90,11 @@ class TuneConfig(BaseModel):
     reduction_factor: int = Field(2, ge=2, description="ASHA: 1/reduction_factor survive a rung")
     metric: str = Field("goal_ratio", description="validation metric to minimise")
     seed: int = Field(0, ge=0, description="seed of the TPE sampler")
+    warm_start: list[dict[str, float]] = Field(
+        default_factory=list,
+        description="weight sets tried right after the defaults (e.g. an earlier study's best);"
+        " unlisted weights keep their defaults",
+    )
     search_space: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: dict(DEFAULT_SEARCH_SPACE),
         description="log-uniform (low, high) bounds per LossWeights field; others stay fixed",
@@ -112,6 +117,15 @@ class TuneConfig(BaseModel):
         for name, (low, high) in self.search_space.items():
             if not 0 < low < high:
                 raise ValueError(f"search_space.{name}: need 0 < low < high, got {low}, {high}")
+        for i, point in enumerate(self.warm_start):
+            for name, value in point.items():
+                if name not in self.search_space:
+                    raise ValueError(f"warm_start[{i}].{name}: not in search_space")
+                low, high = self.search_space[name]
+                if not low <= value <= high:
+                    raise ValueError(
+                        f"warm_start[{i}].{name}: {value} outside search_space [{low}, {high}]"
+                    )
         if self.grace_period > self.epochs:
             raise ValueError("grace_period must not exceed epochs")
         return self

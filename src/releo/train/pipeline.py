@@ -147,7 +147,17 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
         "best_weights": outcome.best_weights,
         "best_trial": best["trial_id"],
         "trials_table": [
-            {k: t[k] for k in ("trial_id", "objective", "epochs", "stopped_early", "default")}
+            {
+                k: t[k]
+                for k in (
+                    "trial_id",
+                    "objective",
+                    "epochs",
+                    "stopped_early",
+                    "default",
+                    "warm_start",
+                )
+            }
             for t in outcome.trials
         ],
         "mlflow_run_id": run.info.run_id,

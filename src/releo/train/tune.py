@@ -87,7 +87,8 @@ class StudyOutcome:
     """Objective, as reported by the trials (``val_<metric>``)."""
     trials: list[dict[str, Any]]
     """Per trial: ``trial_id``, ``weights``, ``objective`` (last), ``epochs``, ``stopped_early``,
-    ``default`` (the default-weights trial) and ``history`` (objective per epoch)."""
+    ``default`` (the default-weights trial), ``warm_start`` (one of ``warm_start``) and
+    ``history`` (objective per epoch)."""
     best: dict[str, Any]
     default: dict[str, Any] | None
 
@@ -101,7 +102,7 @@ class StudyOutcome:
         return self.default["objective"] - self.best["objective"] if self.default else math.nan
 
 
-def _is_default(config: dict, defaults: dict) -> bool:
+def _same_weights(config: dict, defaults: dict) -> bool:
     return all(math.isclose(float(v), float(defaults[k]), rel_tol=1e-9) for k, v in config.items())
 
 
@@ -115,8 +116,9 @@ def search_weights(
     board: Any = None,
 ) -> StudyOutcome:
     """Run the study: ``cfg.num_samples`` trials of ``cfg.epochs`` epochs, the default weights
-    (``base.loss_weights``) first; the best trial has the lowest final objective among those
-    that ran the full budget (all trials when none did)."""
+    (``base.loss_weights``) first, then ``cfg.warm_start``, then Optuna's choices; the best
+    trial has the lowest final objective among those that ran the full budget (all trials when
+    none did)."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -131,8 +133,9 @@ def search_weights(
         reduction_factor=cfg.reduction_factor,
     )
     defaults = {k: float(base.loss_weights[k]) for k in cfg.search_space}
+    seeded = [{**defaults, **point} for point in cfg.warm_start]
     search = OptunaSearch(
-        points_to_evaluate=[defaults],
+        points_to_evaluate=[defaults, *seeded],
         sampler=optuna.samplers.TPESampler(seed=cfg.seed),
     )
     spec = replace(
@@ -179,7 +182,8 @@ def search_weights(
                 "objective": float(last.get(metric, math.nan)),
                 "epochs": int(last.get("epochs_done", 0)),
                 "stopped_early": int(last.get("epochs_done", 0)) < cfg.epochs,
-                "default": bool(config) and _is_default(config, defaults),
+                "default": bool(config) and _same_weights(config, defaults),
+                "warm_start": bool(config) and any(_same_weights(config, p) for p in seeded),
                 "history": history,
                 "error": None if result.error is None else str(result.error),
             }
