@@ -78,7 +78,9 @@ def make_tiny_project(root: Path, site: dict | None = None) -> Path:
     params["site"].update(site or TINY_SITE)
     params["chunks"].update(size_m=100.0)
     # Tiny budgets: 2 tuning trials of 1 epoch, then 1 training epoch, each a step or two.
-    params["tune"].update(num_samples=2, epochs=1, max_batches_per_epoch=1, eval_max_batches=1)
+    params["tune"].update(
+        num_samples=2, epochs=1, max_batches_per_epoch=1, eval_max_batches=1, grace_period=1
+    )
     params["train"].update(epochs=1, max_batches_per_epoch=2, eval_max_batches=2)
     # Compiling PROSAIL pays off over hundreds of steps, not over the two steps here.
     params["model"] = {**(params.get("model") or {}), "fused_prosail": False}

@@ -48,7 +48,7 @@ def baseline(tmp_path_factory) -> Path:
     project = make_tiny_project(tmp_path_factory.mktemp("ops"), site=site)
     git_commit(project, "tiny site")
     dvc("exp", "run", "--queue", "-n", EXP, "-S", "tune.num_samples=1",
-        "-S", "loss_weights.s1=0.5", cwd=project)  # fmt: skip
+        "-S", "+loss_weights.s1=0.5", cwd=project)  # fmt: skip
     dvc("exp", "run", "--run-all", cwd=project)
     if "Failed" in dvc("queue", "status", cwd=project):  # --run-all exits 0 all the same
         pytest.fail(f"experiment {EXP} failed:\n{dvc('queue', 'logs', EXP, cwd=project)[-3000:]}")
