@@ -25,6 +25,7 @@ from releo.train.task import Task, physics_task
 
 INDEX = Path("chunks/index.parquet")
 BEST_WEIGHTS = Path("tune/best_weights.json")
+TRIAL_FIELDS = ("trial_id", "objective", "epochs", "stopped_early", "default", "warm_start")
 MODEL_DIR = Path("models")
 TUNE_METRICS, TUNE_PLOT = Path("metrics/tune.json"), Path("metrics/tune_trials.csv")
 TRAIN_METRICS, TRAIN_PLOT = Path("metrics/train.json"), Path("metrics/train_curve.csv")
@@ -146,20 +147,7 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
         **final,
         "best_weights": outcome.best_weights,
         "best_trial": best["trial_id"],
-        "trials_table": [
-            {
-                k: t[k]
-                for k in (
-                    "trial_id",
-                    "objective",
-                    "epochs",
-                    "stopped_early",
-                    "default",
-                    "warm_start",
-                )
-            }
-            for t in outcome.trials
-        ],
+        "trials_table": [{k: t[k] for k in TRIAL_FIELDS} for t in outcome.trials],
         "mlflow_run_id": run.info.run_id,
     }
     write_json(_clean(summary), root / TUNE_METRICS)

@@ -102,8 +102,8 @@ class StudyOutcome:
         return self.default["objective"] - self.best["objective"] if self.default else math.nan
 
 
-def _same_weights(config: dict, defaults: dict) -> bool:
-    return all(math.isclose(float(v), float(defaults[k]), rel_tol=1e-9) for k, v in config.items())
+def _same_weights(config: dict, other: dict) -> bool:
+    return all(math.isclose(float(v), float(other[k]), rel_tol=1e-9) for k, v in config.items())
 
 
 def search_weights(
