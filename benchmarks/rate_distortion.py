@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -43,6 +44,13 @@ def chunk_input_bytes(index: pd.DataFrame, size_px: int) -> float:
     s2 = index["n_s2"].mean() * size_px**2 * (10 * 2 + 1)
     s1 = index["n_s1"].mean() * size_px**2 * 3 * 4
     return float(s2 + s1)
+
+
+def slots_for(dim: int, residual_dim: int, slot_features: int, chunk_wide: int = 8) -> int:
+    """Most field slots (a square number) that fit z's common part with ``chunk_wide``
+    features to spare: 36 at the default 256 features."""
+    room = (dim - 2 * residual_dim - chunk_wide) // (3 + slot_features)
+    return max(1, math.isqrt(max(room, 1))) ** 2
 
 
 def main() -> None:
@@ -71,7 +79,9 @@ def main() -> None:
 
     rows = []
     for dim in args.dims:
-        cfg = ModelConfig(**{**params.model.model_dump(), "embedding_dim": dim})
+        base = params.model.model_dump()
+        slots = slots_for(dim, base["residual_dim"], base["slot_features"])
+        cfg = ModelConfig(**{**base, "embedding_dim": dim, "field_slots": slots})
         torch.manual_seed(args.seed)
         model = build_model(cfg)
         started = time.perf_counter()
@@ -92,6 +102,7 @@ def main() -> None:
         at_snap = np.isfinite(est.snap)
         row = {
             "embedding_dim": dim,
+            "field_slots": slots,
             "bytes_per_chunk": dim * 2,
             "compression_vs_inputs": raw / (dim * 2),
             "lai_rmse_truth": ours["rmse"],

@@ -47,7 +47,7 @@ from releo.train.config import TrackingConfig
 
 TINY = ModelConfig(
     embedding_dim=32, residual_dim=4, pixel_width=8, attention_heads=2, conv_width=8,
-    latent_grid=2, grid_channels=8, field_resolution=4, detail_channels=4, hidden_width=32,
+    latent_grid=2, field_slots=4, slot_features=2, detail_channels=4, hidden_width=32,
     query_pixels=8, fused_prosail=False,
 )  # fmt: skip
 SITE = SimulationConfig(

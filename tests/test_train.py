@@ -277,7 +277,8 @@ def project(tmp_path) -> tuple[Path, Params]:
     git("add", "data.dvc", cwd=tmp_path)
     git("commit", "-q", "-m", "data", cwd=tmp_path)
     params = Params(
-        model={"residual_dim": 1, "embedding_dim": 8},  # validated, unused by the tiny task
+        # validated, unused by the tiny task
+        model={"residual_dim": 1, "embedding_dim": 8, "field_slots": 1, "slot_features": 1},
         train={"epochs": 2, "batch_size": 16, "lr": 0.05, "storage_path": "ray"},
         tune={
             "num_samples": 2,

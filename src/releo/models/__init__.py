@@ -4,22 +4,22 @@
   geometry) and S1 (VV, VH, incidence) pass through spatial convolution stems shared over
   time; each pixel's dated tokens (day-of-year Fourier encoding, modality embedding, plus an
   always-visible "empty" token so overcast or S1-less pixels still work) are pooled by masked
-  multi-head attention; strided convolutions compress the fused map to one embedding z.
-- Latent decoder (:mod:`.decoder`): the common part of z becomes a small latent grid,
-  upsampled to a continuous feature field read with ``grid_sample`` at any (x, y), joined with
-  day-of-year Fourier features of any t → a :class:`BoundedNormal` (logit-normal in the
-  variable's range) per physical variable; ``field_slots`` (a soft power diagram of slots
-  that z places) add features whose edges stay sharp at any resolution. Optional
-  ``context``: per-pixel features of the encoder (``detail_channels``) for 10 m detail;
-  without it, decoding uses z alone.
+  multi-head attention; a soft SLIC pools the fused map into ``field_slots`` slots (centre,
+  power, features: :mod:`.slots`) and strided convolutions add chunk-wide features: together
+  one embedding z.
+- Latent decoder (:mod:`.decoder`): the slots, drawn as a soft power diagram at any (x, y)
+  (edges sharp at any resolution), and the chunk-wide features, joined with day-of-year
+  Fourier features of any t → a :class:`BoundedNormal` (logit-normal in the variable's range)
+  per physical variable. Optional ``context``: per-pixel features of the encoder
+  (``detail_channels``) for 10 m detail; without it, decoding uses z alone.
 - Physical decoders (:mod:`.forward`): PROSAIL at each acquisition's geometry → S2 bands; the
   Water Cloud Model at each pixel's incidence → S1 dB.
 - Exclusive residuals: the last 2 × ``residual_dim`` features of z feed two small networks
   whose bounded outputs are added to S2 reflectance and S1 dB.
 - Losses (:meth:`PhysicsAutoencoder.loss`): Gaussian NLL of clear S2 (L2A noise model + learned
   model error) and S1, KL to priors, LAI curvature in time, residual magnitude, squared
-  correlation of residuals with the physical variables, and the hybrid term on simulated
-  chunks.
+  correlation of residuals with the physical variables, the hybrid term on simulated
+  chunks, and the distillation of the context path's LAI into the embedding-only decoding.
 """
 
 from releo.models.autoencoder import LOSS_TERMS, PhysicsAutoencoder, build_model

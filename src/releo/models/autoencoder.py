@@ -15,7 +15,7 @@ from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectan
 from releo.models.synthetic import synthetic_chunks
 
 LOSS_TERMS: tuple[str, ...] = (
-    *("s2", "s1", "prior", "temporal", "residual", "disentangle", "synthetic"),
+    *("s2", "s1", "prior", "temporal", "residual", "disentangle", "synthetic", "distil"),
 )
 S2_RESIDUAL_UNIT, S1_RESIDUAL_UNIT = 0.01, 1.0  # reflectance, dB: scales of the penalty
 
@@ -163,12 +163,17 @@ class PhysicsAutoencoder(nn.Module):
         var = torch.exp(2 * self.s1_log_sigma)
         return self._fit_terms(obs, pred, var, residual, S1_RESIDUAL_UNIT, dists, sel)
 
+    @staticmethod
+    def _window_dates(batch: dict, like: torch.Tensor) -> torch.Tensor:
+        """Random days of year (B, N) inside each chunk's window, shaped like ``like``."""
+        first, last = batch["window_doy"][:, :1], batch["window_doy"][:, 1:]
+        return first + torch.rand(like.shape, dtype=like.dtype) * (last - first + 1)
+
     def _prior_and_temporal(self, batch, space) -> tuple[torch.Tensor, torch.Tensor]:
         # Random dates in the window (under clouds, between acquisitions): the prior and the
         # temporal regularity constrain the decoder where no observation does.
-        b, q = space.shape[:2]
-        first, last = batch["window_doy"][:, :1], batch["window_doy"][:, 1:]
-        t = first + torch.rand(b, q, dtype=space.dtype) * (last - first + 1)
+        q = space.shape[1]
+        t = self._window_dates(batch, space[..., 0])
         step = self.cfg.temporal_step_days
         times = torch.cat([t - step, t, t + step], dim=1)
         dists = self.decoder.variables(torch.cat([space] * 3, dim=1), times)
@@ -193,10 +198,22 @@ class PhysicsAutoencoder(nn.Module):
         idx = torch.arange(size * size).expand(b, -1)
         x, y = ((idx % size + 0.5) / size).to(z.dtype), ((idx // size + 0.5) / size).to(z.dtype)
         space = self.decoder.space_features(z, x, y, context)
-        first, last = batch["window_doy"][:, :1], batch["window_doy"][:, 1:]
-        t = first + torch.rand(x.shape, dtype=z.dtype) * (last - first + 1)
-        dists = self.decoder.variables(space, t)
+        dists = self.decoder.variables(space, self._window_dates(batch, x))
         return sum(d.logit_nll(truth[k].reshape(b, -1)).mean() for k, d in dists.items())
+
+    def _distil_term(self, batch, z, x, y, space, context) -> torch.Tensor:
+        """NLL of the LAI decoded with the per-pixel context (detached: the teacher) under the
+        LAI decoded from z alone, at random dates of the window, on the chunks that had it."""
+        if context is None:
+            return z.sum() * 0
+        present = context.get("detail_present", z.new_ones(z.shape[0], dtype=torch.bool))
+        t = self._window_dates(batch, x)
+        with torch.no_grad():
+            teacher = self.decoder.variables(space, t)["lai"].median
+        alone = self.decoder.variables(self.decoder.space_features(z, x, y, None), t)["lai"]
+        nll = alone.logit_nll(teacher).mean(-1)
+        weight = present.to(nll.dtype)
+        return (nll * weight).sum() / weight.sum().clamp(min=1.0)
 
     def loss(self, batch: dict, weights: LossWeights) -> dict[str, torch.Tensor]:
         """Every loss term on a random subset of ``query_pixels`` pixels per chunk, plus
@@ -204,7 +221,8 @@ class PhysicsAutoencoder(nn.Module):
         z, context = self._encode_for_loss(batch)
         b, h, w = batch["s2"].shape[0], *batch["s2"].shape[-2:]
         idx, x, y = self._sample_pixels(b, h, w)
-        space = self.decoder.space_features(z, x.to(z.dtype), y.to(z.dtype), context)
+        x, y = x.to(z.dtype), y.to(z.dtype)
+        space = self.decoder.space_features(z, x, y, context)
         s2_nll, s2_res, s2_dep = self._s2_term(batch, z, space, idx)
         s1_nll, s1_res, s1_dep = self._s1_term(batch, z, space, idx)
         kl, temporal = self._prior_and_temporal(batch, space)
@@ -216,6 +234,9 @@ class PhysicsAutoencoder(nn.Module):
             "residual": s2_res + s1_res,
             "disentangle": s2_dep + s1_dep,
             "synthetic": self._synthetic_term() if weights.synthetic > 0 else z.sum() * 0,
+            "distil": self._distil_term(batch, z, x, y, space, context)
+            if weights.distil > 0
+            else z.sum() * 0,
         }
         terms["total"] = sum(getattr(weights, k) * v for k, v in terms.items())
         return terms

@@ -10,7 +10,7 @@ class ModelConfig(BaseModel):
 
     Defaults fit a 1 km × 10 day chunk (100 × 100 px, ~2 S2 and ~2 S1 dates) on a laptop CPU:
     a 256-feature embedding (the seeds' size) of which 2 × 16 are the exclusive S2/S1 latents,
-    a 4 × 4 latent grid upsampled to a 16 × 16 continuous field plus 64 field slots, 16
+    36 field slots of 3 features (216 of z's features: parcels), 8 chunk-wide features, 16
     per-pixel context channels, and 1024 query pixels per chunk per step (compiled PROSAIL
     and the encoder share the step time).
     """
@@ -31,11 +31,7 @@ class ModelConfig(BaseModel):
     )
     conv_width: int = Field(64, ge=4, description="channels of the strided encoder convolutions")
     latent_grid: int = Field(
-        4, ge=1, description="side of the latent grid z is reshaped to (coarse spatial field)"
-    )
-    grid_channels: int = Field(32, ge=1, description="channels of the decoded latent grid")
-    field_resolution: int = Field(
-        16, ge=2, description="side of the continuous feature field upsampled from the grid"
+        4, ge=1, description="side of the pooled grid of the encoder's chunk-wide branch"
     )
     detail_channels: int = Field(
         16,
@@ -46,12 +42,16 @@ class ModelConfig(BaseModel):
         0.25, ge=0.0, le=1.0, description="share of training chunks decoded without the context"
     )
     field_slots: int = Field(
-        64,
-        ge=0,
-        description="field slots decoded from z (a soft Voronoi tessellation: sharp parcel "
-        "boundaries at any resolution); a square number; 0: the smooth field only",
+        36,
+        ge=1,
+        description="field slots in z (centre, power, features: parcels drawn as a soft power "
+        "diagram at any resolution); a square number",
     )
-    slot_features: int = Field(8, ge=1, description="features carried by each field slot")
+    slot_features: int = Field(3, ge=1, description="features carried by each field slot")
+    slot_cluster_features: int = Field(
+        8, ge=1, description="learned per-pixel features the encoder's soft SLIC clusters on"
+    )
+    slot_iterations: int = Field(5, ge=1, description="soft k-means steps of the soft SLIC")
     fourier_frequencies: int = Field(6, ge=1, description="day-of-year Fourier frequencies")
     hidden_width: int = Field(128, ge=8, description="width of the decoder MLPs")
     query_pixels: int = Field(1024, ge=1, description="pixels sampled per chunk per step")
@@ -67,12 +67,23 @@ class ModelConfig(BaseModel):
         description="torch.compile-d PROSAIL: ~20x faster, ~1-2 min compilation on first use",
     )
 
+    @property
+    def slot_code_dim(self) -> int:
+        """Features of z holding the field slots (centre x, y, power and features per slot)."""
+        return self.field_slots * (3 + self.slot_features)
+
     @model_validator(mode="after")
     def _fits(self) -> ModelConfig:
         if 2 * self.residual_dim >= self.embedding_dim:
             raise ValueError("2 * residual_dim must leave room for the common latent in z")
-        if self.field_slots and round(self.field_slots**0.5) ** 2 != self.field_slots:
+        if round(self.field_slots**0.5) ** 2 != self.field_slots:
             raise ValueError("field_slots must be a square number (slots start on a lattice)")
+        common = self.embedding_dim - 2 * self.residual_dim
+        if self.slot_code_dim >= common:
+            raise ValueError(
+                f"field_slots x (3 + slot_features) = {self.slot_code_dim} must leave room for "
+                f"chunk-wide features in the {common} common features of z"
+            )
         if self.pixel_width % self.attention_heads:
             raise ValueError("pixel_width must be a multiple of attention_heads")
         return self
@@ -95,4 +106,9 @@ class LossWeights(BaseModel):
         1.0,
         ge=0,
         description="NLL of the prior-drawn variables of chunks simulated through the physics",
+    )
+    distil: float = Field(
+        1.0,
+        ge=0,
+        description="NLL of the context path's LAI under the LAI decoded from the embedding alone",
     )

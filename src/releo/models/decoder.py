@@ -16,6 +16,7 @@ from releo.models.distributions import (
     prior_logit,
 )
 from releo.models.encoder import fourier_doy
+from releo.models.slots import FieldSlots
 
 S2_RESIDUAL_BOUND = 0.1  # reflectance: the exclusive effects are small additive terms
 S1_RESIDUAL_BOUND = 3.0  # dB
@@ -40,43 +41,10 @@ def sample_map(field: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return out[..., 0].transpose(1, 2)
 
 
-class FieldSlots(nn.Module):
-    """z → K field slots (position, weight, features) → features at (x, y) by a soft power
-    diagram: each query takes the features of its nearest slots.
-
-    Parcels are convex cells (close to a Voronoi tessellation of their centres), so a few
-    numbers per field — a centre and a value — draw its boundary sharply at any resolution,
-    which a smooth upsampled grid of the same size cannot (it blurs every edge). Slots start
-    on a lattice and move at most one lattice step; the sharpness is learned.
-    """
-
-    def __init__(self, n_in: int, slots: int, features: int):
-        super().__init__()
-        side = round(slots**0.5)
-        self.spacing = 1.0 / side
-        centres = (torch.arange(side, dtype=torch.float32) + 0.5) / side
-        lattice = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), -1)
-        self.register_buffer("lattice", lattice.reshape(-1, 2), persistent=False)
-        self.features = features
-        self.project = nn.Linear(n_in, slots * (3 + features))
-        nn.init.normal_(self.project.weight, std=1e-2)
-        nn.init.zeros_(self.project.bias)
-        self.log_sharpness = nn.Parameter(torch.tensor(2.0))
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Features (B, N, features) at chunk-relative x, y (B, N)."""
-        slots = self.project(z).reshape(z.shape[0], self.lattice.shape[0], 3 + self.features)
-        centre = self.lattice + self.spacing * torch.tanh(slots[..., :2])  # (B, K, 2)
-        query = torch.stack([x, y], dim=-1)  # (B, N, 2)
-        distance2 = torch.cdist(query, centre).pow(2) / self.spacing**2  # (B, N, K)
-        logits = -distance2 * self.log_sharpness.exp() + slots[:, None, :, 2]
-        return logits.softmax(-1) @ slots[..., 3:]
-
-
 class LatentDecoder(nn.Module):
-    """z → small latent grid → upsampled continuous feature field read at (x, y), and field
-    slots (sharp parcel boundaries), with the optional per-pixel context and day-of-year
-    Fourier features → per-variable distributions.
+    """z → field slots read at (x, y) (sharp parcel boundaries) and chunk-wide features, with
+    the optional per-pixel context and day-of-year Fourier features → per-variable
+    distributions.
 
     The last ``2 · residual_dim`` features of z are the exclusive latents of S2 and S1; only the
     residual decoders read them, so the physical variables depend on the common part alone.
@@ -86,17 +54,9 @@ class LatentDecoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         common = cfg.embedding_dim - 2 * cfg.residual_dim
-        g, cg = cfg.latent_grid, cfg.grid_channels
-        self.to_grid = nn.Linear(common, cg * g * g)
-        self.refine = nn.Sequential(
-            nn.Conv2d(cg, cg, 3, padding=1), nn.GELU(), nn.Conv2d(cg, cg, 3, padding=1)
-        )
-        self.to_global = nn.Linear(common, cfg.hidden_width // 2)
-        self.slots = (
-            FieldSlots(common, cfg.field_slots, cfg.slot_features) if cfg.field_slots else None
-        )
-        n_slot = cfg.slot_features if self.slots is not None else 0
-        self.n_space = cg + n_slot + cfg.detail_channels + 1 + cfg.hidden_width // 2
+        self.to_global = nn.Linear(common - cfg.slot_code_dim, cfg.hidden_width // 2)
+        self.slots = FieldSlots(cfg.field_slots, cfg.slot_features)
+        self.n_space = cfg.slot_features + cfg.detail_channels + 1 + cfg.hidden_width // 2
         n_time = 2 * cfg.fourier_frequencies
         self.dynamic = tuple(v for v in VARIABLES if v not in STATIC_VARIABLES)
         self.static_head = mlp(self.n_space, cfg.hidden_width, 2 * len(STATIC_VARIABLES))
@@ -127,11 +87,8 @@ class LatentDecoder(nn.Module):
     ) -> torch.Tensor:
         """Features (B, N, n_space) of the query positions x, y (B, N)."""
         cfg, common = self.cfg, z[:, : self.cfg.embedding_dim - 2 * self.cfg.residual_dim]
-        grid = self.to_grid(common).reshape(-1, cfg.grid_channels, cfg.latent_grid, cfg.latent_grid)
-        grid = F.interpolate(grid, size=cfg.field_resolution, mode="bilinear", align_corners=False)
-        parts = [sample_map(self.refine(grid), x, y)]
-        if self.slots is not None:
-            parts.append(self.slots(common, x, y))
+        code, chunk_wide = common[:, : cfg.slot_code_dim], common[:, cfg.slot_code_dim :]
+        parts = [self.slots(code, x, y)]
         detail = None if context is None else context.get("detail")
         n = x.shape[1]
         if cfg.detail_channels:
@@ -143,7 +100,7 @@ class LatentDecoder(nn.Module):
                 parts += [sample_map(detail, x, y) * present, present.expand(-1, n, 1)]
         else:
             parts += [x.new_zeros(x.shape[0], n, 1)]
-        parts.append(self.to_global(common)[:, None].expand(-1, n, -1))
+        parts.append(self.to_global(chunk_wide)[:, None].expand(-1, n, -1))
         return torch.cat(parts, dim=-1)
 
     def variables(self, space: torch.Tensor, t: torch.Tensor) -> dict[str, BoundedNormal]:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from releo.models.config import ModelConfig
+from releo.models.slots import SlotPooling
 
 # Typical bottom-of-atmosphere reflectance of each band over crops (mean, spread): the inputs
 # are standardised with these fixed values so that no statistics leak from a split.
@@ -98,7 +99,9 @@ def s1_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 class ChunkEncoder(nn.Module):
     """Spatial stems per date → per-pixel temporal attention pooling (day-of-year encoded,
-    masked; ``pool_queries`` learned queries) → strided convolutions → one embedding per chunk.
+    masked; ``pool_queries`` learned queries) → per-pixel features → one embedding per chunk:
+    the field slots pooled from the pixels (a soft SLIC), then strided convolutions for the
+    chunk-wide features and the exclusive residual latents.
 
     A learned always-visible token lets pixels with no usable observation (overcast, no S1)
     still attend to something; the fused per-pixel features are also returned, projected to
@@ -126,7 +129,10 @@ class ChunkEncoder(nn.Module):
             nn.GELU(),
             nn.AdaptiveAvgPool2d(g),
             nn.Flatten(),
-            nn.Linear(w * g * g, cfg.embedding_dim),
+            nn.Linear(w * g * g, cfg.embedding_dim - cfg.slot_code_dim),
+        )
+        self.slots = SlotPooling(
+            c, cfg.field_slots, cfg.slot_features, cfg.slot_cluster_features, cfg.slot_iterations
         )
         self.detail = nn.Conv2d(c, cfg.detail_channels, 1) if cfg.detail_channels else None
 
@@ -154,4 +160,4 @@ class ChunkEncoder(nn.Module):
         pixels = self.fuse(self.pool(tokens, ignore))  # (B·H·W, C)
         pixels = pixels.reshape(b, h, w, -1).permute(0, 3, 1, 2)
         detail = self.detail(pixels) if self.detail is not None else None
-        return self.compress(pixels), detail
+        return torch.cat([self.slots(pixels), self.compress(pixels)], dim=1), detail
