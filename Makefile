@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test lint format bench bench-physics bench-data bench-train bench-products clean
+.PHONY: setup run test lint format bench bench-physics bench-data bench-train bench-products
+.PHONY: bench-capacity clean
 .PHONY: retrain ui screenshots
 
 setup: $(VENV)/.installed
@@ -42,6 +43,11 @@ bench-data: setup
 # Needs chunks/index.parquet (`make run` first): 1 vs 2 Ray workers, start-up, PROSAIL share.
 bench-train: setup
 	$(BIN)/python benchmarks/train.py
+
+# What 224 embedding features carry of true LAI maps of unseen places: releo's field slots vs
+# the previous global design, next to lattice / bilinear / per-parcel ceilings (~8 min).
+bench-capacity: setup
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/embedding_capacity.py
 
 # LAI decoding from embeddings (pixel-dates/s, 2 cores) next to SNAP; France weekly 10 m cost.
 # Uses models/model.pt and embeddings/ when present (`make run` first), else an untrained model.
