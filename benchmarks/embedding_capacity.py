@@ -37,7 +37,7 @@ from releo.data.simulate import SimulationConfig
 from releo.data.simulate.scene import Scene
 from releo.models import ModelConfig
 from releo.models.decoder import mlp, sample_map
-from releo.models.slots import FieldSlots, SlotPooling
+from releo.models.slots import FieldSlots, SlotPooling, slot_lattice
 from report import report
 
 CHUNK_PX, WINDOW_DAYS, NOISE = 100, 10, 0.2
@@ -89,9 +89,8 @@ class GlobalCode(nn.Module):
         code = self.place_slots(z).reshape(-1, 64, 11)
         # The previous slots moved at most one lattice step from a lattice: same here.
         side = 8
-        centres = (torch.arange(side, dtype=z.dtype) + 0.5) / side
-        lattice = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), -1).reshape(-1, 2)
-        code = torch.cat([lattice + torch.tanh(code[..., :2]) / side, code[..., 2:]], -1)
+        centres = slot_lattice(side) + torch.tanh(code[..., :2]) / side
+        code = torch.cat([centres, code[..., 2:]], -1)
         parts = [
             sample_map(self.refine(grid), x, y),
             self.slots(code.flatten(1), x, y),

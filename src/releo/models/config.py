@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+SLOT_GEOMETRY = 3  # numbers of a field slot before its features: centre x, centre y, power
+
 
 class ModelConfig(BaseModel):
     """Architecture of :class:`~releo.models.PhysicsAutoencoder` (learning rate lives in training).
@@ -70,7 +72,7 @@ class ModelConfig(BaseModel):
     @property
     def slot_code_dim(self) -> int:
         """Features of z holding the field slots (centre x, y, power and features per slot)."""
-        return self.field_slots * (3 + self.slot_features)
+        return self.field_slots * (SLOT_GEOMETRY + self.slot_features)
 
     @model_validator(mode="after")
     def _fits(self) -> ModelConfig:

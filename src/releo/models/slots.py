@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
-SLOT_GEOMETRY = 3  # centre x, centre y, power
+from releo.models.config import SLOT_GEOMETRY
 
 
 def slot_lattice(side: int) -> torch.Tensor:
