@@ -37,7 +37,7 @@ from releo.data.simulate import SimulationConfig
 from releo.data.simulate.scene import Scene
 from releo.models import ModelConfig
 from releo.models.decoder import mlp, sample_map
-from releo.models.slots import FieldSlots, SlotPooling, slot_lattice
+from releo.models.slots import FieldSlots, SlotPooling, pixel_xy, slot_lattice
 from report import report
 
 CHUNK_PX, WINDOW_DAYS, NOISE = 100, 10, 0.2
@@ -122,7 +122,7 @@ class SlotCode(nn.Module):
 
 def rmse_of(model: nn.Module, maps: torch.Tensor) -> float:
     idx = torch.arange(CHUNK_PX * CHUNK_PX)
-    x, y = (idx % CHUNK_PX + 0.5) / CHUNK_PX, (idx // CHUNK_PX + 0.5) / CHUNK_PX
+    x, y = pixel_xy(idx, CHUNK_PX, CHUNK_PX)
     sq = 0.0
     with torch.no_grad():
         for block in maps.split(16):
@@ -142,7 +142,7 @@ def train(model: nn.Module, maps: torch.Tensor, steps: int, seed: int) -> float:
         batch = maps[torch.randint(0, len(maps), (8,), generator=gen)]
         q = torch.randint(0, n, (8, 2048), generator=gen)
         noisy = batch + NOISE * torch.randn(batch.shape, generator=gen)
-        pred = model(noisy, ((q % CHUNK_PX + 0.5) / CHUNK_PX), ((q // CHUNK_PX + 0.5) / CHUNK_PX))
+        pred = model(noisy, *pixel_xy(q, CHUNK_PX, CHUNK_PX))
         loss = (pred - batch.flatten(1).gather(1, q)).pow(2).mean()
         optimiser.zero_grad()
         loss.backward()

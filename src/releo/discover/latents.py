@@ -22,6 +22,7 @@ from releo.models import VARIABLES, PhysicsAutoencoder
 from releo.models.autoencoder import gather_pixels
 from releo.models.encoder import s1_inputs, s2_inputs
 from releo.models.forward import s1_backscatter_db, s2_reflectance
+from releo.models.slots import pixel_xy
 from releo.train.loop import collate_chunks
 
 S2_RESIDUALS = tuple(f"res_b{i}" for i in range(10))
@@ -157,7 +158,7 @@ def extract(
             chunk_rows.append(record)
         h, w = batch["s2"].shape[-2:]
         idx = torch.as_tensor(np.stack([samples[(row.row, row.col)] for row in part.itertuples()]))
-        x, y = ((idx % w + 0.5) / w).to(z.dtype), ((idx // w + 0.5) / h).to(z.dtype)
+        x, y = pixel_xy(idx, h, w, z.dtype)
         space = model.decoder.space_features(z, x, y, context)
         heldout = torch.tensor(part["split"].isin(heldout_splits).to_numpy())
         in_variance = heldout[:, None] & (torch.arange(idx.shape[1]) < variance_pixels)[None]

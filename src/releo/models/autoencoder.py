@@ -12,6 +12,7 @@ from releo.models.decoder import LatentDecoder
 from releo.models.distributions import VARIABLE_RANGES, VARIABLES, BoundedNormal, prior_logit
 from releo.models.encoder import ChunkEncoder, s1_inputs, s2_inputs
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
+from releo.models.slots import pixel_xy
 from releo.models.synthetic import synthetic_chunks
 
 LOSS_TERMS: tuple[str, ...] = (
@@ -102,7 +103,7 @@ class PhysicsAutoencoder(nn.Module):
     def _sample_pixels(self, b: int, h: int, w: int) -> tuple[torch.Tensor, ...]:
         q = min(self.cfg.query_pixels, h * w)
         idx = torch.stack([torch.randperm(h * w)[:q] for _ in range(b)])
-        return idx, (idx % w + 0.5) / w, (idx // w + 0.5) / h
+        return idx, *pixel_xy(idx, h, w)
 
     def _observed_queries(self, batch, space, idx, modality: str, usable: torch.Tensor):
         """Query points at the sampled pixels × the modality's dates, kept where observed.
@@ -196,7 +197,7 @@ class PhysicsAutoencoder(nn.Module):
         z, context = self._encode_for_loss(batch)
         b = z.shape[0]
         idx = torch.arange(size * size).expand(b, -1)
-        x, y = ((idx % size + 0.5) / size).to(z.dtype), ((idx // size + 0.5) / size).to(z.dtype)
+        x, y = pixel_xy(idx, size, size, z.dtype)
         space = self.decoder.space_features(z, x, y, context)
         dists = self.decoder.variables(space, self._window_dates(batch, x))
         return sum(d.logit_nll(truth[k].reshape(b, -1)).mean() for k, d in dists.items())

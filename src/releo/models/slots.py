@@ -32,14 +32,18 @@ def power_diagram(
     return (power[:, None, :] - distance2 * sharpness).softmax(-1)
 
 
+def pixel_xy(
+    idx: torch.Tensor, h: int, w: int, dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chunk-relative x, y of the pixel centres at flat (row by row) indices ``idx`` of an
+    h × w chunk: (i + 0.5) / size, the decoder's convention."""
+    x, y = (idx % w + 0.5) / w, (idx // w + 0.5) / h
+    return (x, y) if dtype is None else (x.to(dtype), y.to(dtype))
+
+
 def pixel_centres(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     """Chunk-relative (x, y) of every pixel centre, (H·W, 2), row by row."""
-    ys, xs = torch.meshgrid(
-        (torch.arange(h, dtype=like.dtype) + 0.5) / h,
-        (torch.arange(w, dtype=like.dtype) + 0.5) / w,
-        indexing="ij",
-    )
-    return torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)
+    return torch.stack(pixel_xy(torch.arange(h * w), h, w, like.dtype), -1)
 
 
 class SlotPooling(nn.Module):

@@ -11,6 +11,7 @@ from releo.models import PhysicsAutoencoder
 from releo.models.autoencoder import gather_pixels
 from releo.models.encoder import s1_inputs, s2_inputs
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
+from releo.models.slots import pixel_xy
 
 PIXEL_BLOCK = 2500  # pixels decoded at once per chunk (bounds memory on large chunks)
 
@@ -188,6 +189,6 @@ def evaluate_batch(model: PhysicsAutoencoder, batch: dict, sums: dict) -> None:
     b, h, w = batch["s2"].shape[0], *batch["s2"].shape[-2:]
     for start in range(0, h * w, PIXEL_BLOCK):
         idx = torch.arange(start, min(start + PIXEL_BLOCK, h * w)).expand(b, -1)
-        x, y = ((idx % w + 0.5) / w).to(z.dtype), ((idx // w + 0.5) / h).to(z.dtype)
+        x, y = pixel_xy(idx, h, w, z.dtype)
         for block in (_s2_block, _s1_block, _between_block):
             block(model, batch, z, context, idx, x, y, sums)
