@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 
 .PHONY: setup run test lint format bench bench-physics bench-data bench-train bench-products
-.PHONY: bench-capacity clean
+.PHONY: bench-capacity bench-bound clean
 .PHONY: retrain ui screenshots
 
 setup: $(VENV)/.installed
@@ -48,6 +48,11 @@ bench-train: setup
 # the previous global design, next to lattice / bilinear / per-parcel ceilings (~8 min).
 bench-capacity: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/embedding_capacity.py
+
+# LAI retrieval bounds at SNAP's held-out pixel-dates: labelled and simulation-trained
+# regressors, with oracle prior / exclusive-effect removal, next to SNAP (~2 min).
+bench-bound: setup
+	$(BIN)/python benchmarks/retrieval_bound.py
 
 # LAI decoding from embeddings (pixel-dates/s, 2 cores) next to SNAP; France weekly 10 m cost.
 # Uses models/model.pt and embeddings/ when present (`make run` first), else an untrained model.

@@ -3,12 +3,11 @@
 from pathlib import Path
 
 from releo.config import load_params
-from releo.data.chunks import check_no_leak, chunk_index, chunk_summary
+from releo.data.chunks import INDEX, check_no_leak, chunk_index, chunk_summary
 from releo.data.io import write_json, write_table
 from releo.data.site import open_site, validate_site
 from releo.stage import stage
 
-OUT = Path("chunks/index.parquet")
 METRICS = Path("metrics/chunks.json")
 
 
@@ -23,7 +22,7 @@ def main() -> None:
             block_chunks=cfg.block_chunks, split=cfg.split, seed=cfg.seed,
         )  # fmt: skip
         check_no_leak(index)
-        write_table(index, OUT)
+        write_table(index, INDEX)
         summary = chunk_summary(index)
         summary["quality_gate_seconds"] = {k: round(r.seconds, 2) for k, r in gates.items()}
         write_json(summary, METRICS)

@@ -7,6 +7,8 @@ observations of each chunk as tensors (torchgeo-style: the index is the sampler'
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -24,6 +26,8 @@ from releo.data.contracts import (
 )
 
 SPLITS = ("train", "val", "test")
+INDEX = Path("chunks/index.parquet")
+"""Where the ``chunk`` stage writes the chunk index, relative to the project root."""
 
 
 def _pixels_per_chunk(ds: xr.Dataset, size_m: float) -> int:

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from releo.config import Params
+from releo.data.chunks import INDEX
 from releo.data.errors import DataError
 from releo.data.io import open_cube, write_json, write_table
 from releo.data.site import open_site
@@ -52,7 +53,6 @@ from releo.discover.truth import planted_equations
 from releo.models import PhysicsAutoencoder
 from releo.models.checkpoint import load_autoencoder
 
-INDEX = Path("chunks/index.parquet")
 MODEL = Path("models/model.pt")
 OUT_DIR = Path("discover")
 METRICS = Path("metrics/discover.json")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from releo.config import Params
-from releo.data.chunks import ChunkDataset
+from releo.data.chunks import INDEX, ChunkDataset
 from releo.data.io import open_cube, write_cube, write_json
 from releo.data.site import open_site
 from releo.products.config import DecodeConfig
@@ -21,7 +21,6 @@ from releo.products.export import write_products
 from releo.products.grid import ChunkLayout, Grid, query_dates
 
 MODEL = Path("models/model.pt")
-INDEX = Path("chunks/index.parquet")
 EMBEDDINGS = Path("embeddings/embeddings.zarr")
 PRODUCTS = Path("products")
 LAI_CUBE = PRODUCTS / "lai.zarr"

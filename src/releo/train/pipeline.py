@@ -18,12 +18,12 @@ from typing import Any
 import pandas as pd
 
 from releo.config import Params
+from releo.data.chunks import INDEX
 from releo.data.io import write_json, write_table
 from releo.models.checkpoint import save_autoencoder
 from releo.train.ray_train import RunSpec, TrainOutcome, fit
 from releo.train.task import Task, physics_task
 
-INDEX = Path("chunks/index.parquet")
 BEST_WEIGHTS = Path("tune/best_weights.json")
 TRIAL_FIELDS = ("trial_id", "objective", "epochs", "stopped_early", "default", "warm_start")
 MODEL_DIR = Path("models")

@@ -1,0 +1,200 @@
+"""What do the S2 observations of the default site allow? LAI retrieval bounds next to SNAP.
+
+The products' goal asks for LAI 30 % better than the SNAP processor's at SNAP's pixel-dates
+(clear, valid, in the validation and test chunks). This benchmark measures, at exactly those
+pixel-dates, what per-pixel regressors reach when they are given more and more of what a
+label-free method cannot know:
+
+- ``labelled``: trained on the simulator's true LAI of the training chunks (labels), from one
+  date's spectrum and geometry; ``labelled_temporal`` adds the pixel's clear-date median
+  spectrum and its previous and next clear spectra;
+- ``hybrid_*``: no labels of the site, trained on releo's PROSAIL simulations (with the L2A
+  noise model) as SNAP's processor is, at the site's own acquisition geometries, with
+  variables drawn from releo's prior (``model_prior``) or from the simulator's joint
+  distribution of variables over the training chunks (``true_joint``, an oracle), scored on the
+  observed spectra as they are or with the simulator's exclusive optical effect subtracted
+  (``effect_removed``, an oracle for the residual latents);
+- ``true_joint_in_sample``: the same oracle regressor on fresh simulations from the joint
+  distribution: what one spectrum leaves ambiguous even with the right prior and no effect.
+
+All regressors are histogram gradient boosting (scikit-learn), the same for every row.
+
+    .venv/bin/python benchmarks/retrieval_bound.py
+
+Writes benchmarks/results/retrieval_bound.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from releo.config import load_params
+from releo.data.chunks import INDEX
+from releo.data.contracts import MASK_CLEAR, S2_BANDS, S2_MASK
+from releo.data.simulate.canopy import DYNAMIC_VARIABLES, STATIC_VARIABLES
+from releo.data.simulate.effects import OPTICAL_BAND_AMPLITUDE, OPTICAL_BROWNING
+from releo.data.site import open_site
+from releo.models.forward import s2_noise_sigma, s2_reflectance
+from releo.models.synthetic import prior_draws
+from releo.physics.srf import PLATFORMS
+from report import report
+
+ANGLES = ("sun_zenith", "view_zenith", "relative_azimuth")
+EVALUATED_SPLITS = ("val", "test")
+
+
+def regressor(features: np.ndarray, target: np.ndarray, seed: int) -> HistGradientBoostingRegressor:
+    model = HistGradientBoostingRegressor(max_iter=400, max_leaf_nodes=63, random_state=seed)
+    return model.fit(features, target)
+
+
+def rmse(prediction: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((prediction - truth) ** 2)))
+
+
+class SiteCube:
+    """The site's S2 pixel-dates as flat feature rows, with truth, SNAP and chunk splits."""
+
+    def __init__(self, data_dir: str, chunk_index: str):
+        site = open_site(data_dir)
+        s2, truth = site.s2, xr.open_zarr(site.path("truth"), consolidated=False)
+        self.times = s2.time.values
+        self.spectra = np.stack([s2[b].values for b in S2_BANDS], -1).astype(np.float32)
+        t, h, w, _ = self.spectra.shape
+        self.clear = s2[S2_MASK].values == MASK_CLEAR
+        self.geometry = np.stack([s2[a].values for a in ANGLES], -1).astype(np.float32)
+        self.platform = np.array([PLATFORMS.index(str(p)) for p in s2.platform.values])
+        self.lai = truth["lai"].sel(time=self.times).values
+        self.effect = truth[OPTICAL_BROWNING.pixel_variable].sel(time=self.times).values
+        self.truth = truth
+        snap = site.reference["lai"].values
+        split = np.full((h, w), "", dtype=object)
+        chunks = pd.read_parquet(chunk_index).drop_duplicates(["row", "col"])
+        for c in chunks.itertuples():
+            split[c.y0 : c.y0 + c.size_px, c.x0 : c.x0 + c.size_px] = c.split
+        self.split = split
+        rows = np.broadcast_to(split, (t, h, w)).reshape(-1)
+        usable = self.clear.reshape(-1)
+        self.train_rows = np.flatnonzero(usable & (rows == "train"))
+        self.eval_rows = np.flatnonzero(
+            usable & np.isfinite(snap).reshape(-1) & np.isin(rows, EVALUATED_SPLITS)
+        )
+        self.snap = snap.reshape(-1)[self.eval_rows]
+        self.target = self.lai.reshape(-1)
+
+    def features(self, spectra: np.ndarray, temporal: bool = False) -> np.ndarray:
+        t, h, w, _ = spectra.shape
+        parts = [spectra, np.broadcast_to(self.geometry[:, None, None], (t, h, w, 3))]
+        if temporal:
+            parts += self._temporal_context(spectra)
+        return np.concatenate(parts, -1).reshape(t * h * w, -1)
+
+    def _temporal_context(self, spectra: np.ndarray) -> list[np.ndarray]:
+        """The pixel's clear-date median spectrum, its previous and next clear spectra and the
+        number of dates to them (NaN where there is none: the regressor handles missing)."""
+        clear = self.clear[..., None]
+        median = np.nanmedian(np.where(clear, spectra, np.nan), 0)
+        out = [np.broadcast_to(median, spectra.shape)]
+        for order in (slice(None), slice(None, None, -1)):
+            seen = np.full(spectra.shape[1:], np.nan, np.float32)
+            seen_at = np.full(spectra.shape[1:3], np.nan, np.float32)
+            last = np.empty_like(spectra)
+            gap = np.empty(spectra.shape[:3], np.float32)
+            for i in np.arange(len(spectra))[order]:
+                last[i], gap[i] = seen, np.abs(i - seen_at)
+                seen = np.where(clear[i], spectra[i], seen)
+                seen_at = np.where(self.clear[i], i, seen_at)
+            out += [last, gap[..., None]]
+        return out
+
+    def joint_draws(self, n: int, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
+        """n draws of the simulator's variables at the training chunks' pixel-dates (the true
+        joint distribution) and the S2 date index of each."""
+        ys, xs = np.nonzero(self.split == "train")
+        pick, dates = rng.integers(0, ys.size, n), rng.integers(0, len(self.times), n)
+        draws = {}
+        for name in (*STATIC_VARIABLES, *DYNAMIC_VARIABLES):
+            values = self.lai if name == "lai" else self.truth[name].values
+            at = (dates, ys[pick], xs[pick]) if values.ndim == 3 else (ys[pick], xs[pick])
+            draws[name] = torch.as_tensor(values[at].astype(np.float32))
+        return draws, dates
+
+
+def simulate(cube: SiteCube, draws: dict, dates: np.ndarray, seed: int) -> np.ndarray:
+    """Noisy S2 spectra of ``draws`` at the geometry and platform of the site's ``dates``,
+    as feature rows (bands, then angles)."""
+    gen = torch.Generator().manual_seed(seed)
+    geometry = torch.as_tensor(cube.geometry[dates])
+    with torch.no_grad():
+        rho = s2_reflectance(draws, geometry, torch.as_tensor(cube.platform[dates]), fused=False)
+    rho = (rho + s2_noise_sigma(rho) * torch.randn(rho.shape, generator=gen)).clamp(0, 1)
+    return np.concatenate([rho.numpy(), geometry.numpy()], -1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--synthetic", type=int, default=200_000, help="simulated spectra")
+    parser.add_argument("--labelled", type=int, default=300_000, help="labelled pixel-dates")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    params = load_params()
+    rng = np.random.default_rng(args.seed)
+    start = time.perf_counter()
+    cube = SiteCube(params.data_dir, INDEX)
+    truth = cube.target[cube.eval_rows]
+    snap = rmse(cube.snap, truth)
+    scores: dict[str, float] = {}
+
+    labelled = rng.choice(cube.train_rows, min(args.labelled, cube.train_rows.size), False)
+    for name, temporal in (("labelled", False), ("labelled_temporal", True)):
+        features = cube.features(cube.spectra, temporal)
+        model = regressor(features[labelled], cube.target[labelled], args.seed)
+        scores[name] = rmse(model.predict(features[cube.eval_rows]), truth)
+        print(name, round(scores[name], 4), flush=True)
+
+    amplitude = np.array([OPTICAL_BAND_AMPLITUDE[b] for b in S2_BANDS], np.float32)
+    observed = cube.features(cube.spectra)[cube.eval_rows]
+    removed = cube.features(cube.spectra - cube.effect[..., None] * amplitude)[cube.eval_rows]
+    n = args.synthetic
+    prior = prior_draws((n,), torch.Generator().manual_seed(args.seed))
+    joint, joint_dates = cube.joint_draws(n, rng)
+    for prior_name, draws, dates in (
+        ("model_prior", prior, rng.integers(0, len(cube.times), n)),
+        ("true_joint", joint, joint_dates),
+    ):
+        model = regressor(simulate(cube, draws, dates, args.seed), draws["lai"].numpy(), args.seed)
+        for spectra_name, rows in (("observed", observed), ("effect_removed", removed)):
+            name = f"hybrid_{prior_name}_{spectra_name}"
+            scores[name] = rmse(model.predict(rows), truth)
+            print(name, round(scores[name], 4), flush=True)
+    fresh, fresh_dates = cube.joint_draws(n // 4, rng)
+    model_in_sample = simulate(cube, fresh, fresh_dates, args.seed + 1)
+    scores["true_joint_in_sample"] = rmse(model.predict(model_in_sample), fresh["lai"].numpy())
+
+    goal = 0.7 * snap
+    report(
+        "retrieval_bound",
+        {
+            "pixel_dates": int(truth.size),
+            "splits": list(EVALUATED_SPLITS),
+            "snap_lai_rmse_truth": snap,
+            "goal_lai_rmse": goal,
+            "lai_rmse": scores,
+            "ratio_to_snap": {k: v / snap for k, v in scores.items()},
+            "meets_goal": {k: v <= goal for k, v in scores.items()},
+            "synthetic_spectra": n,
+            "labelled_pixel_dates": int(labelled.size),
+            "seconds": time.perf_counter() - start,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
