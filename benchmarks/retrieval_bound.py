@@ -39,11 +39,13 @@ from releo.config import load_params
 from releo.data.chunks import INDEX
 from releo.data.contracts import MASK_CLEAR, S2_BANDS, S2_MASK
 from releo.data.simulate.canopy import DYNAMIC_VARIABLES, STATIC_VARIABLES
-from releo.data.simulate.effects import OPTICAL_BAND_AMPLITUDE, OPTICAL_BROWNING
+from releo.data.simulate.effects import OPTICAL_BROWNING, OPTICAL_SPECTRUM
 from releo.data.site import open_site
 from releo.models.forward import s2_noise_sigma, s2_reflectance
 from releo.models.synthetic import prior_draws
 from releo.physics.srf import PLATFORMS
+from releo.products.evaluate import held_out_mask
+from releo.products.scores import scores
 from report import report
 
 ANGLES = ("sun_zenith", "view_zenith", "relative_azimuth")
@@ -56,7 +58,7 @@ def regressor(features: np.ndarray, target: np.ndarray, seed: int) -> HistGradie
 
 
 def rmse(prediction: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((prediction - truth) ** 2)))
+    return scores(prediction, truth)["rmse"]
 
 
 class SiteCube:
@@ -67,7 +69,7 @@ class SiteCube:
         s2, truth = site.s2, xr.open_zarr(site.path("truth"), consolidated=False)
         self.times = s2.time.values
         self.spectra = np.stack([s2[b].values for b in S2_BANDS], -1).astype(np.float32)
-        t, h, w, _ = self.spectra.shape
+        h, w = self.spectra.shape[1:3]
         self.clear = s2[S2_MASK].values == MASK_CLEAR
         self.geometry = np.stack([s2[a].values for a in ANGLES], -1).astype(np.float32)
         self.platform = np.array([PLATFORMS.index(str(p)) for p in s2.platform.values])
@@ -75,17 +77,11 @@ class SiteCube:
         self.effect = truth[OPTICAL_BROWNING.pixel_variable].sel(time=self.times).values
         self.truth = truth
         snap = site.reference["lai"].values
-        split = np.full((h, w), "", dtype=object)
-        chunks = pd.read_parquet(chunk_index).drop_duplicates(["row", "col"])
-        for c in chunks.itertuples():
-            split[c.y0 : c.y0 + c.size_px, c.x0 : c.x0 + c.size_px] = c.split
-        self.split = split
-        rows = np.broadcast_to(split, (t, h, w)).reshape(-1)
-        usable = self.clear.reshape(-1)
-        self.train_rows = np.flatnonzero(usable & (rows == "train"))
-        self.eval_rows = np.flatnonzero(
-            usable & np.isfinite(snap).reshape(-1) & np.isin(rows, EVALUATED_SPLITS)
-        )
+        index = pd.read_parquet(chunk_index)
+        self.train_places = held_out_mask(index, (h, w), ["train"])
+        evaluated = held_out_mask(index, (h, w), list(EVALUATED_SPLITS))
+        self.train_rows = np.flatnonzero((self.clear & self.train_places).reshape(-1))
+        self.eval_rows = np.flatnonzero((self.clear & evaluated & np.isfinite(snap)).reshape(-1))
         self.snap = snap.reshape(-1)[self.eval_rows]
         self.target = self.lai.reshape(-1)
 
@@ -117,7 +113,7 @@ class SiteCube:
     def joint_draws(self, n: int, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
         """n draws of the simulator's variables at the training chunks' pixel-dates (the true
         joint distribution) and the S2 date index of each."""
-        ys, xs = np.nonzero(self.split == "train")
+        ys, xs = np.nonzero(self.train_places)
         pick, dates = rng.integers(0, ys.size, n), rng.integers(0, len(self.times), n)
         draws = {}
         for name in (*STATIC_VARIABLES, *DYNAMIC_VARIABLES):
@@ -150,19 +146,19 @@ def main() -> None:
     cube = SiteCube(params.data_dir, INDEX)
     truth = cube.target[cube.eval_rows]
     snap = rmse(cube.snap, truth)
-    scores: dict[str, float] = {}
+    rmses: dict[str, float] = {}
 
     labelled = rng.choice(cube.train_rows, min(args.labelled, cube.train_rows.size), False)
     plain = cube.features(cube.spectra)
     temporal = cube.features(cube.spectra, temporal=True)
     for name, features in (("labelled", plain), ("labelled_temporal", temporal)):
         model = regressor(features[labelled], cube.target[labelled], args.seed)
-        scores[name] = rmse(model.predict(features[cube.eval_rows]), truth)
-        print(name, round(scores[name], 4), flush=True)
+        rmses[name] = rmse(model.predict(features[cube.eval_rows]), truth)
+        print(name, round(rmses[name], 4), flush=True)
 
-    amplitude = np.array([OPTICAL_BAND_AMPLITUDE[b] for b in S2_BANDS], np.float32)
     observed = plain[cube.eval_rows]
-    removed = cube.features(cube.spectra - cube.effect[..., None] * amplitude)[cube.eval_rows]
+    effect = cube.effect[..., None] * OPTICAL_SPECTRUM.astype(np.float32)
+    removed = cube.features(cube.spectra - effect)[cube.eval_rows]
     n = args.synthetic
     prior = prior_draws((n,), torch.Generator().manual_seed(args.seed))
     joint, joint_dates = cube.joint_draws(n, rng)
@@ -175,12 +171,12 @@ def main() -> None:
         model = hybrids[prior_name] = regressor(spectra, draws["lai"].numpy(), args.seed)
         for spectra_name, rows in (("observed", observed), ("effect_removed", removed)):
             name = f"hybrid_{prior_name}_{spectra_name}"
-            scores[name] = rmse(model.predict(rows), truth)
-            print(name, round(scores[name], 4), flush=True)
+            rmses[name] = rmse(model.predict(rows), truth)
+            print(name, round(rmses[name], 4), flush=True)
     fresh, fresh_dates = cube.joint_draws(n // 4, rng)
     fresh_spectra = simulate(cube, fresh, fresh_dates, args.seed + 1)
     in_sample = hybrids["true_joint"].predict(fresh_spectra)
-    scores["true_joint_in_sample"] = rmse(in_sample, fresh["lai"].numpy())
+    rmses["true_joint_in_sample"] = rmse(in_sample, fresh["lai"].numpy())
 
     goal = 0.7 * snap
     report(
@@ -190,9 +186,9 @@ def main() -> None:
             "splits": list(EVALUATED_SPLITS),
             "snap_lai_rmse_truth": snap,
             "goal_lai_rmse": goal,
-            "lai_rmse": scores,
-            "ratio_to_snap": {k: v / snap for k, v in scores.items()},
-            "meets_goal": {k: v <= goal for k, v in scores.items()},
+            "lai_rmse": rmses,
+            "ratio_to_snap": {k: v / snap for k, v in rmses.items()},
+            "meets_goal": {k: v <= goal for k, v in rmses.items()},
             "synthetic_spectra": n,
             "labelled_pixel_dates": int(labelled.size),
             "seconds": time.perf_counter() - start,

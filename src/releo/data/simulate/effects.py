@@ -186,3 +186,5 @@ OPTICAL_BAND_AMPLITUDE: dict[str, float] = dict(
 )
 """Reflectance added per unit of susceptibility·b: a dry-brown spectrum (dust, straw, dead
 leaves) rising from blue to SWIR."""
+OPTICAL_SPECTRUM: np.ndarray = np.array([OPTICAL_BAND_AMPLITUDE[b] for b in S2_BANDS])
+"""The same spectrum as an array in the order of ``S2_BANDS``."""

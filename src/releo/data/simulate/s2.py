@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from releo.data.contracts import MASK_CLOUD, MASK_SHADOW, PLATFORM, S2_BANDS, S2_MASK
 from releo.data.simulate.clouds import cloud_cover, cloud_scene
-from releo.data.simulate.effects import OPTICAL_BAND_AMPLITUDE, OPTICAL_BROWNING
+from releo.data.simulate.effects import OPTICAL_BROWNING, OPTICAL_SPECTRUM
 from releo.data.simulate.meteo import RainClimate
 from releo.data.simulate.random_fields import day_key, keyed_rng
 from releo.data.simulate.scene import Scene
@@ -81,7 +81,7 @@ def simulate_s2(
         effect = scene.effect(OPTICAL_BROWNING, dates)
         rain = scene.meteo["rainfall_mm"].to_numpy()[scene.day_index(dates)]
     climate = RainClimate.toulouse(config.annual_rainfall_mm)
-    amplitude = np.array([OPTICAL_BAND_AMPLITUDE[b] for b in S2_BANDS])[:, None, None]
+    amplitude = OPTICAL_SPECTRUM[:, None, None]
     parcel_index = parcels.parcel_id - 1
     rows = tqdm(
         list(acquisitions.itertuples(index=False)), desc="S2 L2A", unit="date", disable=not progress
