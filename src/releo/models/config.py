@@ -50,10 +50,12 @@ class ModelConfig(BaseModel):
         "diagram at any resolution); a square number",
     )
     slot_features: int = Field(3, ge=1, description="features carried by each field slot")
-    slot_cluster_features: int = Field(
-        8, ge=1, description="learned per-pixel features the encoder's soft SLIC clusters on"
+    slot_iterations: int = Field(
+        5, ge=1, description="soft k-means steps of the SLIC that starts the cell fit"
     )
-    slot_iterations: int = Field(5, ge=1, description="soft k-means steps of the soft SLIC")
+    cell_fit_steps: int = Field(
+        40, ge=0, description="Adam steps fitting each chunk's power cells to its pixel features"
+    )
     fourier_frequencies: int = Field(6, ge=1, description="day-of-year Fourier frequencies")
     hidden_width: int = Field(128, ge=8, description="width of the decoder MLPs")
     query_pixels: int = Field(1024, ge=1, description="pixels sampled per chunk per step")
