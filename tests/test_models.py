@@ -294,9 +294,9 @@ def test_distillation_teaches_the_embedding_only_lai(batch):
 
 def test_field_slots_pool_and_redraw_parcels_of_any_layout():
     """A map of 40 Voronoi parcels (the site's field layout), each of its own LAI, pooled into
-    36 slots by fitted power cells (no training: the pixel value is its own feature) and drawn
-    back by the power diagram, comes out far closer to the map than the means of a fixed 6 x 6
-    lattice (the same number of numbers per cell): the slots follow the parcels."""
+    36 slots by the soft SLIC (no training: the pixel value is its own feature) and drawn back
+    by the power diagram, comes out closer to the map than the means of a fixed 6 x 6 lattice
+    (the same number of numbers per cell): the slots follow the parcels."""
     from releo.data.simulate.parcels import voronoi_fields
     from releo.models.slots import FieldSlots, SlotPooling
 
@@ -304,10 +304,14 @@ def test_field_slots_pool_and_redraw_parcels_of_any_layout():
     labels = voronoi_fields(rng, (100, 100), 40)
     target = torch.tensor(rng.uniform(0, 6, labels.max() + 1)[labels], dtype=torch.float32)
     target = target[None, None]
-    pool, slots = SlotPooling(1, 36, 1, iterations=3, fit_steps=40), FieldSlots(36, 1)
+    pool, slots = SlotPooling(1, 36, 1, 1, iterations=3), FieldSlots(36, 1)
     with torch.no_grad():
-        pool.features.weight.fill_(1.0)
-        pool.features.bias.zero_()
+        for conv in (pool.cluster, pool.features):
+            conv.weight.fill_(1.0)
+            conv.bias.zero_()
+        pool.power.weight.zero_()
+        pool.power.bias.zero_()
+        pool.log_affinity.fill_(1.0)
         code = pool(target)
         assert code.shape == (1, 36 * 4)
         idx = torch.arange(10_000)[None]
@@ -316,4 +320,4 @@ def test_field_slots_pool_and_redraw_parcels_of_any_layout():
     lattice = F.interpolate(F.adaptive_avg_pool2d(target, 6), size=100, mode="nearest")
     rmse = float((drawn - target).pow(2).mean().sqrt())
     lattice_rmse = float((lattice - target).pow(2).mean().sqrt())
-    assert rmse < 0.5 * lattice_rmse, (rmse, lattice_rmse)
+    assert rmse < 0.8 * lattice_rmse, (rmse, lattice_rmse)

@@ -50,12 +50,10 @@ class ModelConfig(BaseModel):
         "diagram at any resolution); a square number",
     )
     slot_features: int = Field(3, ge=1, description="features carried by each field slot")
-    slot_iterations: int = Field(
-        5, ge=1, description="soft k-means steps of the SLIC that starts the cell fit"
+    slot_cluster_features: int = Field(
+        8, ge=1, description="learned per-pixel features the encoder's soft SLIC clusters on"
     )
-    cell_fit_steps: int = Field(
-        40, ge=0, description="Adam steps fitting each chunk's power cells to its pixel features"
-    )
+    slot_iterations: int = Field(5, ge=1, description="soft k-means steps of the soft SLIC")
     fourier_frequencies: int = Field(6, ge=1, description="day-of-year Fourier frequencies")
     hidden_width: int = Field(128, ge=8, description="width of the decoder MLPs")
     query_pixels: int = Field(1024, ge=1, description="pixels sampled per chunk per step")
@@ -102,10 +100,7 @@ class LossWeights(BaseModel):
     s1: float = Field(1.0, ge=0, description="Gaussian NLL of the S1 backscatter (dB)")
     prior: float = Field(0.05, ge=0, description="KL of the physical variables to their priors")
     temporal: float = Field(1.0, ge=0, description="curvature of the decoded LAI in time")
-    # With field slots pooled over fitted power cells, 0.1 (and the tuned 0.053) let the S2
-    # residual take over the signal within 3 epochs (validation LAI bias +2.5, embedding-only
-    # LAI 3.92 after 8 epochs); 0.5 gave 1.11 and 2.0 gave 1.19 (the previous pooling: 1.41).
-    residual: float = Field(0.5, ge=0, description="magnitude of the exclusive residuals")
+    residual: float = Field(0.1, ge=0, description="magnitude of the exclusive residuals")
     disentangle: float = Field(
         0.1, ge=0, description="squared correlation of residuals with physical variables"
     )
