@@ -384,3 +384,26 @@ def test_releo_decode_command_on_any_area_dates_and_resolution(project, monkeypa
     assert bad.exit_code == 1 and "resolution_m" in bad.output and "-5" in bad.output
     missing = runner.invoke(app, ["decode", "bad", "--embeddings", "nowhere.zarr"])
     assert missing.exit_code == 1 and "nowhere.zarr" in missing.output
+
+
+def test_parcel_split_tells_a_wrong_level_from_a_wrong_layout():
+    """A per-parcel offset is all 'between' error, a map flat within each parcel misses the
+    truth's own within-parcel spread, and the two parts always add up to the RMSE."""
+    from releo.products.scores import parcel_split, scores
+
+    rng = np.random.default_rng(0)
+    parcel = np.repeat([1, 2, 3], 50)
+    truth = np.array([1.0, 3.0, 5.0])[parcel - 1] + rng.normal(0, 0.3, parcel.size)
+    offset = truth + np.array([0.5, -1.0, 0.0])[parcel - 1]
+    split = parcel_split(offset, truth, parcel)
+    assert split["within"] < 1e-9
+    assert split["between"] == pytest.approx(np.sqrt((0.25 + 1.0) / 3))
+    flat = (np.bincount(parcel, truth) / np.bincount(parcel))[parcel]
+    split = parcel_split(flat, truth, parcel)
+    assert split["between"] < 1e-9
+    assert split["within"] == pytest.approx(split["reference_within"])
+    noisy = truth + rng.normal(0, 1.0, parcel.size)
+    noisy[:7] = np.nan
+    split = parcel_split(noisy, truth, parcel)
+    rmse = scores(noisy, truth)["rmse"]
+    assert split["between"] ** 2 + split["within"] ** 2 == pytest.approx(rmse**2)

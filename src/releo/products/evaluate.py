@@ -32,7 +32,7 @@ from releo.models import PhysicsAutoencoder
 from releo.products import plots
 from releo.products.decode import decode_pairs, decode_pixels
 from releo.products.embed import load_autoencoder
-from releo.products.scores import grouped_scores, scores
+from releo.products.scores import grouped_scores, parcel_split, scores
 from releo.products.stages import EMBEDDINGS, INDEX, LAI_CUBE, MODEL
 
 EVALUATE_METRICS = Path("metrics/evaluate.json")
@@ -57,6 +57,7 @@ class HeldOut:
     baseline_low: np.ndarray | None
     baseline_high: np.ndarray | None
     land_cover: np.ndarray | None  # (P,)
+    parcel: np.ndarray | None = None  # (P,) the simulator's parcel id of each pixel
 
 
 def held_out_mask(index: pd.DataFrame, shape: tuple[int, int], splits: list[str]) -> np.ndarray:
@@ -139,16 +140,19 @@ def held_out_estimates(
     if baseline is not None:
         selection = np.broadcast_to(mask, (len(dates), *mask.shape))
         base = [b[:, rows, cols] for b in baseline_estimates(baseline, s2, selection, interval)]
-    truth_lai = land = None
+    truth_lai = land = parcel = None
     if truth is not None:
         truth_lai = at_days(truth["lai"], dates)[:, rows, cols]
         if "land_cover" in truth:
             land = truth["land_cover"].values[rows, cols]
+        if "parcel_id" in truth:
+            parcel = truth["parcel_id"].values[rows, cols]
     return HeldOut(
         dates=dates, rows=rows, cols=cols,
         lai=ours["lai"], low=ours["lai_low"], high=ours["lai_high"],
         clear=clear, snap=snap, truth=truth_lai,
         baseline=base[0], baseline_low=base[1], baseline_high=base[2], land_cover=land,
+        parcel=parcel,
     )  # fmt: skip
 
 
@@ -181,6 +185,15 @@ def truth_metrics(est: HeldOut, cov: str) -> tuple[dict, dict]:
     flat.update(_flat("snap_", "truth", scores(est.snap, t), cov))
     flat.update(_flat("", "truth", scores(est.lai[at_base], t[at_base]), cov, "_at_baseline"))
     flat.update(_flat("baseline_", "truth", scores(base, t, b_low, b_high), cov))
+    if est.parcel is not None:
+        # one group per parcel and date, at SNAP's pixel-dates: level vs layout errors
+        day = np.arange(t.shape[0])[:, None] * (int(est.parcel.max()) + 1)
+        groups = np.where(at_snap, day + est.parcel[None], -1)
+        for prefix, values in (("", np.where(at_snap, est.lai, np.nan)), ("snap_", est.snap)):
+            split = parcel_split(values, t, groups)
+            flat[f"{prefix}lai_rmse_truth_at_snap_between_parcels"] = split["between"]
+            flat[f"{prefix}lai_rmse_truth_at_snap_within_parcels"] = split["within"]
+        flat["truth_lai_within_parcels_at_snap"] = split["reference_within"]
     names = dict(enumerate(LAND_COVER_CLASSES))
     classes = np.broadcast_to(est.land_cover, t.shape) if est.land_cover is not None else None
     nested = {

@@ -63,3 +63,31 @@ def grouped_scores(
             key = names.get(int(value), str(value)) if names is not None else str(value)
             out[key] = result
     return out
+
+
+def parcel_split(estimate: np.ndarray, reference: np.ndarray, groups: np.ndarray) -> dict:
+    """RMSE of ``estimate`` split into ``between`` (the error of its means over each group, a
+    parcel on one date) and ``within`` (of its deviations from them), so that between² +
+    within² = rmse², over the pairs where both are finite; NaN when nothing is comparable.
+
+    Tells a wrong level per parcel (the retrieval) from a wrong layout inside it (the
+    spatial decoding); the reference's own ``within`` is what a map constant per group misses.
+    """
+    est = np.asarray(estimate, dtype=np.float64).ravel()
+    ref = np.asarray(reference, dtype=np.float64).ravel()
+    ok = np.isfinite(est) & np.isfinite(ref)
+    if not ok.any():
+        return {"between": math.nan, "within": math.nan, "reference_within": math.nan}
+    _, group = np.unique(np.asarray(groups).ravel()[ok], return_inverse=True)
+    count = np.bincount(group)
+
+    def deviations(values: np.ndarray) -> np.ndarray:
+        return values - (np.bincount(group, values) / count)[group]
+
+    error = est[ok] - ref[ok]
+    between = error - deviations(error)
+    return {
+        "between": float(np.sqrt(np.mean(between**2))),
+        "within": float(np.sqrt(np.mean(deviations(error) ** 2))),
+        "reference_within": float(np.sqrt(np.mean(deviations(ref[ok]) ** 2))),
+    }
