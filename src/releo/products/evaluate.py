@@ -187,13 +187,12 @@ def truth_metrics(est: HeldOut, cov: str) -> tuple[dict, dict]:
     flat.update(_flat("baseline_", "truth", scores(base, t, b_low, b_high), cov))
     if est.parcel is not None:
         # one group per parcel and date, at SNAP's pixel-dates: level vs layout errors
-        day = np.arange(t.shape[0])[:, None] * (int(est.parcel.max()) + 1)
-        groups = np.where(at_snap, day + est.parcel[None], -1)
-        for prefix, values in (("", np.where(at_snap, est.lai, np.nan)), ("snap_", est.snap)):
-            split = parcel_split(values, t, groups)
+        groups = np.arange(t.shape[0])[:, None] * (int(est.parcel.max()) + 1) + est.parcel
+        ours = parcel_split(np.where(at_snap, est.lai, np.nan), t, groups)
+        for prefix, split in (("", ours), ("snap_", parcel_split(est.snap, t, groups))):
             flat[f"{prefix}lai_rmse_truth_at_snap_between_parcels"] = split["between"]
             flat[f"{prefix}lai_rmse_truth_at_snap_within_parcels"] = split["within"]
-        flat["truth_lai_within_parcels_at_snap"] = split["reference_within"]
+        flat["truth_lai_within_parcels_at_snap"] = ours["reference_within"]
     names = dict(enumerate(LAND_COVER_CLASSES))
     classes = np.broadcast_to(est.land_cover, t.shape) if est.land_cover is not None else None
     nested = {
