@@ -100,7 +100,7 @@ class GlobalCode(nn.Module):
 
 
 class SlotCode(nn.Module):
-    """releo's design: field slots pooled by a soft SLIC, drawn as a power diagram."""
+    """releo's design: field slots pooled over fitted power cells, drawn back as the same cells."""
 
     def __init__(self, cfg: ModelConfig, common: int):
         super().__init__()
@@ -108,7 +108,7 @@ class SlotCode(nn.Module):
             nn.Conv2d(1, 32, 3, 1, 1), nn.GELU(), nn.Conv2d(32, 32, 3, 1, 1), nn.GELU()
         )
         k, f = cfg.field_slots, cfg.slot_features
-        self.pool = SlotPooling(32, k, f, cfg.slot_cluster_features, cfg.slot_iterations)
+        self.pool = SlotPooling(32, k, f, cfg.slot_iterations, cfg.cell_fit_steps)
         self.slots = FieldSlots(k, f)
         self.chunk_wide = nn.Conv2d(32, common - cfg.slot_code_dim, 1)
         self.head = mlp(f + common - cfg.slot_code_dim, 128, 1)

@@ -203,18 +203,20 @@ class PhysicsAutoencoder(nn.Module):
         return sum(d.logit_nll(truth[k].reshape(b, -1)).mean() for k, d in dists.items())
 
     def _distil_term(self, batch, z, x, y, space, context) -> torch.Tensor:
-        """NLL of the LAI decoded with the per-pixel context (detached: the teacher) under the
-        LAI decoded from z alone, at random dates of the window, on the chunks that had it."""
+        """KL from the LAI distribution decoded with the per-pixel context (detached: the
+        teacher) to the one decoded from z alone, at random dates of the window, on the chunks
+        that had the context. The KL, not the NLL of the teacher's median, so that the
+        embedding-only spread holds the teacher's own uncertainty as well as its miss of it."""
         if context is None:
             return z.sum() * 0
         present = context.get("detail_present", z.new_ones(z.shape[0], dtype=torch.bool))
         t = self._window_dates(batch, x)
         with torch.no_grad():
-            teacher = self.decoder.variables(space, t)["lai"].median
+            teacher = self.decoder.variables(space, t)["lai"]
         alone = self.decoder.variables(self.decoder.space_features(z, x, y, None), t)["lai"]
-        nll = alone.logit_nll(teacher).mean(-1)
-        weight = present.to(nll.dtype)
-        return (nll * weight).sum() / weight.sum().clamp(min=1.0)
+        kl = alone.kl_from(teacher).mean(-1)
+        weight = present.to(kl.dtype)
+        return (kl * weight).sum() / weight.sum().clamp(min=1.0)
 
     def loss(self, batch: dict, weights: LossWeights) -> dict[str, torch.Tensor]:
         """Every loss term on a random subset of ``query_pixels`` pixels per chunk, plus

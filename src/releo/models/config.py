@@ -26,6 +26,12 @@ class ModelConfig(BaseModel):
     s2_residual_rank: int = Field(
         2, ge=1, le=10, description="learned spectra spanning the S2 exclusive residual"
     )
+    s2_residual_degree: int = Field(
+        2,
+        ge=0,
+        le=9,
+        description="polynomial degree in log-wavelength of those spectra: smooth shapes",
+    )
     pixel_width: int = Field(32, ge=4, description="per-pixel features of the encoder stem")
     attention_heads: int = Field(4, ge=1, description="heads of the per-pixel temporal attention")
     pool_queries: int = Field(
@@ -50,10 +56,12 @@ class ModelConfig(BaseModel):
         "diagram at any resolution); a square number",
     )
     slot_features: int = Field(3, ge=1, description="features carried by each field slot")
-    slot_cluster_features: int = Field(
-        8, ge=1, description="learned per-pixel features the encoder's soft SLIC clusters on"
+    slot_iterations: int = Field(
+        5, ge=1, description="soft k-means steps of the SLIC that starts the cell fit"
     )
-    slot_iterations: int = Field(5, ge=1, description="soft k-means steps of the soft SLIC")
+    cell_fit_steps: int = Field(
+        40, ge=0, description="Adam steps fitting each chunk's power cells to its pixel features"
+    )
     fourier_frequencies: int = Field(6, ge=1, description="day-of-year Fourier frequencies")
     hidden_width: int = Field(128, ge=8, description="width of the decoder MLPs")
     query_pixels: int = Field(1024, ge=1, description="pixels sampled per chunk per step")
@@ -109,10 +117,12 @@ class LossWeights(BaseModel):
         ge=0,
         description="NLL of the prior-drawn variables of chunks simulated through the physics",
     )
-    # Validation LAI RMSE after 50 epochs at the warm-start weights, context path / embedding
-    # alone: distil 1.0 → 0.620 / 1.311, 0.3 → 0.602 / 1.244, 0.1 → 0.633 / 1.292.
+    # Validation LAI RMSE after 50 epochs at the warm-start weights (with the NLL of the
+    # teacher's median, before the KL), context path / embedding alone: distil 1.0 → 0.620 /
+    # 1.311, 0.3 → 0.602 / 1.244, 0.1 → 0.633 / 1.292.
     distil: float = Field(
         0.3,
         ge=0,
-        description="NLL of the context path's LAI under the LAI decoded from the embedding alone",
+        description="KL from the context path's LAI distribution to the LAI decoded from the "
+        "embedding alone",
     )

@@ -103,5 +103,15 @@ class BoundedNormal:
 
     def kl_to_prior(self, prior_loc: float, prior_scale: float = PRIOR_SCALE) -> torch.Tensor:
         """KL(q || prior), both Normal in logit space (the map is shared, so KL is unchanged)."""
-        ratio = self.scale / prior_scale
-        return 0.5 * (ratio**2 + ((self.loc - prior_loc) / prior_scale) ** 2 - 1) - torch.log(ratio)
+        return _normal_kl(self.loc, self.scale, prior_loc, prior_scale)
+
+    def kl_from(self, other: BoundedNormal) -> torch.Tensor:
+        """KL(other || self) in logit space: fitting ``self`` to ``other`` by it gives
+        self.scale² = other.scale² + (loc gap)², the other's spread plus its own miss."""
+        return _normal_kl(other.loc, other.scale, self.loc, self.scale)
+
+
+def _normal_kl(loc_p, scale_p, loc_q, scale_q) -> torch.Tensor:
+    """KL(N(loc_p, scale_p²) || N(loc_q, scale_q²)), elementwise."""
+    ratio = scale_p / scale_q
+    return 0.5 * (ratio**2 + ((loc_p - loc_q) / scale_q) ** 2 - 1) - torch.log(ratio)

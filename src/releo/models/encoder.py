@@ -100,7 +100,7 @@ def s1_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
 class ChunkEncoder(nn.Module):
     """Spatial stems per date → per-pixel temporal attention pooling (day-of-year encoded,
     masked; ``pool_queries`` learned queries) → per-pixel features → one embedding per chunk:
-    the field slots pooled from the pixels (a soft SLIC), then strided convolutions for the
+    the field slots pooled from the pixels (fitted power cells), then strided convolutions for the
     chunk-wide features and the exclusive residual latents.
 
     A learned always-visible token lets pixels with no usable observation (overcast, no S1)
@@ -132,7 +132,7 @@ class ChunkEncoder(nn.Module):
             nn.Linear(w * g * g, cfg.embedding_dim - cfg.slot_code_dim),
         )
         self.slots = SlotPooling(
-            c, cfg.field_slots, cfg.slot_features, cfg.slot_cluster_features, cfg.slot_iterations
+            c, cfg.field_slots, cfg.slot_features, cfg.slot_iterations, cfg.cell_fit_steps
         )
         self.detail = nn.Conv2d(c, cfg.detail_channels, 1) if cfg.detail_channels else None
 

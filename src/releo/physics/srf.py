@@ -40,6 +40,11 @@ def spectral_response(platform: str = "S2A") -> np.ndarray:
     return srf / srf.sum(axis=0, keepdims=True)
 
 
+def band_centres_nm(platform: str = "S2A") -> np.ndarray:
+    """SRF-weighted mean wavelength (nm) of each of the 10 releo bands, shape (10,)."""
+    return WAVELENGTHS_NM @ spectral_response(platform)
+
+
 @cache
 def reduced_sampling(platform: str = "S2A", step_nm: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Coarse wavelength grid and band weights for the fast band-level path.
