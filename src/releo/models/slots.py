@@ -54,7 +54,9 @@ def pixel_centres(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
 def standardised(pixels: torch.Tensor) -> torch.Tensor:
     """Per-pixel features (B, C, H, W) standardised per chunk and channel."""
     mean = pixels.mean((2, 3), keepdim=True)
-    return (pixels - mean) / (pixels.std((2, 3), keepdim=True) + 1e-6)
+    lone = pixels.shape[-2] * pixels.shape[-1] == 1  # a point's series: no spread, not NaN
+    spread = pixels.std((2, 3), keepdim=True, correction=0 if lone else 1)
+    return (pixels - mean) / (spread + 1e-6)
 
 
 def slic_centres(features: torch.Tensor, side: int, iterations: int) -> torch.Tensor:
@@ -86,7 +88,9 @@ def fit_power_cells(
     default site: truth LAI averaged over the decoder's cells, 0.93 RMSE with the SLIC's
     centres and a learned power, 0.59 with fitted cells, 0.13 over the true parcels).
     """
-    features = F.avg_pool2d(features.detach(), FIT_POOL)
+    features = features.detach()
+    if min(features.shape[-2:]) >= FIT_POOL:  # a lone pixel (a point's series) stays as it is
+        features = F.avg_pool2d(features, FIT_POOL)
     b, _, h, w = features.shape
     values = features.flatten(2).transpose(1, 2)
     position = pixel_centres(h, w, features).expand(b, -1, -1) * side
