@@ -368,3 +368,20 @@ def test_kl_from_a_teacher_calibrates_the_student_spread():
         student.kl_from(teacher).backward()
         optimiser.step()
     assert float(log_scale.exp()) == pytest.approx(math.hypot(0.4, 0.5), rel=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_training_step_and_the_validation_metrics_run_on_gpu(batch):
+    """`train.use_gpu`: every loss term (query pixels, window dates, the synthetic chunks, the
+    fitted cells) and the validation metrics are computed on the model's device."""
+    from releo.train.metrics import evaluate_batch, finish_metrics
+
+    gpu = model().cuda()
+    on_gpu = {k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()}
+    terms = gpu.loss(on_gpu, LossWeights())
+    terms["total"].backward()
+    assert terms["total"].is_cuda and all(torch.isfinite(v) for v in terms.values())
+    sums: dict = {}
+    with torch.no_grad():
+        evaluate_batch(gpu.eval(), on_gpu, sums)
+    assert math.isfinite(finish_metrics(sums)["lai_rmse_vs_truth"])

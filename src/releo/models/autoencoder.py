@@ -100,9 +100,9 @@ class PhysicsAutoencoder(nn.Module):
         return reshape_dists(self.decoder.variables(space, flat[2]), shape)
 
     # -- training loss -------------------------------------------------------------------------
-    def _sample_pixels(self, b: int, h: int, w: int) -> tuple[torch.Tensor, ...]:
+    def _sample_pixels(self, b: int, h: int, w: int, device) -> tuple[torch.Tensor, ...]:
         q = min(self.cfg.query_pixels, h * w)
-        idx = torch.stack([torch.randperm(h * w)[:q] for _ in range(b)])
+        idx = torch.stack([torch.randperm(h * w, device=device)[:q] for _ in range(b)])
         return idx, *pixel_xy(idx, h, w)
 
     def _observed_queries(self, batch, space, idx, modality: str, usable: torch.Tensor):
@@ -168,7 +168,8 @@ class PhysicsAutoencoder(nn.Module):
     def _window_dates(batch: dict, like: torch.Tensor) -> torch.Tensor:
         """Random days of year (B, N) inside each chunk's window, shaped like ``like``."""
         first, last = batch["window_doy"][:, :1], batch["window_doy"][:, 1:]
-        return first + torch.rand(like.shape, dtype=like.dtype) * (last - first + 1)
+        noise = torch.rand(like.shape, dtype=like.dtype, device=like.device)
+        return first + noise * (last - first + 1)
 
     def _prior_and_temporal(self, batch, space) -> tuple[torch.Tensor, torch.Tensor]:
         # Random dates in the window (under clouds, between acquisitions): the prior and the
@@ -187,20 +188,23 @@ class PhysicsAutoencoder(nn.Module):
         z, context = self.encode_with_context(batch)
         if context is not None and self.training and self.cfg.detail_dropout > 0:
             # Some chunks decode from the embedding alone, so that mode stays usable.
-            context["detail_present"] = torch.rand(z.shape[0]) >= self.cfg.detail_dropout
+            keep = torch.rand(z.shape[0], device=z.device) >= self.cfg.detail_dropout
+            context["detail_present"] = keep
         return z, context
 
     def _synthetic_term(self) -> torch.Tensor:
         """NLL of the true variables of simulated chunks under the decoded distributions."""
         size = self.cfg.synthetic_size
         batch, truth = synthetic_chunks(self.cfg.synthetic_batch, size, n_s2=2, n_s1=2)
+        device = self.s2_log_sigma.device
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         z, context = self._encode_for_loss(batch)
         b = z.shape[0]
-        idx = torch.arange(size * size).expand(b, -1)
+        idx = torch.arange(size * size, device=device).expand(b, -1)
         x, y = pixel_xy(idx, size, size, z.dtype)
         space = self.decoder.space_features(z, x, y, context)
         dists = self.decoder.variables(space, self._window_dates(batch, x))
-        return sum(d.logit_nll(truth[k].reshape(b, -1)).mean() for k, d in dists.items())
+        return sum(d.logit_nll(truth[k].to(device).reshape(b, -1)).mean() for k, d in dists.items())
 
     def _distil_term(self, batch, z, x, y, space, context) -> torch.Tensor:
         """KL from the LAI distribution decoded with the per-pixel context (detached: the
@@ -223,7 +227,7 @@ class PhysicsAutoencoder(nn.Module):
         ``total`` = Σ weight · term."""
         z, context = self._encode_for_loss(batch)
         b, h, w = batch["s2"].shape[0], *batch["s2"].shape[-2:]
-        idx, x, y = self._sample_pixels(b, h, w)
+        idx, x, y = self._sample_pixels(b, h, w, z.device)
         x, y = x.to(z.dtype), y.to(z.dtype)
         space = self.decoder.space_features(z, x, y, context)
         s2_nll, s2_res, s2_dep = self._s2_term(batch, z, space, idx)

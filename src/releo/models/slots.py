@@ -48,7 +48,7 @@ def pixel_xy(
 
 def pixel_centres(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     """Chunk-relative (x, y) of every pixel centre, (H·W, 2), row by row."""
-    return torch.stack(pixel_xy(torch.arange(h * w), h, w, like.dtype), -1)
+    return torch.stack(pixel_xy(torch.arange(h * w, device=like.device), h, w, like.dtype), -1)
 
 
 def standardised(pixels: torch.Tensor) -> torch.Tensor:

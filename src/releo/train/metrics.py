@@ -188,7 +188,8 @@ def evaluate_batch(model: PhysicsAutoencoder, batch: dict, sums: dict) -> None:
     z, context = model.encode_with_context(batch)
     b, h, w = batch["s2"].shape[0], *batch["s2"].shape[-2:]
     for start in range(0, h * w, PIXEL_BLOCK):
-        idx = torch.arange(start, min(start + PIXEL_BLOCK, h * w)).expand(b, -1)
+        idx = torch.arange(start, min(start + PIXEL_BLOCK, h * w), device=z.device)
+        idx = idx.expand(b, -1)
         x, y = pixel_xy(idx, h, w, z.dtype)
         for block in (_s2_block, _s1_block, _between_block):
             block(model, batch, z, context, idx, x, y, sums)
