@@ -100,7 +100,9 @@ class PhysicsAutoencoder(nn.Module):
         return reshape_dists(self.decoder.variables(space, flat[2]), shape)
 
     # -- training loss -------------------------------------------------------------------------
-    def _sample_pixels(self, b: int, h: int, w: int, device) -> tuple[torch.Tensor, ...]:
+    def _sample_pixels(
+        self, b: int, h: int, w: int, device: torch.device
+    ) -> tuple[torch.Tensor, ...]:
         q = min(self.cfg.query_pixels, h * w)
         idx = torch.stack([torch.randperm(h * w, device=device)[:q] for _ in range(b)])
         return idx, *pixel_xy(idx, h, w)
@@ -195,16 +197,17 @@ class PhysicsAutoencoder(nn.Module):
     def _synthetic_term(self) -> torch.Tensor:
         """NLL of the true variables of simulated chunks under the decoded distributions."""
         size = self.cfg.synthetic_size
-        batch, truth = synthetic_chunks(self.cfg.synthetic_batch, size, n_s2=2, n_s1=2)
         device = self.s2_log_sigma.device
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        batch, truth = synthetic_chunks(
+            self.cfg.synthetic_batch, size, n_s2=2, n_s1=2, device=device
+        )
         z, context = self._encode_for_loss(batch)
         b = z.shape[0]
         idx = torch.arange(size * size, device=device).expand(b, -1)
         x, y = pixel_xy(idx, size, size, z.dtype)
         space = self.decoder.space_features(z, x, y, context)
         dists = self.decoder.variables(space, self._window_dates(batch, x))
-        return sum(d.logit_nll(truth[k].to(device).reshape(b, -1)).mean() for k, d in dists.items())
+        return sum(d.logit_nll(truth[k].reshape(b, -1)).mean() for k, d in dists.items())
 
     def _distil_term(self, batch, z, x, y, space, context) -> torch.Tensor:
         """KL from the LAI distribution decoded with the per-pixel context (detached: the

@@ -46,12 +46,19 @@ def _patches(values: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def synthetic_chunks(
-    batch_size: int, size: int, n_s2: int, n_s1: int, gen: torch.Generator | None = None
+    batch_size: int,
+    size: int,
+    n_s2: int,
+    n_s1: int,
+    gen: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[dict, dict[str, torch.Tensor]]:
     """A batch of simulated chunks (layout of ``releo.train.loop.collate_chunks``) and the true
-    variables (B, size, size) of every pixel, constant over the chunk's 10-day window.
+    variables (B, size, size) of every pixel, constant over the chunk's 10-day window, on
+    ``device``.
 
-    Random draws come from ``gen`` (the global generator when None; speckle always does)."""
+    Random draws come from ``gen`` (the global generator when None; speckle always does), on
+    the CPU whatever the device, so a seed gives the same chunks everywhere."""
     b, coarse = batch_size, -(-size // PATCH)
     truth = {k: _patches(v, size) for k, v in prior_draws((b, coarse, coarse), gen).items()}
     start = _uniform((b, 1), (1.0, 355.0), gen).floor()
@@ -99,4 +106,4 @@ def synthetic_chunks(
         "s1_incidence": incidence.contiguous(),
         "s1_doy": s1_doy,
     }
-    return batch, truth
+    return {k: v.to(device) for k, v in batch.items()}, {k: v.to(device) for k, v in truth.items()}
