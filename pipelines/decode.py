@@ -4,8 +4,9 @@ from pathlib import Path
 
 from releo.config import load_params
 from releo.data.io import open_cube
+from releo.products.decode import LaiCalibration
 from releo.products.gates import check_embeddings
-from releo.products.stages import EMBEDDINGS, run_decode
+from releo.products.stages import CALIBRATION, EMBEDDINGS, run_decode
 from releo.stage import stage
 
 
@@ -15,7 +16,7 @@ def main() -> None:
         check_embeddings(
             open_cube(EMBEDDINGS), EMBEDDINGS, context_root=params.quality.context_root
         )
-        metrics = run_decode(params, Path.cwd())
+        metrics = run_decode(params, Path.cwd(), LaiCalibration.load(CALIBRATION))
         print(
             f"{metrics['dates']} dates {metrics['first_date']}..{metrics['last_date']} on "
             f"{metrics['grid']['ny']}x{metrics['grid']['nx']} px: "

@@ -7,9 +7,10 @@ from releo import quality
 from releo.config import load_params
 from releo.data.io import open_cube
 from releo.data.site import open_site
+from releo.products.decode import LaiCalibration
 from releo.products.evaluate import run_evaluate
 from releo.products.gates import check_embeddings, check_lai_product
-from releo.products.stages import EMBEDDINGS, LAI_CUBE
+from releo.products.stages import CALIBRATION, EMBEDDINGS, LAI_CUBE
 from releo.stage import stage
 
 
@@ -31,7 +32,7 @@ def main() -> None:
     with stage("evaluate"):
         params = load_params()
         _gate(params)
-        m = run_evaluate(params, Path.cwd())
+        m = run_evaluate(params, Path.cwd(), calibration=LaiCalibration.load(CALIBRATION))
         fmt = lambda k: "n/a" if m.get(k) is None else f"{m[k]:.3f}"  # noqa: E731
         print(
             f"held-out {'+'.join(m['splits'])}: LAI RMSE vs truth {fmt('lai_rmse_truth')} "

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from releo.config import load_params
 from releo.data.errors import DataError
+from releo.products.decode import LaiCalibration
 from releo.products.evaluate import EVALUATE_METRICS
 from releo.products.registry import run_register
-from releo.products.stages import MODEL
+from releo.products.stages import CALIBRATION, MODEL
 from releo.stage import stage
 
 
@@ -26,7 +27,8 @@ def main() -> None:
         params = load_params()
         if not MODEL.is_file():
             raise DataError(f"{MODEL}: not found; run the train stage first")
-        result = run_register(params, Path.cwd(), _evaluation(), MODEL)
+        calibration = LaiCalibration.load(CALIBRATION)
+        result = run_register(params, Path.cwd(), _evaluation(), MODEL, calibration)
         print(f"{result['model_name']} v{result['version']}: {result['decision']}")
 
 

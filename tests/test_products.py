@@ -25,14 +25,16 @@ from releo.data.io import open_cube, write_table
 from releo.data.simulate import SimulationConfig, simulate_site
 from releo.data.site import open_site
 from releo.models import ModelConfig, build_model
-from releo.products.config import DecodeConfig, EvaluateConfig, ProductsConfig
-from releo.products.decode import decode_grid, decode_pairs
+from releo.products.calibrate import run_calibrate
+from releo.products.config import CalibrateConfig, DecodeConfig, EvaluateConfig, ProductsConfig
+from releo.products.decode import LaiCalibration, decode_grid, decode_pairs
 from releo.products.embed import load_autoencoder
 from releo.products.evaluate import EVALUATE_METRICS, PLOTS, nearest_valid, run_evaluate
 from releo.products.gates import check_embeddings
 from releo.products.grid import ChunkLayout, Grid, query_dates
 from releo.products.scores import grouped_scores, scores
 from releo.products.stages import (
+    CALIBRATION,
     DECODE_METRICS,
     EMBEDDINGS,
     INDEX,
@@ -65,6 +67,7 @@ def params_for(root) -> Params:
         model=TINY,
         tracking=TrackingConfig(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"),
         products=ProductsConfig(
+            calibrate=CalibrateConfig(min_surveys=3),
             decode=DecodeConfig(step_days=7, overview_panels=4),
             evaluate=EvaluateConfig(scatter_points=200, sample_fields=2),
         ),
@@ -73,8 +76,8 @@ def params_for(root) -> Params:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A project folder: tiny site, chunk index, an (untrained) tiny model, embeddings and the
-    decoded weekly product."""
+    """A project folder: tiny site, chunk index, an (untrained) tiny model, embeddings, its LAI
+    calibration and the decoded weekly product."""
     root = tmp_path_factory.mktemp("products")
     simulate_site(SITE, root / "data", progress=False)
     site = open_site(root / "data")
@@ -90,7 +93,8 @@ def project(tmp_path_factory):
     )
     params = params_for(root)
     run_embed(params, root)
-    run_decode(params, root)
+    run_calibrate(params, root)
+    run_decode(params, root, LaiCalibration.load(root / CALIBRATION))
     return root
 
 
@@ -217,6 +221,53 @@ def test_decode_stage_writes_zarr_geotiffs_and_pngs(project):
     assert (project / PRODUCTS / "overview.png").stat().st_size > 10_000
 
 
+def test_calibrate_stage_fits_the_spread_on_training_surveys_and_decode_applies_it(project):
+    from releo.data.readers import read_field_survey
+    from releo.products.calibrate import CALIBRATE_METRICS
+    from releo.products.evaluate import held_out_mask, survey_pixels
+
+    params = params_for(project)
+    metrics = json.loads((project / CALIBRATE_METRICS).read_text())
+    site = open_site(project / "data")
+    surveys = read_field_survey(site.path("surveys"), target_crs=site.crs)
+    row, col, inside = survey_pixels(surveys, site.s2.x.values, site.s2.y.values)
+    shape = (site.s2.sizes["y"], site.s2.sizes["x"])
+    train = held_out_mask(pd.read_parquet(project / INDEX), shape, ["train"])
+    on_train = int(train[row[inside], col[inside]].sum())
+    assert 3 <= metrics["surveys"] == on_train < len(surveys)  # the held-out ones are left out
+    assert metrics["fitted"]
+    assert metrics["coverage"] >= 0.9 or metrics["spread_scale"] == 20.0
+    cal = LaiCalibration.load(project / CALIBRATION)
+    assert cal == LaiCalibration(metrics["spread_scale"], 0.08)
+    # the weekly product is the calibrated decoding, and says so
+    cube = open_cube(project / LAI_CUBE)
+    assert cube.attrs["calibration_spread_scale"] == cal.spread_scale
+    model, _ = load_autoencoder(project / MODEL)
+    ds = open_cube(project / EMBEDDINGS)
+    x, y = cube.x.values[:6], np.full(6, cube.y.values[3])
+    when = pd.DatetimeIndex([pd.Timestamp(cube.time.values[2])] * 6)
+    raw = decode_pairs(model, ds, x, y, when)
+    calibrated = decode_pairs(model, ds, x, y, when, calibration=cal)
+    np.testing.assert_allclose(cube["lai_high"].values[2, 3, :6], calibrated["lai_high"], atol=1e-5)
+    above = raw["lai"] >= 0.08
+    np.testing.assert_allclose(calibrated["lai"][above], raw["lai"][above], atol=1e-6)
+    assert (calibrated["lai"][~above] == 0).all()
+    wider = calibrated["lai_high"] - calibrated["lai_low"] >= raw["lai_high"] - raw["lai_low"]
+    assert wider.all() == (cal.spread_scale >= 1)
+    # too few surveys: the spread is left as decoded, and the metrics say why
+    few = params.model_copy(
+        update={"products": params.products.model_copy(
+            update={"calibrate": CalibrateConfig(min_surveys=1000)})}
+    )  # fmt: skip
+    other = project / "few"
+    (other / "metrics").mkdir(parents=True)
+    for name in ("embeddings", "models", "chunks"):
+        (other / name).symlink_to(project / name)
+    result = run_calibrate(few, other)
+    assert not result["fitted"] and "min_surveys=1000" in result["note"]
+    assert LaiCalibration.load(other / CALIBRATION) == LaiCalibration(1.0, 0.08)
+
+
 # -------------------------------------------------------------------------------- evaluation
 
 
@@ -248,9 +299,11 @@ def test_evaluate_stage_scores_ours_snap_baseline_on_held_out_chunks(project):
         project / "data", project / INDEX,
         BaselineConfig(samples=2000, steps=4, batch_size=64, log_every=2),
     )  # fmt: skip
-    run_evaluate(params_for(project), project, baseline=baseline)
+    calibration = LaiCalibration.load(project / CALIBRATION)
+    run_evaluate(params_for(project), project, baseline=baseline, calibration=calibration)
     saved = json.loads((project / EVALUATE_METRICS).read_text())
     assert saved["splits"] == ["val", "test"] and saved["held_out_pixels"] == 200
+    assert saved["calibration_spread_scale"] == calibration.spread_scale
     for key in ("lai_rmse_truth", "snap_lai_rmse_truth", "lai_r2_truth", "lai_coverage90_truth",
                 "baseline_lai_rmse_truth", "lai_rmse_truth_clear", "lai_rmse_truth_cloudy",
                 "lai_rmse_truth_at_snap", "lai_rmse_truth_product"):  # fmt: skip
@@ -298,11 +351,13 @@ def test_register_promotes_only_a_better_model_and_serves_the_champion(project):
 
     params = params_for(project)
     evaluation = {"splits": ["val", "test"], "interval": 0.9, "lai_rmse_truth": 1.2}
+    calibration = LaiCalibration(spread_scale=1.7, detection_limit=0.08)
     decisions = []
     for value in (1.0, 2.0, 0.5):
         result = run_register(
-            params, project, {**evaluation, "lai_rmse_field": value}, project / MODEL
-        )
+            params, project, {**evaluation, "lai_rmse_field": value}, project / MODEL,
+            calibration,
+        )  # fmt: skip
         decisions.append((result["version"], result["alias"], result["promoted"],
                           result["champion_lai_rmse_field_before"]))  # fmt: skip
     assert decisions == [(1, "champion", True, None), (2, "challenger", False, 1.0),
@@ -348,7 +403,10 @@ def test_register_promotes_only_a_better_model_and_serves_the_champion(project):
     served = pd.read_csv(project / "served.csv")
     assert served["valid_row"].tolist() == list(range(1, 20))
     model, _ = load_autoencoder(project / MODEL)
-    expected = decode_pairs(model, open_cube(project / EMBEDDINGS), points.x, points.y, points.date)
+    expected = decode_pairs(
+        model, open_cube(project / EMBEDDINGS), points.x, points.y, points.date,
+        calibration=calibration,
+    )  # fmt: skip
     for key in ("lai", "lai_std", "lai_low", "lai_high"):
         np.testing.assert_allclose(served[key], expected[key][1:], atol=1e-5)
 

@@ -168,6 +168,10 @@ def decode(
         "embeddings/embeddings.zarr"
     ),
     model: Annotated[Path, typer.Option(help="trained model")] = Path("models/model.pt"),
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="LAI calibration (default: calibration/lai.json when present)"),
+    ] = None,
     geotiff: Annotated[bool, typer.Option(help="a GeoTIFF per date")] = True,
     quicklooks: Annotated[bool, typer.Option(help="a PNG per date")] = True,
     params: ParamsOption = DEFAULT_PARAMS,
@@ -177,7 +181,8 @@ def decode(
     Unset options come from params.yaml (products.decode). Writes OUT/lai.zarr (lai, lai_std,
     lai_low, lai_high), OUT/geotiff/, OUT/quicklooks/ and OUT/overview.png.
     """
-    from releo.products.stages import decode_request
+    from releo.products.decode import LaiCalibration
+    from releo.products.stages import CALIBRATION, decode_request
 
     overrides = {
         "dates": _csv(dates, str, "--dates"),
@@ -191,7 +196,11 @@ def decode(
     }
     with stage("decode"):
         base = load_params(params).products.decode if params.exists() else None
-        summary = decode_request(base, overrides, embeddings, model, out)
+        if calibration is None and CALIBRATION.exists():
+            calibration = CALIBRATION
+        summary = decode_request(
+            base, overrides, embeddings, model, out, LaiCalibration.load(calibration)
+        )
         typer.echo(
             f"{out}: {summary['dates']} date(s) {summary['first_date']}..{summary['last_date']} "
             f"on {summary['grid']['ny']}x{summary['grid']['nx']} px at "

@@ -56,6 +56,23 @@ class DecodeConfig(BaseModel):
         return self
 
 
+class CalibrateConfig(BaseModel):
+    """Calibration of the decoded LAI distributions (stage ``calibrate``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    splits: list[Literal["train", "val", "test"]] = Field(
+        default_factory=lambda: ["train"],
+        description="places whose field surveys fit the spread (keep them out of evaluate's)",
+    )
+    detection_limit: float = Field(
+        0.08, ge=0, lt=1, description="LAI below it is reported as 0 (bare soil)"
+    )
+    min_surveys: int = Field(
+        20, ge=1, description="fewer surveys on those places: the spread is left as decoded"
+    )
+
+
 class EvaluateConfig(BaseModel):
     """Scores of the decoded LAI against truth, SNAP and field surveys (stage ``evaluate``)."""
 
@@ -93,6 +110,7 @@ class ProductsConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    calibrate: CalibrateConfig = Field(default_factory=CalibrateConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     registry: RegisterConfig = Field(default_factory=RegisterConfig)

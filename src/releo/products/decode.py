@@ -8,17 +8,67 @@ points of a few chunks (:func:`decode_queries`); grids and point lists are built
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
 
+from releo.data.errors import DataError
 from releo.models import PhysicsAutoencoder
+from releo.models.distributions import BoundedNormal
 from releo.products.grid import ChunkLayout, Grid
 
 LAI_VARIABLES: tuple[str, ...] = ("lai", "lai_std", "lai_low", "lai_high")
 """Decoded LAI: median, standard deviation and the bounds of the central interval."""
 MAX_QUERIES_IN_MEMORY = 4_000_000  # pixel-dates assembled at once by decode_grid
+
+
+@dataclass(frozen=True)
+class LaiCalibration:
+    """How a decoded LAI distribution becomes the product (identity by default)."""
+
+    spread_scale: float = 1.0
+    detection_limit: float = 0.0
+
+    def widen(self, dist: BoundedNormal) -> BoundedNormal:
+        """The distribution with its logit-space spread times ``spread_scale``."""
+        if self.spread_scale == 1.0:
+            return dist
+        return BoundedNormal(dist.loc, dist.scale * self.spread_scale, dist.low, dist.high)
+
+    def censor(self, lai: torch.Tensor) -> torch.Tensor:
+        """LAI below the detection limit reported as 0 (bare soil)."""
+        return torch.where(lai < self.detection_limit, torch.zeros_like(lai), lai)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> LaiCalibration:
+        """From a ``calibration/lai.json`` file; the identity when ``path`` is None."""
+        if path is None:
+            return cls()
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError as err:
+            raise DataError(f"{path}: no such calibration file (run the calibrate stage)") from err
+        except ValueError as err:
+            raise DataError(f"{path}: not JSON ({err})") from err
+        out = {}
+        for name, positive in (("spread_scale", True), ("detection_limit", False)):
+            value = values.get(name) if isinstance(values, dict) else None
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            allowed = (
+                number and math.isfinite(value) and (value > 0 or (value == 0 and not positive))
+            )
+            if not allowed:
+                bound = "> 0" if positive else ">= 0"
+                raise DataError(f"{path}: field {name!r} must be a number {bound}, got {value!r}")
+            out[name] = float(value)
+        return cls(**out)
 
 
 @torch.no_grad()
@@ -29,16 +79,20 @@ def decode_lai(
     v: torch.Tensor,
     doy: torch.Tensor,
     interval: float = 0.9,
+    calibration: LaiCalibration | None = None,
 ) -> dict[str, torch.Tensor]:
     """LAI (median, std, central ``interval`` bounds) from embeddings ``z`` (B, D) alone at
-    chunk-relative ``u`` (east), ``v`` (south) and day-of-year ``doy``, each (B, N)."""
-    dist = model.decode(z, u, v, doy, context=None)["lai"]
+    chunk-relative ``u`` (east), ``v`` (south) and day-of-year ``doy``, each (B, N); the
+    ``calibration`` widens the distribution and zeroes values below its detection limit (the
+    std is the widened distribution's)."""
+    cal = calibration or LaiCalibration()
+    dist = cal.widen(model.decode(z, u, v, doy, context=None)["lai"])
     q = (1.0 - interval) / 2
     return {
-        "lai": dist.median,
+        "lai": cal.censor(dist.median),
         "lai_std": dist.stddev,
-        "lai_low": dist.icdf(q),
-        "lai_high": dist.icdf(1.0 - q),
+        "lai_low": cal.censor(dist.icdf(q)),
+        "lai_high": cal.censor(dist.icdf(1.0 - q)),
     }
 
 
@@ -66,6 +120,7 @@ def decode_queries(
     doy: np.ndarray,
     *,
     interval: float = 0.9,
+    calibration: LaiCalibration | None = None,
     batch_queries: int = 65536,
 ) -> dict[str, np.ndarray]:
     """LAI at Q queries: ``owner`` (Q,) indexes the embedding rows of ``table`` (K, D); ``u``,
@@ -92,7 +147,9 @@ def decode_queries(
             keep[r, : b - a] = True
         rows = torch.as_tensor(idx)
         z = table_t[torch.as_tensor(owner[idx[:, 0]])]
-        values = decode_lai(model, z, *(x[rows] for x in inputs), interval=interval)
+        values = decode_lai(
+            model, z, *(x[rows] for x in inputs), interval=interval, calibration=calibration
+        )
         for k, value in values.items():
             out[k][idx[keep]] = value.float().numpy()[keep]
         i += len(call)
@@ -114,6 +171,7 @@ def decode_pixels(
     dates: pd.DatetimeIndex,
     *,
     interval: float = 0.9,
+    calibration: LaiCalibration | None = None,
     batch_queries: int = 65536,
 ) -> dict[str, np.ndarray]:
     """LAI (T, P) at every date × point (map coordinates ``x``, ``y`` (P,) in the embeddings'
@@ -133,6 +191,7 @@ def decode_pixels(
         np.broadcast_to(v, valid.shape)[valid],
         doy[valid],
         interval=interval,
+        calibration=calibration,
         batch_queries=batch_queries,
     )
     out = {}
@@ -143,6 +202,41 @@ def decode_pixels(
     return out
 
 
+def pair_queries(
+    embeddings: xr.Dataset, x: np.ndarray, y: np.ndarray, dates: pd.DatetimeIndex | np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Queries of P point-dates (map ``x``, ``y`` (P,), one date each): the embedding rows
+    ``table`` (K, D) and, for the point-dates a chunk covers, their ``owner`` row, ``u``,
+    ``v`` and ``doy``; last, the mask (P,) of those point-dates."""
+    layout = ChunkLayout.from_embeddings(embeddings)
+    table, finite = embedding_table(embeddings)
+    row, col, u, v, inside = layout.locate(np.asarray(x), np.asarray(y))
+    dates = pd.DatetimeIndex(dates)
+    window, covered = layout.window_of(dates)
+    owner = window * (layout.rows * layout.cols) + row * layout.cols + col
+    valid = covered & inside & finite[owner]
+    doy = dates.day_of_year.to_numpy()
+    return table, owner[valid], u[valid], v[valid], doy[valid], valid
+
+
+@torch.no_grad()
+def decode_distribution(
+    model: PhysicsAutoencoder,
+    table: np.ndarray,
+    owner: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    doy: np.ndarray,
+) -> BoundedNormal:
+    """The model's LAI distribution (Q,) at Q queries (as :func:`decode_queries`), one query
+    per model row: for a few points (field surveys), before any calibration."""
+    model.eval()
+    z = torch.as_tensor(np.asarray(table, dtype=np.float32)[owner])
+    u, v, doy = (torch.as_tensor(np.asarray(a, dtype=np.float32))[:, None] for a in (u, v, doy))
+    dist = model.decode(z, u, v, doy, context=None)["lai"]
+    return BoundedNormal(dist.loc[:, 0], dist.scale[:, 0], dist.low, dist.high)
+
+
 def decode_pairs(
     model: PhysicsAutoencoder,
     embeddings: xr.Dataset,
@@ -151,19 +245,13 @@ def decode_pairs(
     dates: pd.DatetimeIndex | np.ndarray,
     *,
     interval: float = 0.9,
+    calibration: LaiCalibration | None = None,
 ) -> dict[str, np.ndarray]:
     """LAI (P,) at P point-dates (one date per point, e.g. field measurements)."""
-    layout = ChunkLayout.from_embeddings(embeddings)
-    table, finite = embedding_table(embeddings)
-    row, col, u, v, inside = layout.locate(x, y)
-    dates = pd.DatetimeIndex(dates)
-    window, covered = layout.window_of(dates)
-    owner = window * (layout.rows * layout.cols) + row * layout.cols + col
-    valid = covered & inside & finite[owner]
+    table, owner, u, v, doy, valid = pair_queries(embeddings, x, y, dates)
     values = decode_queries(
-        model, table, owner[valid], u[valid], v[valid], dates.day_of_year.to_numpy()[valid],
-        interval=interval,
-    )  # fmt: skip
+        model, table, owner, u, v, doy, interval=interval, calibration=calibration
+    )
     out = {}
     for k, value in values.items():
         full = np.full(len(valid), np.nan, np.float32)
@@ -179,6 +267,7 @@ def decode_grid(
     dates: pd.DatetimeIndex,
     *,
     interval: float = 0.9,
+    calibration: LaiCalibration | None = None,
     batch_queries: int = 65536,
 ) -> xr.Dataset:
     """LAI maps (time, y, x) of :data:`LAI_VARIABLES` on ``grid`` at ``dates``, from the
@@ -190,7 +279,7 @@ def decode_grid(
     for start in range(0, len(dates), per_call):
         values = decode_pixels(
             model, embeddings, x, y, dates[start : start + per_call],
-            interval=interval, batch_queries=batch_queries,
+            interval=interval, calibration=calibration, batch_queries=batch_queries,
         )  # fmt: skip
         for k, value in values.items():
             parts[k].append(value.reshape(-1, *grid.shape))
@@ -207,6 +296,7 @@ def decode_grid(
         attrs={
             "title": "releo LAI decoded from chunk embeddings alone",
             "interval": interval,
+            **{f"calibration_{k}": v for k, v in asdict(calibration or LaiCalibration()).items()},
             "resolution_m": grid.resolution,
             "source_model_sha256": str(embeddings.attrs.get("model_sha256", "")),
         },

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from releo.data.readers import read_field_survey
 from releo.data.site import Site, open_site
 from releo.models import PhysicsAutoencoder
 from releo.products import plots
-from releo.products.decode import decode_pairs, decode_pixels
+from releo.products.decode import LaiCalibration, decode_pairs, decode_pixels
 from releo.products.embed import load_autoencoder
 from releo.products.scores import grouped_scores, parcel_split, scores
 from releo.products.stages import EMBEDDINGS, INDEX, LAI_CUBE, MODEL
@@ -125,13 +125,14 @@ def held_out_estimates(
     *,
     interval: float,
     baseline: torch.nn.Module | None,
+    calibration: LaiCalibration | None = None,
 ) -> HeldOut:
     """Ours, SNAP, the baseline and the truth on the held-out pixels at every S2 date."""
     s2 = site.s2
     dates = pd.DatetimeIndex(s2.time.values).normalize()
     rows, cols = np.nonzero(mask)
     x, y = s2.x.values[cols], s2.y.values[rows]
-    ours = decode_pixels(model, embeddings, x, y, dates, interval=interval)
+    ours = decode_pixels(model, embeddings, x, y, dates, interval=interval, calibration=calibration)
     clear = (s2[S2_MASK].values == MASK_CLEAR)[:, rows, cols]
     snap = np.full(clear.shape, np.nan, np.float32)
     if site.reference is not None:
@@ -217,6 +218,16 @@ def truth_metrics(est: HeldOut, cov: str) -> tuple[dict, dict]:
     return flat, nested
 
 
+def survey_pixels(surveys: pd.DataFrame, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Grid row and column of each survey on the pixel-centre axes ``x``, ``y`` (north-up),
+    and whether it falls on the grid."""
+    res = float(abs(x[1] - x[0]))
+    col = np.floor((surveys["x"].to_numpy() - (x[0] - res / 2)) / res).astype(int)
+    row = np.floor(((y[0] + res / 2) - surveys["y"].to_numpy()) / res).astype(int)
+    inside = (row >= 0) & (row < len(y)) & (col >= 0) & (col < len(x))
+    return row, col, inside
+
+
 def survey_matches(
     surveys: pd.DataFrame,
     model: PhysicsAutoencoder,
@@ -227,22 +238,20 @@ def survey_matches(
     *,
     interval: float,
     max_days: int,
+    calibration: LaiCalibration | None = None,
 ) -> pd.DataFrame:
     """One row per held-out survey: the measurement, ours at the point and day, SNAP and the
     baseline at the point's pixel on the nearest date with a value (± ``max_days``)."""
-    s2 = site.s2
-    res = float(abs(s2.x.values[1] - s2.x.values[0]))
-    col = np.floor((surveys["x"].to_numpy() - (s2.x.values[0] - res / 2)) / res).astype(int)
-    row = np.floor(((s2.y.values[0] + res / 2) - surveys["y"].to_numpy()) / res).astype(int)
-    inside = (row >= 0) & (row < mask.shape[0]) & (col >= 0) & (col < mask.shape[1])
+    row, col, inside = survey_pixels(surveys, site.s2.x.values, site.s2.y.values)
     keep = inside.copy()
     keep[inside] = mask[row[inside], col[inside]]
     table = surveys.loc[keep].reset_index(drop=True)
     row, col = row[keep], col[keep]
     when = pd.DatetimeIndex(pd.to_datetime(table["date"])).tz_localize(None).normalize()
     ours = decode_pairs(
-        model, embeddings, table["x"].to_numpy(), table["y"].to_numpy(), when, interval=interval
-    )
+        model, embeddings, table["x"].to_numpy(), table["y"].to_numpy(), when,
+        interval=interval, calibration=calibration,
+    )  # fmt: skip
     out = pd.DataFrame(
         {
             "point_id": table["point_id"],
@@ -346,6 +355,7 @@ def field_time_series(
     *,
     n_fields: int,
     interval: float,
+    calibration: LaiCalibration | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Daily parcel means of truth and ours (with its interval), SNAP and the baseline at the
     S2 dates (where ≥ half the parcel has a value), and the surveys inside the parcel."""
@@ -358,7 +368,7 @@ def field_time_series(
         rows, cols = np.nonzero(pixels)
         ours = decode_pixels(
             model, embeddings, site.s2.x.values[cols], site.s2.y.values[rows], days,
-            interval=interval,
+            interval=interval, calibration=calibration,
         )  # fmt: skip
         frame = pd.DataFrame(
             {
@@ -464,10 +474,16 @@ def write_plots(
     return written
 
 
-def run_evaluate(params: Params, root: Path = Path(), baseline: object = "load") -> dict:
+def run_evaluate(
+    params: Params,
+    root: Path = Path(),
+    baseline: object = "load",
+    calibration: LaiCalibration | None = None,
+) -> dict:
     """Stage ``evaluate``: write ``metrics/evaluate.json`` and the plot tables/figures.
 
-    ``baseline``: "load" (:func:`load_baseline`), a per-pixel model, or None to skip it.
+    ``baseline``: "load" (:func:`load_baseline`), a per-pixel model, or None to skip it;
+    ``calibration``: the LAI calibration of the decoded product (None: as decoded).
     """
     started = time.perf_counter()
     root = Path(root)
@@ -491,14 +507,16 @@ def run_evaluate(params: Params, root: Path = Path(), baseline: object = "load")
     elif baseline is not None:
         source = "given"
     est = held_out_estimates(
-        model, embeddings, site, truth, mask, interval=interval, baseline=baseline
-    )
+        model, embeddings, site, truth, mask, interval=interval, baseline=baseline,
+        calibration=calibration,
+    )  # fmt: skip
     metrics: dict = {
         "splits": list(cfg.splits),
         "held_out_pixels": int(mask.sum()),
         "s2_dates": len(est.dates),
         "decoded_from": "embeddings alone (no per-pixel context)",
         "interval": interval,
+        **{f"calibration_{k}": v for k, v in asdict(calibration or LaiCalibration()).items()},
         "baseline": source,
         # share of held-out pixel-dates (S2 dates) with a value: SNAP and the baseline have gaps
         "lai_valid_fraction": float(np.isfinite(est.lai).mean()),
@@ -520,7 +538,7 @@ def run_evaluate(params: Params, root: Path = Path(), baseline: object = "load")
         surveys = read_field_survey(site.path("surveys"), target_crs=site.crs)
         matches = survey_matches(
             surveys, model, embeddings, site, est, mask,
-            interval=interval, max_days=cfg.field_max_days,
+            interval=interval, max_days=cfg.field_max_days, calibration=calibration,
         )  # fmt: skip
         flat, nested["field"] = field_metrics(matches, cov)
         metrics.update(flat)
@@ -531,7 +549,7 @@ def run_evaluate(params: Params, root: Path = Path(), baseline: object = "load")
     if truth is not None:
         series = field_time_series(
             model, embeddings, site, truth, est, matches, mask,
-            n_fields=cfg.sample_fields, interval=interval,
+            n_fields=cfg.sample_fields, interval=interval, calibration=calibration,
         )  # fmt: skip
     metrics["plots"] = write_plots(root / PLOTS, scatter, matches, series)
     metrics.update(nested)

@@ -16,6 +16,7 @@ import math
 import shutil
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
@@ -27,8 +28,7 @@ import xarray as xr
 from releo.config import Params
 from releo.data.errors import DataError
 from releo.data.io import write_json
-from releo.products.decode import LAI_VARIABLES, decode_queries, embedding_table
-from releo.products.grid import ChunkLayout
+from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_queries, pair_queries
 
 ARTIFACT = "lai_decoder"
 REGISTER_METRICS = Path("metrics/register.json")
@@ -45,7 +45,11 @@ class LaiDecoderModel(mlflow.pyfunc.PythonModel):
         self.model = build_model(ModelConfig(**payload["config"]))
         self.model.load_state_dict(payload["model"])
         self.model.eval()
-        self.interval = float((context.model_config or {}).get("interval", 0.9))
+        config = context.model_config or {}
+        self.interval = float(config.get("interval", 0.9))
+        self.calibration = LaiCalibration(
+            float(config.get("spread_scale", 1.0)), float(config.get("detection_limit", 0.0))
+        )
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
         interval = float((params or {}).get("interval", self.interval))
@@ -59,6 +63,7 @@ class LaiDecoderModel(mlflow.pyfunc.PythonModel):
             model_input["y_rel"].to_numpy(np.float32),
             model_input["doy"].to_numpy(np.float32),
             interval=interval,
+            calibration=self.calibration,
         )
         return pd.DataFrame({k: out[k].astype(np.float64) for k in LAI_VARIABLES})
 
@@ -86,19 +91,13 @@ def query_frame(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Model input rows for point-dates (map ``x``, ``y`` in the embeddings' CRS, one date
     each) and the mask of the point-dates a chunk covers (the rows are those)."""
-    layout = ChunkLayout.from_embeddings(embeddings)
-    table, finite = embedding_table(embeddings)
-    row, col, u, v, inside = layout.locate(np.asarray(x), np.asarray(y))
-    dates = pd.DatetimeIndex(dates)
-    window, covered = layout.window_of(dates)
-    owner = window * (layout.rows * layout.cols) + row * layout.cols + col
-    valid = inside & covered & finite[owner]
+    table, owner, u, v, doy, valid = pair_queries(embeddings, x, y, dates)
     frame = pd.DataFrame(
         {
-            "embedding": list(table[owner[valid]].astype(np.float64)),
-            "x_rel": u[valid].astype(np.float64),
-            "y_rel": v[valid].astype(np.float64),
-            "doy": dates.day_of_year.to_numpy()[valid].astype(np.float64),
+            "embedding": list(table[owner].astype(np.float64)),
+            "x_rel": u.astype(np.float64),
+            "y_rel": v.astype(np.float64),
+            "doy": doy.astype(np.float64),
         }
     )
     return frame, valid
@@ -165,8 +164,11 @@ def _requirements() -> list[str]:
     ]
 
 
-def log_decoder(model_path: Path, embedding_dim: int, interval: float) -> object:
-    """Log the decoder as a pyfunc model in the active run; returns MLflow's ModelInfo."""
+def log_decoder(
+    model_path: Path, embedding_dim: int, interval: float, calibration: LaiCalibration
+) -> object:
+    """Log the decoder (with its LAI calibration) as a pyfunc model in the active run;
+    returns MLflow's ModelInfo."""
     rng = np.random.default_rng(0)
     example = pd.DataFrame(
         {
@@ -185,7 +187,7 @@ def log_decoder(model_path: Path, embedding_dim: int, interval: float) -> object
             signature=signature(),
             input_example=example,
             pip_requirements=_requirements(),
-            model_config={"interval": interval},
+            model_config={"interval": interval, **asdict(calibration)},
         )
 
 
@@ -197,8 +199,15 @@ def _finite_metrics(metrics: dict) -> dict[str, float]:
     }
 
 
-def run_register(params: Params, root: Path, metrics: dict, model_path: Path) -> dict:
-    """Stage ``register``: log the decoder with the evaluation ``metrics``, register it as
+def run_register(
+    params: Params,
+    root: Path,
+    metrics: dict,
+    model_path: Path,
+    calibration: LaiCalibration | None = None,
+) -> dict:
+    """Stage ``register``: log the decoder and its ``calibration`` (stage ``calibrate``; None:
+    the identity) with the evaluation ``metrics``, register it as
     ``products.registry.model_name`` and give it the champion alias only if it beats the
     current champion on ``products.registry.metric`` (else the challenger alias)."""
     from mlflow import MlflowClient
@@ -209,6 +218,7 @@ def run_register(params: Params, root: Path, metrics: dict, model_path: Path) ->
 
     cfg = params.products.registry
     root = Path(root)
+    calibration = calibration or LaiCalibration()
     if cfg.metric not in metrics:
         raise DataError(f"metrics/evaluate.json: no {cfg.metric!r}; rerun the evaluate stage")
     value = _number(metrics[cfg.metric])
@@ -232,13 +242,14 @@ def run_register(params: Params, root: Path, metrics: dict, model_path: Path) ->
                 **{f"model.{k}": v for k, v in payload["config"].items()},
                 "evaluate.splits": ",".join(metrics.get("splits", [])),
                 "registry.metric": cfg.metric,
+                **{f"calibration.{k}": v for k, v in asdict(calibration).items()},
             }
         )
         mlflow.log_dict(metrics, "evaluate.json")
         for figure in sorted((root / PLOTS).glob("*.png")):
             mlflow.log_artifact(str(figure), "evaluate")
         info = log_decoder(model_path, int(payload["config"]["embedding_dim"]),
-                           float(metrics.get("interval", 0.9)))  # fmt: skip
+                           float(metrics.get("interval", 0.9)), calibration)  # fmt: skip
         mlflow.log_metrics(numbers, model_id=info.model_id)
         version = mlflow.register_model(
             info.model_uri,

@@ -15,13 +15,14 @@ from releo.data.chunks import INDEX, ChunkDataset
 from releo.data.io import open_cube, write_cube, write_json
 from releo.data.site import open_site
 from releo.products.config import DecodeConfig
-from releo.products.decode import decode_grid
+from releo.products.decode import LaiCalibration, decode_grid
 from releo.products.embed import embeddings_cube, encode_chunks, file_sha256, load_autoencoder
 from releo.products.export import write_products
 from releo.products.grid import ChunkLayout, Grid, query_dates
 
 MODEL = Path("models/model.pt")
 EMBEDDINGS = Path("embeddings/embeddings.zarr")
+CALIBRATION = Path("calibration/lai.json")
 PRODUCTS = Path("products")
 LAI_CUBE = PRODUCTS / "lai.zarr"
 EMBED_METRICS = Path("metrics/embed.json")
@@ -85,9 +86,14 @@ def request_dates(cfg: DecodeConfig, layout: ChunkLayout, attrs: dict) -> pd.Dat
 
 
 def decode_to_folder(
-    cfg: DecodeConfig, embeddings_path: Path, model_path: Path, target: Path
+    cfg: DecodeConfig,
+    embeddings_path: Path,
+    model_path: Path,
+    target: Path,
+    calibration: LaiCalibration | None = None,
 ) -> dict:
-    """Decode the request ``cfg`` from the embeddings cube and write the product folder."""
+    """Decode the request ``cfg`` from the embeddings cube (with the LAI ``calibration``, None:
+    as decoded) and write the product folder."""
     started = time.perf_counter()
     model, _ = load_autoencoder(model_path)
     embeddings = open_cube(embeddings_path)
@@ -96,8 +102,9 @@ def decode_to_folder(
     dates = request_dates(cfg, layout, embeddings.attrs)
     t0 = time.perf_counter()
     ds = decode_grid(
-        model, embeddings, grid, dates, interval=cfg.interval, batch_queries=cfg.batch_queries
-    )
+        model, embeddings, grid, dates, interval=cfg.interval, calibration=calibration,
+        batch_queries=cfg.batch_queries,
+    )  # fmt: skip
     decode_s = time.perf_counter() - t0
     counts = write_products(
         ds,
@@ -125,11 +132,13 @@ def decode_to_folder(
     }
 
 
-def run_decode(params: Params, root: Path = Path()) -> dict:
+def run_decode(
+    params: Params, root: Path = Path(), calibration: LaiCalibration | None = None
+) -> dict:
     """Stage ``decode``: the product of ``products.decode`` into ``products/``."""
     root = Path(root)
     metrics = decode_to_folder(
-        params.products.decode, root / EMBEDDINGS, root / MODEL, root / PRODUCTS
+        params.products.decode, root / EMBEDDINGS, root / MODEL, root / PRODUCTS, calibration
     )
     write_json(metrics, root / DECODE_METRICS)
     return metrics
@@ -141,6 +150,7 @@ def decode_request(
     embeddings_path: Path,
     model_path: Path,
     target: Path,
+    calibration: LaiCalibration | None = None,
 ) -> dict:
     """``releo decode``: ``base`` (params.yaml) updated with the non-None ``overrides``;
     an invalid request is a ParamsError naming the field and the value."""
@@ -158,4 +168,4 @@ def decode_request(
             for e in err.errors()
         )
         raise ParamsError(f"decode request: {problems}") from err
-    return decode_to_folder(cfg, embeddings_path, model_path, target)
+    return decode_to_folder(cfg, embeddings_path, model_path, target, calibration)

@@ -1,0 +1,159 @@
+"""Calibration of the decoded LAI distributions: a detection limit and a spread scale.
+
+The model's LAI distribution comes from the physics alone, and users of its intervals miss
+two things in it:
+
+- bare soil has LAI exactly 0, which a logit-normal on (0, 10) never reaches: its lower
+  bound is 0.0003, not 0. Below ``detection_limit`` a canopy changes the S2 reflectance of its
+  soil by less than the L2A noise (checked against PROSAIL in the tests), so LAI and its
+  bounds below it are reported as 0;
+- its spread holds what the reflectance noise leaves unknown, not the model's own error (its
+  prior, the effects it does not model), so its intervals are too narrow. ``spread_scale``
+  multiplies the logit-space spread: the smallest factor with which the central ``interval``
+  of the predictive distribution of a survey measurement (decoded LAI plus the survey's own
+  error ``lai_std``) holds that share of the field surveys of the training places.
+
+Stage ``calibrate`` fits it (:func:`run_calibrate`); ``decode``, ``evaluate``, ``register`` and
+``releo decode`` apply it (:class:`LaiCalibration`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from releo.config import Params
+from releo.data.io import open_cube, write_json
+from releo.data.readers import read_field_survey
+from releo.data.site import open_site
+from releo.models.distributions import BoundedNormal
+from releo.products.decode import LaiCalibration, decode_distribution, pair_queries
+from releo.products.embed import load_autoencoder
+from releo.products.evaluate import held_out_mask, survey_pixels
+from releo.products.stages import CALIBRATION, EMBEDDINGS, INDEX, MODEL
+
+CALIBRATE_METRICS = Path("metrics/calibrate.json")
+
+
+def predictive_coverage(
+    dist: BoundedNormal,
+    observed: np.ndarray,
+    observed_std: np.ndarray,
+    scales: np.ndarray,
+    *,
+    interval: float,
+    detection_limit: float = 0.0,
+    draws: int = 4000,
+    seed: int = 0,
+) -> np.ndarray:
+    """For each spread scale: the share of ``observed`` values (N,) inside the central
+    ``interval`` of their predictive distribution, the widened and censored ``dist`` (N,) plus
+    a Gaussian measurement error of ``observed_std`` (N,). Monte Carlo with common draws, so
+    the coverage is a smooth function of the scale."""
+    gen = torch.Generator().manual_seed(seed)
+    n = len(observed)
+    eps = torch.randn((draws, n), generator=gen, dtype=torch.float64)
+    err = torch.randn((draws, n), generator=gen, dtype=torch.float64)
+    loc, spread = dist.loc.detach().double().reshape(n), dist.scale.detach().double().reshape(n)
+    y = torch.as_tensor(observed, dtype=torch.float64)
+    sd = torch.as_tensor(observed_std, dtype=torch.float64)
+    out = np.empty(len(scales))
+    for i, s in enumerate(scales):
+        cal = LaiCalibration(float(s), detection_limit)
+        draw = BoundedNormal(loc + s * spread * eps, spread, dist.low, dist.high).median
+        lai = cal.censor(draw)
+        sample = lai + sd * err
+        # mid-rank PIT: a survey of exactly 0 against an atom at 0 sits inside it
+        pit = (sample < y).double().mean(0) + 0.5 * (sample == y).double().mean(0)
+        out[i] = float(((pit - 0.5).abs() <= interval / 2).double().mean())
+    return out
+
+
+def fit_spread_scale(
+    dist: BoundedNormal,
+    observed: np.ndarray,
+    observed_std: np.ndarray,
+    *,
+    interval: float,
+    detection_limit: float = 0.0,
+    scales: np.ndarray | None = None,
+) -> tuple[float, float, float]:
+    """(scale, coverage at 1, coverage at the scale): the smallest scale of ``scales``
+    (default 0.25…20, 1 % apart) whose predictive coverage reaches ``interval``, else the
+    largest; found by bisection, the coverage growing with the scale."""
+    scales = np.geomspace(0.25, 20.0, 442) if scales is None else np.sort(scales)
+
+    def coverage(scale: float) -> float:
+        return float(predictive_coverage(
+            dist, observed, observed_std, np.array([scale]), interval=interval,
+            detection_limit=detection_limit,
+        )[0])  # fmt: skip
+
+    lo, hi = 0, len(scales) - 1
+    if coverage(scales[hi]) >= interval:
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if coverage(scales[mid]) >= interval else (mid + 1, hi)
+    scale = float(scales[hi])
+    return scale, coverage(1.0), coverage(scale)
+
+
+def run_calibrate(params: Params, root: Path = Path()) -> dict:
+    """Stage ``calibrate``: fit the spread scale on the surveys of ``products.calibrate.splits``
+    places; write ``calibration/lai.json`` and ``metrics/calibrate.json``."""
+    started = time.perf_counter()
+    root = Path(root)
+    cfg = params.products.calibrate
+    interval = params.products.decode.interval
+    model, _ = load_autoencoder(root / MODEL)
+    embeddings = open_cube(root / EMBEDDINGS)
+    site = open_site(root / params.data_dir)
+    index = pd.read_parquet(root / INDEX)
+    if site.surveys is None:
+        surveys = pd.DataFrame(columns=["x", "y", "date", "lai", "lai_std"])
+    else:
+        surveys = read_field_survey(site.path("surveys"), target_crs=site.crs)
+    s2 = site.s2
+    row, col, inside = survey_pixels(surveys, s2.x.values, s2.y.values)
+    places = held_out_mask(index, (s2.sizes["y"], s2.sizes["x"]), cfg.splits)
+    chosen = inside.copy()
+    chosen[inside] = places[row[inside], col[inside]]
+    table = surveys.loc[chosen].reset_index(drop=True)
+    when = pd.DatetimeIndex(pd.to_datetime(table["date"])).tz_localize(None).normalize()
+    rows, owner, u, v, doy, valid = pair_queries(
+        embeddings, table["x"].to_numpy(), table["y"].to_numpy(), when
+    )
+    observed = table["lai"].to_numpy(float)[valid]
+    observed_std = table["lai_std"].fillna(0.0).to_numpy(float)[valid]
+    result = {
+        "splits": list(cfg.splits),
+        "interval": interval,
+        "detection_limit": cfg.detection_limit,
+        "surveys": int(valid.sum()),
+        "min_surveys": cfg.min_surveys,
+    }
+    if valid.sum() >= cfg.min_surveys:
+        dist = decode_distribution(model, rows, owner, u, v, doy)
+        scale, before, after = fit_spread_scale(
+            dist, observed, observed_std, interval=interval, detection_limit=cfg.detection_limit
+        )
+        result.update(fitted=True, spread_scale=scale, coverage_before=before, coverage=after)
+    else:
+        result.update(
+            fitted=False, spread_scale=1.0, coverage_before=math.nan, coverage=math.nan,
+            note=f"{int(valid.sum())} surveys on {'+'.join(cfg.splits)} places, fewer than "
+            f"min_surveys={cfg.min_surveys}: spread left as decoded",
+        )  # fmt: skip
+    write_json(
+        {k: result[k] for k in ("spread_scale", "detection_limit", "interval", "surveys")},
+        root / CALIBRATION,
+    )
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    write_json({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in result.items()}, root / CALIBRATE_METRICS)  # fmt: skip
+    return result
