@@ -22,6 +22,7 @@ LAI_METRICS = (
     "lai_rmse_vs_truth_at_snap_pixels",
     "lai_rmse_vs_truth_between",
     "lai_rmse_vs_truth_embedding_only",
+    "lai_rmse_vs_truth_embedding_only_at_snap_pixels",
     "snap_lai_rmse_vs_truth",
 )
 RECONSTRUCTION_METRICS = (
@@ -65,7 +66,8 @@ def finish_metrics(sums: dict) -> dict[str, float]:
     out["lai_rmse_to_snap"] = (
         out["lai_rmse_vs_truth_at_snap_pixels"] / out["snap_lai_rmse_vs_truth"]
     )
-    out["embedding_lai_to_goal"] = out["lai_rmse_vs_truth_embedding_only"] / (
+    # the products' goal compares with SNAP where SNAP has a value, so the ratio does too
+    out["embedding_lai_to_goal"] = out["lai_rmse_vs_truth_embedding_only_at_snap_pixels"] / (
         EMBEDDING_GOAL_TO_SNAP * out["snap_lai_rmse_vs_truth"]
     )
     out["goal_ratio"] = goal_ratio(
@@ -126,6 +128,7 @@ def _s2_block(model, batch, z, context, idx, x, y, sums) -> None:
     _add(sums, "lai_rmse_vs_truth", error[valid])
     _add(sums, "lai_rmse_vs_truth_clear", error[clear])
     _add(sums, "lai_rmse_vs_truth_cloudy", error[valid & ~clear])
+    seen = None
     if "reference_lai" in batch:
         snap = gather_pixels(batch["reference_lai"], idx).reshape(b, p * n_t)
         seen = valid & torch.isfinite(snap) & torch.isfinite(truth)
@@ -134,11 +137,10 @@ def _s2_block(model, batch, z, context, idx, x, y, sums) -> None:
     if model.cfg.detail_channels:
         alone = model.decoder.space_features(z, x, y, None)
         alone = alone[:, :, None].expand(-1, -1, n_t, -1).reshape(b, p * n_t, -1)
-        _add(
-            sums,
-            "lai_rmse_vs_truth_embedding_only",
-            (_decode_lai(model, z, alone, t) - truth)[valid],
-        )
+        alone_error = _decode_lai(model, z, alone, t) - truth
+        _add(sums, "lai_rmse_vs_truth_embedding_only", alone_error[valid])
+        if seen is not None:
+            _add(sums, "lai_rmse_vs_truth_embedding_only_at_snap_pixels", alone_error[seen])
 
 
 def _s1_block(model, batch, z, context, idx, x, y, sums) -> None:
