@@ -3,12 +3,11 @@ detection limit and the spread scale) on the field surveys of the training place
 
 from pathlib import Path
 
-from releo import quality
 from releo.config import load_params
 from releo.data.io import open_cube
 from releo.data.site import open_site
 from releo.products.calibrate import run_calibrate
-from releo.products.gates import check_embeddings
+from releo.products.gates import check_embeddings, check_site_surveys
 from releo.products.stages import EMBEDDINGS
 from releo.stage import stage
 
@@ -18,11 +17,7 @@ def main() -> None:
         params = load_params()
         root = params.quality.context_root
         site = open_site(params.data_dir)
-        if site.surveys is not None:
-            quality.check_field_survey(
-                site.surveys, site.path("surveys"), site_bounds=site.bounds, period=site.period,
-                site_crs=site.crs, context_root=root,
-            )  # fmt: skip
+        check_site_surveys(site, context_root=root)
         check_embeddings(open_cube(EMBEDDINGS), EMBEDDINGS, context_root=root)
         m = run_calibrate(params, Path.cwd())
         if m["fitted"]:

@@ -9,7 +9,7 @@ from releo.data.io import open_cube
 from releo.data.site import open_site
 from releo.products.decode import LaiCalibration
 from releo.products.evaluate import run_evaluate
-from releo.products.gates import check_embeddings, check_lai_product
+from releo.products.gates import check_embeddings, check_lai_product, check_site_surveys
 from releo.products.stages import CALIBRATION, EMBEDDINGS, LAI_CUBE
 from releo.stage import stage
 
@@ -19,11 +19,7 @@ def _gate(params) -> None:
     site = open_site(params.data_dir)
     if site.reference is not None:
         quality.check_reference_product(site.reference, site.path("reference"), context_root=root)
-    if site.surveys is not None:
-        quality.check_field_survey(
-            site.surveys, site.path("surveys"), site_bounds=site.bounds, period=site.period,
-            site_crs=site.crs, context_root=root,
-        )  # fmt: skip
+    check_site_surveys(site, context_root=root)
     check_embeddings(open_cube(EMBEDDINGS), EMBEDDINGS, context_root=root)
     check_lai_product(open_cube(LAI_CUBE), LAI_CUBE, context_root=root)
 

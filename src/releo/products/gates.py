@@ -136,3 +136,16 @@ def check_lai_product(
         raise DataError(f"{source}: variables {missing} missing; rerun the decode stage")
     table = product_summary(ds)
     return _run("lai_product", os.fspath(source), [(PRODUCT, table)], context_root, started)
+
+
+def check_site_surveys(site, *, context_root: str | Path | None = None) -> GateResult | None:
+    """Gate the field surveys of a :class:`releo.data.site.Site` against its bounds, period and
+    CRS (None when the site has none)."""
+    from releo import quality
+
+    if site.surveys is None:
+        return None
+    return quality.check_field_survey(
+        site.surveys, site.path("surveys"), site_bounds=site.bounds, period=site.period,
+        site_crs=site.crs, context_root=context_root,
+    )  # fmt: skip
