@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from releo.data.site import open_site
 from releo.models.distributions import BoundedNormal
 from releo.products.decode import LaiCalibration, decode_distribution, pair_queries
 from releo.products.embed import load_autoencoder
-from releo.products.evaluate import held_out_mask, survey_pixels
+from releo.products.evaluate import held_out_mask, json_safe, survey_pixels
 from releo.products.stages import CALIBRATION, EMBEDDINGS, INDEX, MODEL
 
 CALIBRATE_METRICS = Path("metrics/calibrate.json")
@@ -59,15 +60,15 @@ def predictive_coverage(
     n = len(observed)
     eps = torch.randn((draws, n), generator=gen, dtype=torch.float64)
     err = torch.randn((draws, n), generator=gen, dtype=torch.float64)
-    loc, spread = dist.loc.detach().double().reshape(n), dist.scale.detach().double().reshape(n)
+    levels = torch.special.ndtr(eps)  # common quantile levels of the draws
+    base = BoundedNormal(dist.loc.detach().double().reshape(n),
+                         dist.scale.detach().double().reshape(n), dist.low, dist.high)  # fmt: skip
     y = torch.as_tensor(observed, dtype=torch.float64)
     sd = torch.as_tensor(observed_std, dtype=torch.float64)
     out = np.empty(len(scales))
     for i, s in enumerate(scales):
         cal = LaiCalibration(float(s), detection_limit)
-        draw = BoundedNormal(loc + s * spread * eps, spread, dist.low, dist.high).median
-        lai = cal.censor(draw)
-        sample = lai + sd * err
+        sample = cal.censor(cal.widen(base).icdf(levels)) + sd * err
         # mid-rank PIT: a survey of exactly 0 against an atom at 0 sits inside it
         pit = (sample < y).double().mean(0) + 0.5 * (sample == y).double().mean(0)
         out[i] = float(((pit - 0.5).abs() <= interval / 2).double().mean())
@@ -88,6 +89,7 @@ def fit_spread_scale(
     largest; found by bisection, the coverage growing with the scale."""
     scales = np.geomspace(0.25, 20.0, 442) if scales is None else np.sort(scales)
 
+    @cache
     def coverage(scale: float) -> float:
         return float(predictive_coverage(
             dist, observed, observed_std, np.array([scale]), interval=interval,
@@ -99,7 +101,7 @@ def fit_spread_scale(
         while lo < hi:
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if coverage(scales[mid]) >= interval else (mid + 1, hi)
-    scale = float(scales[hi])
+    scale = float(scales[hi])  # coverage(scale) is cached from the search
     return scale, coverage(1.0), coverage(scale)
 
 
@@ -154,6 +156,5 @@ def run_calibrate(params: Params, root: Path = Path()) -> dict:
         root / CALIBRATION,
     )
     result["seconds"] = round(time.perf_counter() - started, 2)
-    write_json({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in result.items()}, root / CALIBRATE_METRICS)  # fmt: skip
+    write_json(json_safe(result), root / CALIBRATE_METRICS)
     return result

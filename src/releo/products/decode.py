@@ -41,6 +41,11 @@ class LaiCalibration:
             return dist
         return BoundedNormal(dist.loc, dist.scale * self.spread_scale, dist.low, dist.high)
 
+    def fields(self, prefix: str = "") -> dict[str, float]:
+        """``spread_scale`` and ``detection_limit`` keyed ``prefix + name`` (attributes,
+        MLflow params, model config)."""
+        return {f"{prefix}{k}": v for k, v in asdict(self).items()}
+
     def censor(self, lai: torch.Tensor) -> torch.Tensor:
         """LAI below the detection limit reported as 0 (bare soil)."""
         return torch.where(lai < self.detection_limit, torch.zeros_like(lai), lai)
@@ -296,7 +301,7 @@ def decode_grid(
         attrs={
             "title": "releo LAI decoded from chunk embeddings alone",
             "interval": interval,
-            **{f"calibration_{k}": v for k, v in asdict(calibration or LaiCalibration()).items()},
+            **(calibration or LaiCalibration()).fields("calibration_"),
             "resolution_m": grid.resolution,
             "source_model_sha256": str(embeddings.attrs.get("model_sha256", "")),
         },

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -516,7 +516,7 @@ def run_evaluate(
         "s2_dates": len(est.dates),
         "decoded_from": "embeddings alone (no per-pixel context)",
         "interval": interval,
-        **{f"calibration_{k}": v for k, v in asdict(calibration or LaiCalibration()).items()},
+        **(calibration or LaiCalibration()).fields("calibration_"),
         "baseline": source,
         # share of held-out pixel-dates (S2 dates) with a value: SNAP and the baseline have gaps
         "lai_valid_fraction": float(np.isfinite(est.lai).mean()),

@@ -16,7 +16,6 @@ import math
 import shutil
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
@@ -187,7 +186,7 @@ def log_decoder(
             signature=signature(),
             input_example=example,
             pip_requirements=_requirements(),
-            model_config={"interval": interval, **asdict(calibration)},
+            model_config={"interval": interval, **calibration.fields()},
         )
 
 
@@ -242,7 +241,7 @@ def run_register(
                 **{f"model.{k}": v for k, v in payload["config"].items()},
                 "evaluate.splits": ",".join(metrics.get("splits", [])),
                 "registry.metric": cfg.metric,
-                **{f"calibration.{k}": v for k, v in asdict(calibration).items()},
+                **calibration.fields("calibration."),
             }
         )
         mlflow.log_dict(metrics, "evaluate.json")
