@@ -15,6 +15,7 @@ from releo.data.chunks import chunk_index
 from releo.data.simulate import SimulationConfig, simulate_site
 from releo.data.site import open_site
 from releo.models import VARIABLE_RANGES, BoundedNormal, LossWeights, ModelConfig, build_model
+from releo.models.decoder import spectral_basis
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
 from releo.models.synthetic import synthetic_chunks
 from releo.physics import PARAMETER_RANGES
@@ -244,6 +245,33 @@ def test_synthetic_chunks_are_the_physics_of_their_variables():
     sigma0 = s1_backscatter_db(lai, moisture, batch["s1_incidence"]).permute(0, 1, 4, 2, 3)
     speckle = batch["s1"] - sigma0
     assert 1.8 < float(speckle.std()) < 2.6
+
+
+def test_synthetic_residual_is_a_smooth_spectrum_per_chunk_date_scaled_per_field():
+    """With ``residual_scale``, clear synthetic pixels = PROSAIL + a spectrum in the span of the
+    model's S2 residual basis (one shape per chunk and date, a positive factor per field) +
+    noise; the variables are the same draws as without it."""
+    gen = torch.Generator().manual_seed(0)
+    plain_batch, plain = synthetic_chunks(2, 8, n_s2=2, n_s1=2, gen=gen)
+    gen = torch.Generator().manual_seed(0)
+    batch, truth = synthetic_chunks(2, 8, n_s2=2, n_s1=2, gen=gen, residual_scale=0.05)
+    for name in VARIABLE_RANGES:
+        assert torch.equal(truth[name], plain[name])
+    flat = {k: v.reshape(2, 1, 64).expand(2, 2, 64).reshape(-1) for k, v in truth.items()}
+    angles = batch["s2_angles"][:, :, None].expand(2, 2, 64, 3).reshape(-1, 3)
+    platform = batch["s2_platform"][:, :, None].expand(2, 2, 64).reshape(-1)
+    clean = s2_reflectance(flat, angles, platform, fused=False).reshape(2, 2, 8, 8, 10)
+    added = batch["s2"].permute(0, 1, 3, 4, 2) - clean  # residual + noise
+    basis = spectral_basis(2)  # (3, 10)
+    coef = torch.linalg.lstsq(basis.T, added.reshape(-1, 10).T).solution.T  # (N, 3)
+    outside = added.reshape(-1, 10) - coef @ basis
+    assert float(outside.std()) < 0.5 * float((coef @ basis).std())
+    # one shape per chunk-date: the per-field coefficients are parallel within a chunk-date
+    per_field = coef.reshape(2, 2, 2, 4, 2, 4, 3).mean(dim=(3, 5))  # mean over a 4x4 field
+    per_field = per_field.reshape(2, 2, 4, 3)
+    cosine = torch.nn.functional.cosine_similarity(per_field, per_field[:, :, :1], dim=-1)
+    assert float(cosine.mean()) > 0.95 and float(cosine.min()) > 0.8  # noise, clipping at 0
+    assert float(added.std()) > 3 * float((plain_batch["s2"] - clean.permute(0, 1, 4, 2, 3)).std())
 
 
 def test_synthetic_term_teaches_the_inversion(batch):

@@ -199,8 +199,10 @@ class PhysicsAutoencoder(nn.Module):
         size = self.cfg.synthetic_size
         device = self.s2_log_sigma.device
         batch, truth = synthetic_chunks(
-            self.cfg.synthetic_batch, size, n_s2=2, n_s1=2, device=device
-        )
+            self.cfg.synthetic_batch, size, n_s2=2, n_s1=2, device=device,
+            residual_scale=self.cfg.synthetic_residual,
+            residual_degree=self.cfg.s2_residual_degree,
+        )  # fmt: skip
         z, context = self._encode_for_loss(batch)
         b = z.shape[0]
         idx = torch.arange(size * size, device=device).expand(b, -1)

@@ -72,6 +72,12 @@ class ModelConfig(BaseModel):
         4, ge=1, description="synthetic chunks simulated per step for the hybrid term"
     )
     synthetic_size: int = Field(16, ge=4, description="side in pixels of a synthetic chunk")
+    synthetic_residual: float = Field(
+        0.02,
+        ge=0.0,
+        description="reflectance spread of the smooth exclusive-effect spectra added to the "
+        "synthetic chunks (constant term; each higher Legendre degree half as much); 0: none",
+    )
     fused_prosail: bool = Field(
         True,
         description="torch.compile-d PROSAIL: ~20x faster, ~1-2 min compilation on first use",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from releo.models.decoder import spectral_basis
 from releo.models.distributions import PRIOR_SCALE, VARIABLE_RANGES, VARIABLES, prior_logit
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
 from releo.physics.srf import PLATFORMS
@@ -22,6 +23,7 @@ S1_ENL = 4.4  # equivalent number of looks of GRD speckle (unit-mean gamma in li
 SUN_ZENITH, VIEW_ZENITH, RELATIVE_AZIMUTH = (20.0, 70.0), (0.0, 12.0), (0.0, 180.0)
 INCIDENCE = (30.0, 46.0)
 PATCH = 4  # pixels per side of the constant patches (fields) of a synthetic chunk
+RESIDUAL_SUSCEPTIBILITY = (0.5, 1.5)  # per-field factor on the chunk-date residual spectrum
 
 
 def _uniform(shape: tuple[int, ...], bounds: tuple[float, float], gen: torch.Generator | None):
@@ -45,6 +47,18 @@ def _patches(values: torch.Tensor, size: int) -> torch.Tensor:
     return up[..., :size, :size]
 
 
+def _residual_spectra(
+    b: int, n_s2: int, coarse: int, size: int, scale: float, degree: int, gen
+) -> torch.Tensor:
+    """Additive spectra (B·n_s2·size², 10): one smooth shape per chunk and date, scaled per
+    field."""
+    spread = scale * 0.5 ** torch.arange(degree + 1, dtype=torch.float32)
+    shapes = (torch.randn((b, n_s2, degree + 1), generator=gen) * spread) @ spectral_basis(degree)
+    factor = _patches(_uniform((b, coarse, coarse), RESIDUAL_SUSCEPTIBILITY, gen), size)
+    out = shapes[:, :, None, None, :] * factor[:, None, :, :, None]  # (B, n_s2, size, size, 10)
+    return out.reshape(-1, shapes.shape[-1])
+
+
 def synthetic_chunks(
     batch_size: int,
     size: int,
@@ -52,10 +66,16 @@ def synthetic_chunks(
     n_s1: int,
     gen: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    residual_scale: float = 0.0,
+    residual_degree: int = 2,
 ) -> tuple[dict, dict[str, torch.Tensor]]:
     """A batch of simulated chunks (layout of ``releo.train.loop.collate_chunks``) and the true
     variables (B, size, size) of every pixel, constant over the chunk's 10-day window, on
     ``device``.
+
+    ``residual_scale`` > 0 adds to each date an exclusive-effect spectrum of Legendre degree
+    ``residual_degree``: coefficients N(0, residual_scale · 2⁻ᵏ) for degree k, drawn per chunk
+    and date, times a factor per field drawn in :data:`RESIDUAL_SUSCEPTIBILITY`.
 
     Random draws come from ``gen`` (the global generator when None; speckle always does), on
     the CPU whatever the device, so a seed gives the same chunks everywhere."""
@@ -78,6 +98,8 @@ def synthetic_chunks(
     codes = platform[:, :, None].expand(b, n_s2, pixels).reshape(-1)
     with torch.no_grad():
         rho = s2_reflectance(flat, geometry, codes, fused=False)
+    if residual_scale > 0:
+        rho = rho + _residual_spectra(b, n_s2, coarse, size, residual_scale, residual_degree, gen)
     rho = rho + s2_noise_sigma(rho) * torch.randn(rho.shape, generator=gen)
     s2 = rho.clamp(0, 1).reshape(b, n_s2, size, size, 10).permute(0, 1, 4, 2, 3)
     # Whole dates overcast (as the real 35 % cloudiness) or clear in patches.
