@@ -13,7 +13,10 @@ label-free method cannot know:
   variables drawn from releo's prior (``model_prior``) or from the simulator's joint
   distribution of variables over the training chunks (``true_joint``, an oracle), scored on the
   observed spectra as they are or with the simulator's exclusive optical effect subtracted
-  (``effect_removed``, an oracle for the residual latents);
+  (``effect_removed``, an oracle for the residual latents); ``*_smooth_residual``: the same
+  simulations with random smooth spectra added (the synthetic term's augmentation,
+  ``model.synthetic_residual`` of ``params.yaml``), scored on the observed spectra: no oracle
+  for the effect, only the knowledge that what PROSAIL lacks is broad;
 - ``true_joint_in_sample``: the same oracle regressor on fresh simulations from the joint
   distribution: what one spectrum leaves ambiguous even with the right prior and no effect.
 
@@ -42,7 +45,7 @@ from releo.data.simulate.canopy import DYNAMIC_VARIABLES, STATIC_VARIABLES
 from releo.data.simulate.effects import OPTICAL_BROWNING, OPTICAL_SPECTRUM
 from releo.data.site import open_site
 from releo.models.forward import s2_noise_sigma, s2_reflectance
-from releo.models.synthetic import prior_draws
+from releo.models.synthetic import prior_draws, residual_spectra
 from releo.physics.srf import PLATFORMS
 from releo.products.evaluate import held_out_mask
 from releo.products.scores import scores
@@ -123,13 +126,18 @@ class SiteCube:
         return draws, dates
 
 
-def simulate(cube: SiteCube, draws: dict, dates: np.ndarray, seed: int) -> np.ndarray:
+def simulate(
+    cube: SiteCube, draws: dict, dates: np.ndarray, seed: int, residual: float = 0.0
+) -> np.ndarray:
     """Noisy S2 spectra of ``draws`` at the geometry and platform of the site's ``dates``,
-    as feature rows (bands, then angles)."""
+    as feature rows (bands, then angles); ``residual`` > 0 adds the synthetic term's smooth
+    exclusive-effect spectra (degree 2) of that spread."""
     gen = torch.Generator().manual_seed(seed)
     geometry = torch.as_tensor(cube.geometry[dates])
     with torch.no_grad():
         rho = s2_reflectance(draws, geometry, torch.as_tensor(cube.platform[dates]), fused=False)
+    if residual > 0:
+        rho = rho + residual_spectra(len(dates), 1, 1, 1, residual, 2, gen)
     rho = (rho + s2_noise_sigma(rho) * torch.randn(rho.shape, generator=gen)).clamp(0, 1)
     return np.concatenate([rho.numpy(), geometry.numpy()], -1)
 
@@ -163,8 +171,9 @@ def main() -> None:
     prior = prior_draws((n,), torch.Generator().manual_seed(args.seed))
     joint, joint_dates = cube.joint_draws(n, rng)
     hybrids = {}
+    prior_dates = rng.integers(0, len(cube.times), n)
     for prior_name, draws, dates in (
-        ("model_prior", prior, rng.integers(0, len(cube.times), n)),
+        ("model_prior", prior, prior_dates),
         ("true_joint", joint, joint_dates),
     ):
         spectra = simulate(cube, draws, dates, args.seed)
@@ -173,6 +182,16 @@ def main() -> None:
             name = f"hybrid_{prior_name}_{spectra_name}"
             rmses[name] = rmse(model.predict(rows), truth)
             print(name, round(rmses[name], 4), flush=True)
+    residual = params.model.synthetic_residual
+    for prior_name, draws, dates in (
+        ("model_prior", prior, prior_dates),
+        ("true_joint", joint, joint_dates),
+    ):
+        spectra = simulate(cube, draws, dates, args.seed + 2, residual)
+        model = regressor(spectra, draws["lai"].numpy(), args.seed)
+        name = f"hybrid_{prior_name}_smooth_residual"
+        rmses[name] = rmse(model.predict(observed), truth)
+        print(name, round(rmses[name], 4), flush=True)
     fresh, fresh_dates = cube.joint_draws(n // 4, rng)
     fresh_spectra = simulate(cube, fresh, fresh_dates, args.seed + 1)
     in_sample = hybrids["true_joint"].predict(fresh_spectra)
@@ -190,6 +209,7 @@ def main() -> None:
             "ratio_to_snap": {k: v / snap for k, v in rmses.items()},
             "meets_goal": {k: v <= goal for k, v in rmses.items()},
             "synthetic_spectra": n,
+            "smooth_residual_spread": residual,
             "labelled_pixel_dates": int(labelled.size),
             "seconds": time.perf_counter() - start,
         },

@@ -47,7 +47,7 @@ def _patches(values: torch.Tensor, size: int) -> torch.Tensor:
     return up[..., :size, :size]
 
 
-def _residual_spectra(
+def residual_spectra(
     b: int, n_s2: int, coarse: int, size: int, scale: float, degree: int, gen
 ) -> torch.Tensor:
     """Additive spectra (B·n_s2·size², 10): one smooth shape per chunk and date, scaled per
@@ -99,7 +99,7 @@ def synthetic_chunks(
     with torch.no_grad():
         rho = s2_reflectance(flat, geometry, codes, fused=False)
     if residual_scale > 0:
-        rho = rho + _residual_spectra(b, n_s2, coarse, size, residual_scale, residual_degree, gen)
+        rho = rho + residual_spectra(b, n_s2, coarse, size, residual_scale, residual_degree, gen)
     rho = rho + s2_noise_sigma(rho) * torch.randn(rho.shape, generator=gen)
     s2 = rho.clamp(0, 1).reshape(b, n_s2, size, size, 10).permute(0, 1, 4, 2, 3)
     # Whole dates overcast (as the real 35 % cloudiness) or clear in patches.
