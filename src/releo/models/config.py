@@ -73,10 +73,11 @@ class ModelConfig(BaseModel):
     )
     synthetic_size: int = Field(16, ge=4, description="side in pixels of a synthetic chunk")
     synthetic_residual: float = Field(
-        0.02,
+        0.0,
         ge=0.0,
         description="reflectance spread of the smooth exclusive-effect spectra added to the "
-        "synthetic chunks (constant term; each higher Legendre degree half as much); 0: none",
+        "synthetic chunks (constant term; each higher Legendre degree half as much); 0: none "
+        "(e.g. 0.02: better LAI in a 50-epoch run, but unstable at some weights)",
     )
     fused_prosail: bool = Field(
         True,
