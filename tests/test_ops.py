@@ -48,7 +48,7 @@ def baseline(tmp_path_factory) -> Path:
     project = make_tiny_project(tmp_path_factory.mktemp("ops"), site=site)
     git_commit(project, "tiny site")
     dvc("exp", "run", "--queue", "-n", EXP, "-S", "tune.num_samples=1",
-        "-S", "+loss_weights.s1=0.5", cwd=project)  # fmt: skip
+        "-S", "++loss_weights.s1=0.5", cwd=project)  # fmt: skip
     dvc("exp", "run", "--run-all", cwd=project)
     if "Failed" in dvc("queue", "status", cwd=project):  # --run-all exits 0 all the same
         pytest.fail(f"experiment {EXP} failed:\n{dvc('queue', 'logs', EXP, cwd=project)[-3000:]}")
@@ -63,7 +63,7 @@ def test_queued_experiment_is_in_dvc_exp_show_and_in_the_project_mlflow(baseline
     experiments = {e["name"]: e for b in shown for e in b.get("experiments") or []}
     assert EXP in experiments, shown
     params = experiments[EXP]["revs"][0]["data"]["params"]["params.yaml"]["data"]
-    assert params["loss_weights"] == {"s1": 0.5} and params["tune"]["num_samples"] == 1
+    assert params["loss_weights"]["s1"] == 0.5 and params["tune"]["num_samples"] == 1
     # The queued run ran in a copy under .dvc/tmp/exps: its runs are in the project's store,
     # tagged with the experiment's name (the link between `dvc exp show` and the MLflow UI).
     runs = mlflow_runs(baseline, f"tags.dvc_exp_name = '{EXP}'")
