@@ -15,8 +15,9 @@ label-free method cannot know:
   observed spectra as they are or with the simulator's exclusive optical effect subtracted
   (``effect_removed``, an oracle for the residual latents); ``*_smooth_residual``: the same
   simulations with random smooth spectra added (the synthetic term's augmentation,
-  ``model.synthetic_residual`` of ``params.yaml``), scored on the observed spectra: no oracle
-  for the effect, only the knowledge that what PROSAIL lacks is broad;
+  ``model.synthetic_residual``, off in ``params.yaml``: ``--residual`` sets its spread here),
+  scored on the observed spectra: no oracle for the effect, only the knowledge that what
+  PROSAIL lacks is broad;
 - ``true_joint_in_sample``: the same oracle regressor on fresh simulations from the joint
   distribution: what one spectrum leaves ambiguous even with the right prior and no effect.
 
@@ -127,17 +128,22 @@ class SiteCube:
 
 
 def simulate(
-    cube: SiteCube, draws: dict, dates: np.ndarray, seed: int, residual: float = 0.0
+    cube: SiteCube,
+    draws: dict,
+    dates: np.ndarray,
+    seed: int,
+    residual: float = 0.0,
+    degree: int = 2,
 ) -> np.ndarray:
     """Noisy S2 spectra of ``draws`` at the geometry and platform of the site's ``dates``,
     as feature rows (bands, then angles); ``residual`` > 0 adds the synthetic term's smooth
-    exclusive-effect spectra (degree 2) of that spread."""
+    exclusive-effect spectra of that spread and Legendre ``degree``."""
     gen = torch.Generator().manual_seed(seed)
     geometry = torch.as_tensor(cube.geometry[dates])
     with torch.no_grad():
         rho = s2_reflectance(draws, geometry, torch.as_tensor(cube.platform[dates]), fused=False)
     if residual > 0:
-        rho = rho + residual_spectra(len(dates), 1, 1, 1, residual, 2, gen)
+        rho = rho + residual_spectra(len(dates), 1, 1, 1, residual, degree, gen)
     rho = (rho + s2_noise_sigma(rho) * torch.randn(rho.shape, generator=gen)).clamp(0, 1)
     return np.concatenate([rho.numpy(), geometry.numpy()], -1)
 
@@ -146,6 +152,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", type=int, default=200_000, help="simulated spectra")
     parser.add_argument("--labelled", type=int, default=300_000, help="labelled pixel-dates")
+    parser.add_argument(
+        "--residual", type=float, default=0.02, help="spread of the smooth residual spectra"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     params = load_params()
@@ -172,26 +181,25 @@ def main() -> None:
     joint, joint_dates = cube.joint_draws(n, rng)
     hybrids = {}
     prior_dates = rng.integers(0, len(cube.times), n)
+    degree = params.model.s2_residual_degree
     for prior_name, draws, dates in (
         ("model_prior", prior, prior_dates),
         ("true_joint", joint, joint_dates),
     ):
-        spectra = simulate(cube, draws, dates, args.seed)
-        model = hybrids[prior_name] = regressor(spectra, draws["lai"].numpy(), args.seed)
-        for spectra_name, rows in (("observed", observed), ("effect_removed", removed)):
+        lai = draws["lai"].numpy()
+        model = hybrids[prior_name] = regressor(
+            simulate(cube, draws, dates, args.seed), lai, args.seed
+        )
+        smooth = simulate(cube, draws, dates, args.seed + 2, args.residual, degree)
+        scored = {
+            "observed": (model, observed),
+            "effect_removed": (model, removed),
+            "smooth_residual": (regressor(smooth, lai, args.seed), observed),
+        }
+        for spectra_name, (fitted, rows) in scored.items():
             name = f"hybrid_{prior_name}_{spectra_name}"
-            rmses[name] = rmse(model.predict(rows), truth)
+            rmses[name] = rmse(fitted.predict(rows), truth)
             print(name, round(rmses[name], 4), flush=True)
-    residual = params.model.synthetic_residual
-    for prior_name, draws, dates in (
-        ("model_prior", prior, prior_dates),
-        ("true_joint", joint, joint_dates),
-    ):
-        spectra = simulate(cube, draws, dates, args.seed + 2, residual)
-        model = regressor(spectra, draws["lai"].numpy(), args.seed)
-        name = f"hybrid_{prior_name}_smooth_residual"
-        rmses[name] = rmse(model.predict(observed), truth)
-        print(name, round(rmses[name], 4), flush=True)
     fresh, fresh_dates = cube.joint_draws(n // 4, rng)
     fresh_spectra = simulate(cube, fresh, fresh_dates, args.seed + 1)
     in_sample = hybrids["true_joint"].predict(fresh_spectra)
@@ -209,7 +217,7 @@ def main() -> None:
             "ratio_to_snap": {k: v / snap for k, v in rmses.items()},
             "meets_goal": {k: v <= goal for k, v in rmses.items()},
             "synthetic_spectra": n,
-            "smooth_residual_spread": residual,
+            "smooth_residual_spread": args.residual,
             "labelled_pixel_dates": int(labelled.size),
             "seconds": time.perf_counter() - start,
         },
