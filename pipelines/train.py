@@ -16,7 +16,8 @@ def main() -> None:
         print(
             f"val LAI RMSE {metrics['lai_rmse_vs_truth_val']:.3f} "
             f"(SNAP {metrics['snap_lai_rmse_vs_truth_val']:.3f}), "
-            f"{metrics['epochs']} epochs on {metrics['workers']} worker(s)"
+            f"{metrics['epochs']} epochs on {metrics['workers']} worker(s), "
+            f"kept epoch {metrics['selected_epoch']} (by {metrics['select_metric']})"
         )
 
 

@@ -311,6 +311,12 @@ def test_evaluate_stage_scores_ours_snap_baseline_on_held_out_chunks(project):
     for key in ("lai_rmse_field", "snap_lai_rmse_field", "baseline_lai_rmse_field"):
         assert key in saved
     assert saved["lai_n_truth"] == saved["lai_n_truth_clear"] + saved["lai_n_truth_cloudy"]
+    # val (where training picks its epoch) and test apart: together the whole held-out score
+    n = {s: saved[f"lai_n_truth_at_snap_{s}"] for s in ("val", "test")}
+    assert sum(n.values()) == saved["lai_n_truth_at_snap"] and min(n.values()) > 0
+    pooled = sum(n[s] * saved[f"lai_rmse_truth_at_snap_{s}"] ** 2 for s in n) / sum(n.values())
+    assert np.sqrt(pooled) == pytest.approx(saved["lai_rmse_truth_at_snap"])
+    assert saved["snap_lai_rmse_truth_test"] > 0
     # SNAP and the per-pixel inversion only exist at clear pixel-dates; ours everywhere
     assert saved["snap_lai_n_truth"] <= saved["lai_n_truth_clear"]
     assert saved["baseline_lai_n_truth"] <= saved["lai_n_truth_clear"]

@@ -24,7 +24,7 @@ import ray
 import torch
 from ray import cloudpickle
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from releo.config import Params
 from releo.models import LossWeights
@@ -124,6 +124,23 @@ class KillOnce:
         return _train_one_epoch(model, loader, optimizer, weights, **kwargs)
 
 
+class SpoilFrom:
+    """``train_one_epoch`` that, from its call ``at`` (0-based) on, trains and then shifts the
+    model's output by 10: a run whose validation error jumps after epoch ``at - 1``."""
+
+    def __init__(self, log: Path, at: int):
+        self.log, self.at = log, at
+
+    def __call__(self, model, loader, optimizer, weights, **kwargs):
+        with self.log.open("a") as f:
+            f.write("epoch\n")
+        terms = _train_one_epoch(model, loader, optimizer, weights, **kwargs)
+        if len(self.log.read_text().splitlines()) > self.at:
+            with torch.no_grad():
+                list(model.parameters())[-1].add_(10.0)  # the output bias
+        return terms
+
+
 def tiny_task(train_one_epoch=_train_one_epoch) -> Task:
     return Task(
         build_model=lambda model: Linear(model.get("width", 8)),
@@ -170,7 +187,8 @@ def test_capped_evaluation_samples_the_whole_split():
 @pytest.mark.parametrize(
     ("tune", "message"),
     [
-        ({"metric": "lai_rmse"}, "not a validation metric"),
+        ({"metric": "lai_rmse"}, "not a validation error metric"),
+        ({"metric": "lai_bias_vs_truth"}, "not a validation error metric"),
         ({"metric": "loss_s2"}, "depends on the loss weights"),
         ({"search_space": {"s3": [0.1, 1.0]}}, "not LossWeights fields: ['s3']"),
         ({"search_space": {"s2": [1.0, 0.1]}}, "search_space.s2: need 0 < low < high"),
@@ -199,6 +217,30 @@ def test_one_worker_trains_reports_and_checkpoints(tmp_path):
     }
     kept = sorted(p.name for p in Path(outcome.path).glob("epoch_*"))
     assert kept == ["epoch_0001", "epoch_0002"]  # every epoch checkpointed, last two kept
+
+
+def test_run_keeps_its_best_validated_epoch(tmp_path):
+    task = tiny_task(SpoilFrom(tmp_path / "calls.log", at=2))
+    run = spec(tmp_path, task, epochs=4, select_metric="lai_rmse_vs_truth")
+    outcome = fit(run, name="best")
+    rmse = [r["val_lai_rmse_vs_truth"] for r in outcome.history]
+    assert min(rmse[2:]) > 2 * rmse[1]  # spoilt from epoch 2 on
+    assert outcome.selected_epoch == 1 and outcome.state["epoch"] == 3
+    assert outcome.best["metric"] == "val_lai_rmse_vs_truth"
+    assert outcome.best["value"] == rmse[1]
+    # the kept weights are epoch 1's: they score what epoch 1 scored
+    model = task.build_model(run.model)
+    model.load_state_dict(outcome.selected_model)
+    loader = DataLoader(Points(32, seed=2), batch_size=16)
+    assert _evaluate(model, loader, {"s2": 1.0, "prior": 1e-3})["lai_rmse_vs_truth"] == (
+        pytest.approx(rmse[1], rel=1e-5)
+    )
+    # a metric the task does not report keeps the last epoch
+    last = fit(
+        replace(run, train=run.train.model_copy(update={"select_metric": "goal_ratio"})),
+        name="last",
+    )
+    assert last.best is None and last.selected_epoch == 3
 
 
 def test_two_workers_split_the_data(tmp_path):
@@ -334,6 +376,8 @@ def test_train_stage_writes_model_metrics_and_mlflow_run(project):
     (root / "tune" / "best_weights.json").write_text(json.dumps({"s2": 1.5, "prior": 1e-3}))
     metrics = run_train(params, root, task=tiny_task())
     assert metrics["epochs"] == 2 and metrics["attempts"] == [0]
+    # the tiny task reports no goal_ratio (train.select_metric): the last epoch is kept
+    assert metrics["selected_epoch"] == 1 and metrics["select_metric"] is None
     assert metrics["lai_rmse_vs_truth_val"] == metrics["val"]["lai_rmse_vs_truth"]
     saved = json.loads((root / "metrics" / "train.json").read_text())
     for key in (

@@ -70,6 +70,23 @@ def held_out_mask(index: pd.DataFrame, shape: tuple[int, int], splits: list[str]
     return mask
 
 
+def split_metrics(
+    est: HeldOut, index: pd.DataFrame, shape: tuple[int, int], splits: list[str]
+) -> dict[str, float]:
+    """LAI RMSE against truth at SNAP's pixel-dates on each held-out split apart, ours and
+    SNAP's: training keeps the epoch that validated best on ``val``, so ``test`` is the split
+    no choice has seen."""
+    out: dict[str, float] = {}
+    at_snap = np.isfinite(est.snap)
+    for split in splits:
+        sel = held_out_mask(index, shape, [split])[est.rows, est.cols][None] & at_snap
+        ours = scores(est.lai[sel], est.truth[sel])
+        out[f"lai_n_truth_at_snap_{split}"] = ours["n"]
+        out[f"lai_rmse_truth_at_snap_{split}"] = ours["rmse"]
+        out[f"snap_lai_rmse_truth_{split}"] = scores(est.snap[sel], est.truth[sel])["rmse"]
+    return out
+
+
 def at_days(cube: xr.DataArray, dates: pd.DatetimeIndex) -> np.ndarray:
     """Values (T, y, x) of a dated cube on the days of ``dates`` (NaN where it has none)."""
     days = cube.time.values.astype("datetime64[D]").astype("datetime64[ns]")
@@ -498,7 +515,8 @@ def run_evaluate(
     if site.path("truth").exists():
         truth = open_cube(site.path("truth"))
         truth = truth[[v for v in ("lai", "land_cover", "parcel_id") if v in truth]]
-    mask = held_out_mask(index, (site.s2.sizes["y"], site.s2.sizes["x"]), cfg.splits)
+    shape = (site.s2.sizes["y"], site.s2.sizes["x"])
+    mask = held_out_mask(index, shape, cfg.splits)
     if not mask.any():
         raise DataError(f"{root / INDEX}: no chunk in the evaluated splits {cfg.splits}")
     source = "none"
@@ -530,6 +548,7 @@ def run_evaluate(
     if truth is not None:
         flat, nested["truth"] = truth_metrics(est, cov)
         metrics.update(flat)
+        metrics.update(split_metrics(est, index, shape, cfg.splits))
         if (root / LAI_CUBE).exists():
             metrics.update(product_metrics(open_cube(root / LAI_CUBE), truth, mask, cov))
         scatter = _scatter_table(est, cfg.scatter_points, cfg.seed)

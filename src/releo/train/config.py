@@ -24,6 +24,18 @@ DEFAULT_SEARCH_SPACE: dict[str, tuple[float, float]] = {
 # The objective must not depend on the weights being tuned: the weighted validation loss does
 # (shrinking every weight shrinks it), so it cannot rank weight sets.
 WEIGHT_DEPENDENT_METRICS = frozenset({"loss", *(f"loss_{k}" for k in LossWeights.model_fields)})
+RANKING_METRICS = tuple(m for m in VALIDATION_METRICS if not m.startswith("lai_bias"))
+
+
+def check_validation_metric(cls, value: str | None) -> str | None:
+    """A validation metric that ranks runs: lower is better and independent of the weights."""
+    if value is None:
+        return value
+    if value in WEIGHT_DEPENDENT_METRICS:
+        raise ValueError(f"{value!r} depends on the loss weights; pick a validation metric")
+    if value not in VALIDATION_METRICS or value.startswith("lai_bias"):
+        raise ValueError(f"{value!r} is not a validation error metric: one of {RANKING_METRICS}")
+    return value
 
 
 class TrainConfig(BaseModel):
@@ -51,6 +63,11 @@ class TrainConfig(BaseModel):
         1, ge=1, description="epochs between validations (the last epoch is always validated)"
     )
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    select_metric: str | None = Field(
+        "goal_ratio",
+        description="validation metric whose lowest value picks the epoch the run keeps"
+        " (None, or a run that never reports it: the last epoch)",
+    )
     max_failures: int = Field(
         2, ge=-1, description="worker-group failures recovered from the last checkpoint (-1: inf)"
     )
@@ -60,6 +77,8 @@ class TrainConfig(BaseModel):
     ray_num_cpus: int | None = Field(
         None, ge=1, description="CPUs of a local Ray instance (None: all); unused with RAY_ADDRESS"
     )
+
+    _ranking_metric = field_validator("select_metric")(check_validation_metric)
 
 
 class TuneConfig(BaseModel):
@@ -101,14 +120,7 @@ class TuneConfig(BaseModel):
         description="log-uniform (low, high) bounds per LossWeights field; others stay fixed",
     )
 
-    @field_validator("metric")
-    @classmethod
-    def _weight_free(cls, value: str) -> str:
-        if value in WEIGHT_DEPENDENT_METRICS:
-            raise ValueError(f"{value!r} depends on the loss weights; pick a validation metric")
-        if value not in VALIDATION_METRICS:
-            raise ValueError(f"{value!r} is not a validation metric: one of {VALIDATION_METRICS}")
-        return value
+    _weight_free = field_validator("metric")(check_validation_metric)
 
     @model_validator(mode="after")
     def _bounds(self) -> TuneConfig:

@@ -1,7 +1,8 @@
 """The ``tune`` and ``train`` stages as library calls: Ray runs, MLflow records, DVC outputs.
 
 ``run_tune`` searches the physics-loss weights and writes ``tune/best_weights.json``;
-``run_train`` trains with them and writes ``models/`` (the final model and its card). Both
+``run_train`` trains with them and writes ``models/`` (the model of the best validated epoch
+and its card). Both
 write ``metrics/<stage>.json`` and per-epoch CSV tables for ``dvc plots``, and record an MLflow
 run (params, provenance tags, chunk-index datasets, per-epoch metrics, loss curves, model).
 """
@@ -155,8 +156,11 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
 
 
 def _train_metrics(outcome: TrainOutcome, params: Params) -> dict:
+    """Headline metrics of the kept (selected) epoch, with the last epoch's for comparison."""
     last = outcome.history[-1]
-    val = {k.removeprefix("val_"): v for k, v in last.items() if k.startswith("val_")}
+    kept = next(r for r in outcome.history if r["epoch"] == outcome.selected_epoch)
+    val = {k.removeprefix("val_"): v for k, v in kept.items() if k.startswith("val_")}
+    val_last = {k.removeprefix("val_"): v for k, v in last.items() if k.startswith("val_")}
     samples = sum(r["train_samples"] for r in outcome.history) * params.train.num_workers
     train_s = sum(r["train_time_s"] for r in outcome.history)
     return {
@@ -164,11 +168,14 @@ def _train_metrics(outcome: TrainOutcome, params: Params) -> dict:
         **{f"{k}_val": val.get(k, math.nan) for k in LAI},
         "train_loss": last.get("train_loss", math.nan),
         "epochs": len(outcome.history),
+        "selected_epoch": outcome.selected_epoch,
+        "select_metric": outcome.best["metric"] if outcome.best else None,
         "attempts": outcome.attempts,
         "workers": params.train.num_workers,
         "seconds": outcome.seconds,
         "train_samples_per_s": samples / train_s if train_s else math.nan,
         "val": val,
+        "val_last_epoch": val_last,
     }
 
 
@@ -216,7 +223,8 @@ def run_train(
             }
         )
         model = spec.task.build_model(spec.model)
-        model.load_state_dict(outcome.state["model"])
+        model.load_state_dict(outcome.selected_model)
+        mlflow.set_tag("selected_epoch", outcome.selected_epoch)
         model_uri = tracking.log_model(model)
     shutil.rmtree(storage / name, ignore_errors=True)
 
@@ -225,6 +233,8 @@ def run_train(
         "model_config": spec.model,
         "loss_weights": weights,
         "epochs": len(outcome.history),
+        "selected_epoch": outcome.selected_epoch,
+        "select_metric": metrics["select_metric"],
         "mlflow_run_id": run.info.run_id,
         "mlflow_model_uri": model_uri,
     }

@@ -10,10 +10,15 @@ schedule, epoch and history through ``ray.train.report``. When a worker dies, Ra
 worker group (up to ``max_failures`` times) and the loop resumes after the latest checkpoint
 (``ray.train.get_checkpoint()``). Each attempt's first epoch is kept in ``attempts``, so
 ``[0, 2]`` reads "started at 0, resumed at 2 after a failure".
+
+Model selection: the checkpoint also carries the weights of the validated epoch with the
+lowest ``train.select_metric`` (``best``), so a run that fits the observations ever closer
+while its validation error grows again keeps the epoch that generalised best.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -76,6 +81,19 @@ class TrainOutcome:
     path: str
     seconds: float
     stopped_early: bool = False
+    best: dict[str, Any] | None = None
+    """The best validated epoch: ``epoch``, ``metric``, ``value`` and its ``model`` state dict
+    (None when no evaluation reported ``train.select_metric``)."""
+
+    @property
+    def selected_epoch(self) -> int:
+        """The epoch whose weights the run keeps: the best validated one, else the last."""
+        return int(self.best["epoch"] if self.best else self.state["epoch"])
+
+    @property
+    def selected_model(self) -> dict[str, Any]:
+        """The kept weights (state dict): the best validated epoch's, else the last epoch's."""
+        return self.best["model"] if self.best else self.state["model"]
 
 
 def init_ray(train: TrainConfig) -> None:
@@ -170,6 +188,13 @@ def _agree(flag: bool) -> bool:
     return bool(box[0])
 
 
+def _improves(metric: str | None, metrics: dict[str, float], best: dict | None) -> bool:
+    """Whether ``metrics`` beat ``best`` on ``metric`` (lower is better; NaN never does)."""
+    if metric is None or not math.isfinite(value := metrics.get(metric, math.nan)):
+        return False
+    return best is None or value < best["value"]
+
+
 def _save(state: dict, directory: str) -> None:
     torch.save(state, Path(directory) / CHECKPOINT_FILE)
 
@@ -209,7 +234,7 @@ def _worker_loop(config: dict) -> dict:
         optimizer, T_max=max(spec.n_epochs * steps, 1)
     )
 
-    start, history, attempts = 0, [], []
+    start, history, attempts, best = 0, [], [], None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         state = load_state(checkpoint)
@@ -217,6 +242,7 @@ def _worker_loop(config: dict) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start, history, attempts = state["epoch"] + 1, state["history"], state["attempts"]
+        best = state.get("best")
     attempts = [*attempts, start]
 
     # DDP after loading: it broadcasts rank 0's parameters. Some parameters may sit out a step
@@ -257,6 +283,13 @@ def _worker_loop(config: dict) -> dict:
         if evaluation is not None and ((epoch + 1) % cfg.eval_every == 0 or last):
             metrics = task.evaluate(model, evaluation, weights)
             record.update({f"{spec.eval_split}_{k}": v for k, v in metrics.items()})
+            if _improves(cfg.select_metric, metrics, best):
+                best = {
+                    "epoch": epoch,
+                    "metric": f"{spec.eval_split}_{cfg.select_metric}",
+                    "value": metrics[cfg.select_metric],
+                    "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                }
         record["epoch_time_s"] = time.perf_counter() - started
         history.append(record)
 
@@ -268,6 +301,7 @@ def _worker_loop(config: dict) -> dict:
                 "epoch": epoch,
                 "history": history,
                 "attempts": attempts,
+                "best": best,
             }
             with tempfile.TemporaryDirectory() as directory:
                 saved = None
@@ -327,4 +361,5 @@ def fit(
         path=str(result.path),
         seconds=seconds,
         stopped_early=bool(value.get("stopped_early", False)),
+        best=state.get("best"),
     )
