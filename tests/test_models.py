@@ -15,7 +15,7 @@ from releo.data.chunks import chunk_index
 from releo.data.simulate import SimulationConfig, simulate_site
 from releo.data.site import open_site
 from releo.models import VARIABLE_RANGES, BoundedNormal, LossWeights, ModelConfig, build_model
-from releo.models.decoder import spectral_basis
+from releo.models.decoder import LOGIT_BOUND, spectral_basis
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
 from releo.models.synthetic import synthetic_chunks
 from releo.physics import PARAMETER_RANGES
@@ -88,6 +88,20 @@ def test_encode_decode_shapes_and_physical_ranges(batch):
             if name in PARAMETER_RANGES:
                 assert PARAMETER_RANGES[name][0] <= lo and hi <= PARAMETER_RANGES[name][1]
     assert VARIABLE_RANGES["soil_moisture"][1] <= 0.6  # inside the WCM's domain
+
+
+def test_decoded_locations_stay_bounded_for_any_embedding(batch):
+    """However large the embedding grows, the decoded logit locations stay within
+    ±LOGIT_BOUND (unbounded, they fed a prior KL of 10²³ in a diverging training)."""
+    m = model()
+    z, _ = m.encode_with_context(batch)
+    pix = torch.tensor([[0.25, 0.75]])
+    for factor in (1.0, 1e3, 1e6):
+        space = m.decoder.space_features(z * factor, pix.expand(2, -1), pix.expand(2, -1), None)
+        dists = m.decoder.variables(space, batch["window_doy"][:, :1].expand(-1, 2))
+        for name, dist in dists.items():
+            assert dist.loc.abs().max() <= LOGIT_BOUND, (name, factor)
+            assert torch.isfinite(dist.median).all()
 
 
 def test_loss_terms_and_total(batch):

@@ -23,6 +23,10 @@ from releo.physics.srf import band_centres_nm
 S2_RESIDUAL_BOUND = 0.1  # reflectance: the exclusive effects are small additive terms
 S1_RESIDUAL_BOUND = 3.0  # dB
 MIN_SCALE = 1e-3
+LOGIT_BOUND = 10.0
+"""Soft bound on the decoded logit locations: sigmoid(±10) lies within 5·10⁻⁵ of a range's
+ends, and an unbounded location let a grown embedding feed ever larger KL gradients (training
+with the synthetic residual spectra diverged to a KL term of 10²³ within two epochs)."""
 
 
 def mlp(n_in: int, width: int, n_out: int) -> nn.Sequential:
@@ -137,9 +141,10 @@ class LatentDecoder(nn.Module):
         ):
             raw = head(inputs)
             k = len(names)
+            loc = LOGIT_BOUND * torch.tanh(raw[..., :k] / LOGIT_BOUND)
             scale = F.softplus(raw[..., k:]) + MIN_SCALE
             for i, name in enumerate(names):
-                out[name] = BoundedNormal(raw[..., i], scale[..., i], *VARIABLE_RANGES[name])
+                out[name] = BoundedNormal(loc[..., i], scale[..., i], *VARIABLE_RANGES[name])
         return {name: out[name] for name in VARIABLES}
 
     def residuals(
