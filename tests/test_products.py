@@ -317,6 +317,8 @@ def test_evaluate_stage_scores_ours_snap_baseline_on_held_out_chunks(project):
     pooled = sum(n[s] * saved[f"lai_rmse_truth_at_snap_{s}"] ** 2 for s in n) / sum(n.values())
     assert np.sqrt(pooled) == pytest.approx(saved["lai_rmse_truth_at_snap"])
     assert saved["snap_lai_rmse_truth_test"] > 0
+    covered = sum(n[s] * saved[f"lai_coverage90_truth_at_snap_{s}"] for s in n) / sum(n.values())
+    assert covered == pytest.approx(saved["lai_coverage90_truth_at_snap"])
     # SNAP and the per-pixel inversion only exist at clear pixel-dates; ours everywhere
     assert saved["snap_lai_n_truth"] <= saved["lai_n_truth_clear"]
     assert saved["baseline_lai_n_truth"] <= saved["lai_n_truth_clear"]

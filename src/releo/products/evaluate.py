@@ -71,18 +71,19 @@ def held_out_mask(index: pd.DataFrame, shape: tuple[int, int], splits: list[str]
 
 
 def split_metrics(
-    est: HeldOut, index: pd.DataFrame, shape: tuple[int, int], splits: list[str]
+    est: HeldOut, index: pd.DataFrame, shape: tuple[int, int], splits: list[str], cov: str
 ) -> dict[str, float]:
-    """LAI RMSE against truth at SNAP's pixel-dates on each held-out split apart, ours and
-    SNAP's: training keeps the epoch that validated best on ``val``, so ``test`` is the split
-    no choice has seen."""
+    """LAI RMSE against truth at SNAP's pixel-dates on each held-out split apart, ours (with
+    the interval's coverage) and SNAP's: training keeps the epoch that validated best on
+    ``val``, so ``test`` is the split no choice has seen."""
     out: dict[str, float] = {}
     at_snap = np.isfinite(est.snap)
     for split in splits:
         sel = held_out_mask(index, shape, [split])[est.rows, est.cols][None] & at_snap
-        ours = scores(est.lai[sel], est.truth[sel])
+        ours = scores(est.lai[sel], est.truth[sel], est.low[sel], est.high[sel])
         out[f"lai_n_truth_at_snap_{split}"] = ours["n"]
         out[f"lai_rmse_truth_at_snap_{split}"] = ours["rmse"]
+        out[f"lai_{cov}_truth_at_snap_{split}"] = ours["coverage"]
         out[f"snap_lai_rmse_truth_{split}"] = scores(est.snap[sel], est.truth[sel])["rmse"]
     return out
 
@@ -548,7 +549,7 @@ def run_evaluate(
     if truth is not None:
         flat, nested["truth"] = truth_metrics(est, cov)
         metrics.update(flat)
-        metrics.update(split_metrics(est, index, shape, cfg.splits))
+        metrics.update(split_metrics(est, index, shape, cfg.splits, cov))
         if (root / LAI_CUBE).exists():
             metrics.update(product_metrics(open_cube(root / LAI_CUBE), truth, mask, cov))
         scatter = _scatter_table(est, cfg.scatter_points, cfg.seed)
