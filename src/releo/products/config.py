@@ -62,8 +62,9 @@ class CalibrateConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     splits: list[Literal["train", "val", "test"]] = Field(
-        default_factory=lambda: ["train"],
-        description="places whose field surveys fit the spread (keep them out of evaluate's)",
+        default_factory=lambda: ["val"],
+        description="places whose field surveys fit the spread: not the training places, where"
+        " the model's errors are smaller (score the calibration on the others, e.g. test)",
     )
     detection_limit: float = Field(
         0.08, ge=0, lt=1, description="LAI below it is reported as 0 (bare soil)"
