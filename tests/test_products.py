@@ -221,7 +221,7 @@ def test_decode_stage_writes_zarr_geotiffs_and_pngs(project):
     assert (project / PRODUCTS / "overview.png").stat().st_size > 10_000
 
 
-def test_calibrate_stage_fits_the_spread_on_training_surveys_and_decode_applies_it(project):
+def test_calibrate_stage_fits_the_spread_on_validation_surveys_and_decode_applies_it(project):
     from releo.data.readers import read_field_survey
     from releo.products.calibrate import CALIBRATE_METRICS
     from releo.products.evaluate import held_out_mask, survey_pixels
@@ -232,9 +232,10 @@ def test_calibrate_stage_fits_the_spread_on_training_surveys_and_decode_applies_
     surveys = read_field_survey(site.path("surveys"), target_crs=site.crs)
     row, col, inside = survey_pixels(surveys, site.s2.x.values, site.s2.y.values)
     shape = (site.s2.sizes["y"], site.s2.sizes["x"])
-    train = held_out_mask(pd.read_parquet(project / INDEX), shape, ["train"])
-    on_train = int(train[row[inside], col[inside]].sum())
-    assert 3 <= metrics["surveys"] == on_train < len(surveys)  # the held-out ones are left out
+    assert params.products.calibrate.splits == ["val"]  # places training never fitted
+    val = held_out_mask(pd.read_parquet(project / INDEX), shape, ["val"])
+    on_val = int(val[row[inside], col[inside]].sum())
+    assert 3 <= metrics["surveys"] == on_val < len(surveys)  # the others are left out
     assert metrics["fitted"]
     assert metrics["coverage"] >= 0.9 or metrics["spread_scale"] == 20.0
     cal = LaiCalibration.load(project / CALIBRATION)
