@@ -77,7 +77,7 @@ class ModelConfig(BaseModel):
         ge=0.0,
         description="reflectance spread of the smooth exclusive-effect spectra added to the "
         "synthetic chunks (constant term; each higher Legendre degree half as much); 0: none "
-        "(e.g. 0.02: better LAI in a 50-epoch run, but unstable at some weights)",
+        "(params.yaml sets 0.02)",
     )
     fused_prosail: bool = Field(
         True,

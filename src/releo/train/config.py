@@ -33,7 +33,7 @@ def check_validation_metric(cls, value: str | None) -> str | None:
         return value
     if value in WEIGHT_DEPENDENT_METRICS:
         raise ValueError(f"{value!r} depends on the loss weights; pick a validation metric")
-    if value not in VALIDATION_METRICS or value.startswith("lai_bias"):
+    if value not in RANKING_METRICS:
         raise ValueError(f"{value!r} is not a validation error metric: one of {RANKING_METRICS}")
     return value
 

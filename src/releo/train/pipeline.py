@@ -155,12 +155,14 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
     return summary
 
 
+def _validation(record: dict) -> dict[str, float]:
+    return {k.removeprefix("val_"): v for k, v in record.items() if k.startswith("val_")}
+
+
 def _train_metrics(outcome: TrainOutcome, params: Params) -> dict:
     """Headline metrics of the kept (selected) epoch, with the last epoch's for comparison."""
     last = outcome.history[-1]
-    kept = next(r for r in outcome.history if r["epoch"] == outcome.selected_epoch)
-    val = {k.removeprefix("val_"): v for k, v in kept.items() if k.startswith("val_")}
-    val_last = {k.removeprefix("val_"): v for k, v in last.items() if k.startswith("val_")}
+    val = _validation(next(r for r in outcome.history if r["epoch"] == outcome.selected_epoch))
     samples = sum(r["train_samples"] for r in outcome.history) * params.train.num_workers
     train_s = sum(r["train_time_s"] for r in outcome.history)
     return {
@@ -175,7 +177,7 @@ def _train_metrics(outcome: TrainOutcome, params: Params) -> dict:
         "seconds": outcome.seconds,
         "train_samples_per_s": samples / train_s if train_s else math.nan,
         "val": val,
-        "val_last_epoch": val_last,
+        "val_last_epoch": _validation(last),
     }
 
 
