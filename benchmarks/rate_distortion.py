@@ -67,7 +67,8 @@ def main() -> None:
     index = pd.read_parquet(index_path)
     site = open_site(params.data_dir)
     truth = open_cube(site.path("truth"))[["lai", "land_cover"]]
-    datasets = make_datasets(params.data_dir, index)
+    context_days = params.model.context_days
+    datasets = make_datasets(params.data_dir, index, context_days=context_days)
     weights_path = Path("tune/best_weights.json")
     weights = params.loss_weights.model_dump()
     if weights_path.exists():
@@ -75,7 +76,7 @@ def main() -> None:
     mask = held_out_mask(index, (site.s2.sizes["y"], site.s2.sizes["x"]), ["val", "test"])
     pixel = float(abs(site.s2.x.values[1] - site.s2.x.values[0]))
     raw = chunk_input_bytes(index, int(index["size_px"].iloc[0]))
-    all_chunks = ChunkDataset(site.s2.load(), site.s1.load(), index)
+    all_chunks = ChunkDataset(site.s2.load(), site.s1.load(), index, context_days=context_days)
 
     rows = []
     for dim in args.dims:

@@ -60,7 +60,7 @@ def prosail_share(spec: RunSpec, batches: int = 3) -> dict:
     task = spec.task
     model = task.build_model(spec.model)
     weights = task.loss_weights(spec.loss_weights)
-    data = task.make_datasets(spec.data_dir, spec.index_path)["train"]
+    data = task.make_datasets(spec.data_dir, spec.index_path, spec.model)["train"]
     loader = DataLoader(
         data, batch_size=spec.train.batch_size, shuffle=True, collate_fn=task.collate
     )

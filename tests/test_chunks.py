@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from releo.data.chunks import ChunkDataset, assign_splits, check_no_leak, chunk_index
+from releo.data.chunks import ChunkDataset, assign_splits, check_no_leak, chunk_index, window_only
 from releo.data.contracts import S1_POLARISATIONS, S2_BANDS
 
 
@@ -81,3 +81,23 @@ def test_dataset_serves_chunk_tensors(site):
     assert item["s1"].shape[1:] == (len(S1_POLARISATIONS), 6, 6)
     assert item["s2_doy"].tolist() == [1.0, 6.0]
     assert len(ds) == (index.split == "train").sum()
+
+
+def test_dataset_reads_temporal_context_around_the_window(site):
+    s2, s1 = site
+    index = chunk_index(s2, s1, size_m=60, days=10)
+    plain = ChunkDataset(s2, s1, index)
+    context = ChunkDataset(s2, s1, index, context_days=10)
+    i = int(np.flatnonzero(index["window"] == 1)[0])  # 2025-01-11 .. 01-20
+    item = context[i]
+    # S2 every 5 days from day 1: days 1..26 lie within 10 days of the window, 11 and 16 in it.
+    assert item["s2_doy"].tolist() == [1.0, 6.0, 11.0, 16.0, 21.0, 26.0]
+    assert item["s2_in_window"].tolist() == [False, False, True, True, False, False]
+    assert item["s1_doy"].tolist() == [2.0, 8.0, 14.0, 20.0, 26.0]
+    assert item["s1_in_window"].tolist() == [False, False, True, True, False]
+    assert item["window_doy"].tolist() == plain[i]["window_doy"].tolist()
+    alone, expected = window_only(item), plain[i]
+    for key in ("s2", "s2_mask", "s2_angles", "s2_doy", "s1", "s1_incidence", "s1_doy"):
+        assert alone[key].shape == expected[key].shape, key
+        assert (alone[key] == expected[key]).all(), key
+    assert alone["s2_in_window"].all() and plain[i]["s2_in_window"].all()

@@ -206,6 +206,7 @@ SMALL_MODEL = ModelConfig(
     slot_features=2,
     detail_channels=4,
     hidden_width=16,
+    context_days=10,  # the encoder reads the neighbouring windows; decoded at the window's dates
     fused_prosail=False,
 )
 

@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from torch.utils.data import DataLoader, Subset
 
-from releo.data.chunks import chunk_index
+from releo.data.chunks import chunk_index, window_only
 from releo.data.simulate import SimulationConfig, simulate_site
 from releo.data.site import open_site
 from releo.models import VARIABLE_RANGES, BoundedNormal, LossWeights, ModelConfig, build_model
@@ -120,6 +120,7 @@ def _without(batch: dict, modality: str) -> dict:
             s2=torch.zeros(b, 0, 10, h, w),
             s2_mask=torch.zeros(b, 0, h, w, dtype=torch.bool),
             s2_valid=torch.zeros(b, 0, dtype=torch.bool),
+            s2_in_window=torch.zeros(b, 0, dtype=torch.bool),
             s2_angles=torch.zeros(b, 0, 3),
             s2_doy=torch.zeros(b, 0),
             s2_platform=torch.zeros(b, 0, dtype=torch.long),
@@ -130,6 +131,7 @@ def _without(batch: dict, modality: str) -> dict:
         out.update(
             s1=torch.zeros(b, 0, 2, h, w),
             s1_valid=torch.zeros(b, 0, dtype=torch.bool),
+            s1_in_window=torch.zeros(b, 0, dtype=torch.bool),
             s1_incidence=torch.zeros(b, 0, h, w),
             s1_doy=torch.zeros(b, 0),
         )
@@ -207,6 +209,64 @@ def test_collate_pads_time_with_masks(datasets):
         t - 1
     )
     assert not batch["s2_mask"][1, 1:].any()
+
+
+def test_temporal_context_informs_the_embedding_and_only_the_window_is_fitted(site):
+    items = [make_datasets(*site, context_days=10)["train"][i] for i in (1, 2)]
+    batch = collate_chunks(items)
+    assert (batch["s2_valid"] & ~batch["s2_in_window"]).any()
+    m = model(cfg=TINY.model_copy(update={"context_days": 10}))
+    with torch.no_grad():
+        z, context = m.encode_with_context(batch)
+        assert not torch.allclose(z, m.encode(collate_chunks([window_only(i) for i in items])))
+        idx, x, y = m._sample_pixels(2, *batch["s2"].shape[-2:], z.device)
+        space = m.decoder.space_features(z, x, y, context)
+
+        def spoiled(outside: bool) -> dict:
+            out = dict(batch)
+            for modality, value in (("s2", 0.9), ("s1", 20.0)):
+                dates = batch[f"{modality}_in_window"] != outside
+                out[modality] = batch[modality].clone()
+                out[modality][dates] = value
+            return out
+
+        for term in (m._s2_term, m._s1_term):
+            torch.manual_seed(0)
+            fitted = term(batch, z, space, idx)
+            torch.manual_seed(0)
+            assert torch.equal(term(spoiled(outside=True), z, space, idx)[0], fitted[0])
+            torch.manual_seed(0)
+            assert not torch.equal(term(spoiled(outside=False), z, space, idx)[0], fitted[0])
+
+
+def test_augmentation_moves_whole_pixel_series_together(batch):
+    from releo.models.autoencoder import SPATIAL_INPUTS, transformed
+
+    h, w = batch["s2"].shape[-2:]
+    where = torch.arange(h * w, dtype=torch.float32).reshape(h, w)  # each pixel's own label
+    tagged = dict(batch)
+    tagged["s2"] = batch["s2"].clone() * 0 + where
+    tagged["s2_mask"] = batch["s2_mask"].clone() | True
+    tagged["s2_mask"][..., where.long() % 3 == 0] = False
+    tagged["s1"] = batch["s1"].clone() * 0 + where
+    tagged["s1_incidence"] = batch["s1_incidence"].clone() * 0 + where
+    seen = set()
+    for turns in range(4):
+        for flip in (False, True):
+            out = transformed(tagged, turns, flip)
+            label = out["s2"][0, 0, 0]
+            seen.add(tuple(label.flatten().tolist()))
+            for key in SPATIAL_INPUTS:  # every input moved the same way, every date alike
+                moved = out[key].float() if key != "s2_mask" else out[key]
+                if key == "s2_mask":
+                    assert torch.equal(moved, (label.long() % 3 != 0).expand_as(moved)), key
+                else:
+                    assert torch.equal(moved, label.expand_as(moved)), key
+            assert sorted(label.flatten().tolist()) == sorted(where.flatten().tolist())
+    assert len(seen) == 8  # the 8 symmetries of the square, all different
+    m = model(cfg=TINY.model_copy(update={"augment": True})).train()
+    terms = m.loss(batch, LossWeights())
+    assert all(torch.isfinite(v) for v in terms.values())
 
 
 def test_evaluate_reports_the_metrics(datasets):

@@ -19,7 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from releo.config import ChunkConfig, Params
-from releo.data.chunks import chunk_index
+from releo.data.chunks import ChunkDataset, chunk_index, window_only
 from releo.data.errors import DataError
 from releo.data.io import open_cube, write_table
 from releo.data.simulate import SimulationConfig, simulate_site
@@ -29,6 +29,7 @@ from releo.products.calibrate import run_calibrate
 from releo.products.config import CalibrateConfig, DecodeConfig, EvaluateConfig, ProductsConfig
 from releo.products.decode import LaiCalibration, decode_grid, decode_pairs
 from releo.products.embed import load_autoencoder
+from releo.train.loop import collate_chunks
 from releo.products.evaluate import EVALUATE_METRICS, PLOTS, nearest_valid, run_evaluate
 from releo.products.gates import check_embeddings
 from releo.products.grid import ChunkLayout, Grid, query_dates
@@ -50,7 +51,7 @@ from releo.train.config import TrackingConfig
 TINY = ModelConfig(
     embedding_dim=32, residual_dim=4, pixel_width=8, attention_heads=2, conv_width=8,
     latent_grid=2, field_slots=4, slot_features=2, detail_channels=4, hidden_width=32,
-    query_pixels=8, fused_prosail=False,
+    query_pixels=8, context_days=10, fused_prosail=False,
 )  # fmt: skip
 SITE = SimulationConfig(
     width_m=200, height_m=200, start_date=date(2025, 5, 1), end_date=date(2025, 6, 19),
@@ -152,6 +153,15 @@ def test_embeddings_cube_has_chunk_coordinates_and_passes_its_gate(project):
     # float16 equals the model's float32 embeddings to half precision
     metrics = json.loads((project / "metrics" / "embed.json").read_text())
     assert metrics["chunks"] == len(index) and metrics["quantisation_max_abs_error"] < 5e-3
+    # each chunk encoded with its temporal context (the model's context_days around it)
+    model, _ = load_autoencoder(project / MODEL)
+    row = index[(index.window == 2) & (index.row == 1) & (index.col == 0)].iloc[0]
+    item = ChunkDataset(site.s2, site.s1, index.loc[[row.name]], context_days=10)[0]
+    stored = torch.from_numpy(ds["embedding"].values[2, 1, 0].astype(np.float32))
+    with torch.no_grad():
+        z = model.eval().encode(collate_chunks([item]))[0]
+        alone = model.encode(collate_chunks([window_only(item)]))[0]
+    assert (stored - z).abs().max() < 5e-3 < (stored - alone).abs().max()
     assert check_embeddings(ds, project / EMBEDDINGS, context_root=project / "gx").success
     bad = ds.copy(deep=True)
     bad["embedding"].values[0, 1, 1, :3] = np.nan

@@ -72,7 +72,7 @@ class Linear(nn.Module):
         return {"total": total, "s2": fit_term, "prior": prior}
 
 
-def _datasets(data_dir: Path, index: Path) -> dict[str, Dataset]:
+def _datasets(data_dir: Path, index: Path, model: dict) -> dict[str, Dataset]:
     return {"train": Points(64, seed=1), "val": Points(32, seed=2)}
 
 

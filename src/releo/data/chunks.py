@@ -136,6 +136,32 @@ def _doy(times: np.ndarray) -> torch.Tensor:
     )
 
 
+def _inside(times: np.ndarray, window: slice) -> torch.Tensor:
+    stamps = pd.DatetimeIndex(times)
+    return torch.as_tensor((stamps >= window.start) & (stamps <= window.stop))
+
+
+def window_only(item: dict) -> dict:
+    """``item`` without its temporal context: the S2 and S1 dates inside its window only."""
+    out = dict(item)
+    for modality in ("s2", "s1"):
+        inside = item.get(f"{modality}_in_window")
+        if inside is None:
+            continue
+        keep = inside.nonzero()[:, 0]
+        for key, value in item.items():
+            dated = key == modality or key.startswith(f"{modality}_")
+            if dated and key != "s2_platform":
+                out[key] = value[keep]
+        if modality == "s2":
+            if item.get("s2_platform"):
+                out["s2_platform"] = [item["s2_platform"][i] for i in keep.tolist()]
+            for key in ("truth_lai", "reference_lai"):
+                if key in item:
+                    out[key] = item[key][keep]
+    return out
+
+
 class ChunkDataset(torch.utils.data.Dataset):
     """S2 and S1 observations of each chunk of ``index`` (optionally one split) as tensors.
 
@@ -143,6 +169,10 @@ class ChunkDataset(torch.utils.data.Dataset):
     (T, H, W) bool clear, ``s2_angles`` (T, 3) degrees, ``s2_doy`` (T,), ``s1`` (T', 2, H, W) dB,
     ``s1_incidence`` (T', H, W), ``s1_doy`` (T',); T or T' may be 0; ``window_doy`` (2,) the
     first and last day-of-year of the window (the last may exceed 365 across a new year).
+
+    With ``context_days`` the S2 and S1 axes also hold the acquisitions up to that many days
+    before and after the window (the encoder's temporal context); ``s2_in_window`` (T,) and
+    ``s1_in_window`` (T',) say which dates lie inside the window.
 
     With ``truth`` (the simulator's truth cube) items also hold ``truth_lai`` (T, H, W) at the
     S2 dates and ``truth_lai_daily`` (D, H, W) with ``truth_doy`` (D,) for every day of the
@@ -159,8 +189,10 @@ class ChunkDataset(torch.utils.data.Dataset):
         *,
         truth: xr.Dataset | None = None,
         reference: xr.Dataset | None = None,
+        context_days: int = 0,
     ):
         self.s2, self.s1 = s2, s1
+        self.context = pd.Timedelta(days=context_days)
         self.truth, self.reference = truth, reference
         self.index = index if split is None else index[index["split"] == split]
         self.index = self.index.reset_index(drop=True)
@@ -174,9 +206,11 @@ class ChunkDataset(torch.utils.data.Dataset):
             "y": slice(int(row.y0), int(row.y0 + row.size_px)),
             "x": slice(int(row.x0), int(row.x0 + row.size_px)),
         }
-        times = slice(row.start, row.end + pd.Timedelta(hours=23, minutes=59))
-        s2 = self.s2.isel(window).sel(time=times)
-        s1 = self.s1.isel(window).sel(time=times)
+        end_of_day = pd.Timedelta(hours=23, minutes=59)
+        times = slice(row.start, row.end + end_of_day)
+        read = slice(row.start - self.context, row.end + self.context + end_of_day)
+        s2 = self.s2.isel(window).sel(time=read)
+        s1 = self.s1.isel(window).sel(time=read)
         bands = np.stack([s2[b].values for b in S2_BANDS], axis=1).astype(np.float32)
         first = pd.Timestamp(row.start)
         item = {
@@ -197,6 +231,8 @@ class ChunkDataset(torch.utils.data.Dataset):
             ),
             "s1_incidence": torch.as_tensor(s1[S1_INCIDENCE].values, dtype=torch.float32),
             "s1_doy": _doy(s1.time.values),
+            "s2_in_window": _inside(s2.time.values, times),
+            "s1_in_window": _inside(s1.time.values, times),
         }
         if self.truth is not None:
             item.update(self._truth(window, times, s2.time.values))

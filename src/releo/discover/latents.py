@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from releo.data.chunks import ChunkDataset
+from releo.data.chunks import ChunkDataset, window_only
 from releo.discover.fields import Fields
 from releo.models import VARIABLES, PhysicsAutoencoder
 from releo.models.autoencoder import gather_pixels
@@ -139,15 +139,16 @@ def extract(
 ) -> ModelOutputs:
     """Encode every chunk of ``index`` and decode its pixel sample at its S2 and S1 dates."""
     model.eval()
-    dataset = ChunkDataset(s2, s1, index)
+    dataset = ChunkDataset(s2, s1, index, context_days=model.cfg.context_days)
     samples = pixel_sample(index, decode_pixels, seed)
     r = model.cfg.residual_dim
     chunk_rows, s2_rows, s1_rows = [], [], []
     var_s2, var_s1 = VarianceSums.zeros(10), VarianceSums.zeros(2)
     for start in range(0, len(dataset), BATCH):
         part = index.iloc[start : start + BATCH].reset_index(drop=True)
-        batch = collate_chunks([dataset[start + i] for i in range(len(part))])
-        z, context = model.encode_with_context(batch)
+        items = [dataset[start + i] for i in range(len(part))]
+        z, context = model.encode_with_context(collate_chunks(items))
+        batch = collate_chunks([window_only(item) for item in items])  # decoded at these dates
         latents = z[:, -2 * r :].numpy()
         for i, row in enumerate(part.itertuples(index=False)):
             names = ("chunk_id", "split", "row", "col", "window", "y0", "x0", "size_px")

@@ -10,7 +10,7 @@ from torch import nn
 from releo.models.config import LossWeights, ModelConfig
 from releo.models.decoder import LatentDecoder
 from releo.models.distributions import VARIABLE_RANGES, VARIABLES, BoundedNormal, prior_logit
-from releo.models.encoder import ChunkEncoder, s1_inputs, s2_inputs
+from releo.models.encoder import ChunkEncoder, in_window, s1_inputs, s2_inputs
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
 from releo.models.slots import pixel_xy
 from releo.models.synthetic import synthetic_chunks
@@ -36,6 +36,19 @@ def correlation_penalty(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a = (a - a.mean(0)) / (a.std(0) + 1e-6)
     b = (b - b.mean(0)) / (b.std(0) + 1e-6)
     return ((a.T @ b) / (a.shape[0] - 1)).pow(2).mean()
+
+
+SPATIAL_INPUTS = ("s2", "s2_mask", "s1", "s1_incidence")
+
+
+def transformed(batch: dict, quarter_turns: int, flip: bool) -> dict:
+    """``batch`` with its chunks' images rotated by ``quarter_turns`` × 90° (then mirrored):
+    one of the 8 symmetries of the square, the same for every chunk and date."""
+    out = dict(batch)
+    for key in SPATIAL_INPUTS:
+        image = batch[key].rot90(quarter_turns, dims=(-2, -1))
+        out[key] = (image.flip(-1) if flip else image).contiguous()
+    return out
 
 
 def reshape_dists(dists: dict[str, BoundedNormal], shape: torch.Size) -> dict[str, BoundedNormal]:
@@ -132,7 +145,8 @@ class PhysicsAutoencoder(nn.Module):
     def _s2_term(self, batch, z, space, idx) -> tuple[torch.Tensor, ...]:
         b, q = idx.shape
         n_t = batch["s2"].shape[1]
-        queries = self._observed_queries(batch, space, idx, "s2", s2_inputs(batch)[1])
+        usable = s2_inputs(batch)[1] & in_window(batch, "s2")[..., None, None]
+        queries = self._observed_queries(batch, space, idx, "s2", usable)
         if queries is None:
             zero = z.sum() * 0
             return zero, zero, zero
@@ -151,7 +165,8 @@ class PhysicsAutoencoder(nn.Module):
     def _s1_term(self, batch, z, space, idx) -> tuple[torch.Tensor, ...]:
         b, q = idx.shape
         n_t = batch["s1"].shape[1]
-        queries = self._observed_queries(batch, space, idx, "s1", s1_inputs(batch)[1])
+        usable = s1_inputs(batch)[1] & in_window(batch, "s1")[..., None, None]
+        queries = self._observed_queries(batch, space, idx, "s1", usable)
         if queries is None:
             zero = z.sum() * 0
             return zero, zero, zero
@@ -230,6 +245,9 @@ class PhysicsAutoencoder(nn.Module):
     def loss(self, batch: dict, weights: LossWeights) -> dict[str, torch.Tensor]:
         """Every loss term on a random subset of ``query_pixels`` pixels per chunk, plus
         ``total`` = Σ weight · term."""
+        if self.training and self.cfg.augment:
+            turns, flip = torch.randint(4, ()).item(), bool(torch.randint(2, ()).item())
+            batch = transformed(batch, turns, flip)
         z, context = self._encode_for_loss(batch)
         b, h, w = batch["s2"].shape[0], *batch["s2"].shape[-2:]
         idx, x, y = self._sample_pixels(b, h, w, z.device)

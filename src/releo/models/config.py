@@ -62,6 +62,18 @@ class ModelConfig(BaseModel):
     cell_fit_steps: int = Field(
         40, ge=0, description="Adam steps fitting each chunk's power cells to its pixel features"
     )
+    context_days: int = Field(
+        0,
+        ge=0,
+        description="days before and after a chunk's window whose observations the encoder also "
+        "reads (tokens dated by day of year); the embedding still describes the window and the "
+        "losses fit the window's observations only",
+    )
+    augment: bool = Field(
+        False,
+        description="train on a random rotation/flip of each batch's chunks (the 8 symmetries "
+        "of the square): parcels' layouts, not their spectra, change with them",
+    )
     fourier_frequencies: int = Field(6, ge=1, description="day-of-year Fourier frequencies")
     hidden_width: int = Field(128, ge=8, description="width of the decoder MLPs")
     query_pixels: int = Field(1024, ge=1, description="pixels sampled per chunk per step")

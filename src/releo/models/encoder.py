@@ -70,6 +70,13 @@ class TemporalAttentionPool(nn.Module):
         return pooled.reshape(p, -1)
 
 
+def in_window(batch: dict, modality: str) -> torch.Tensor:
+    """Dates (B, T) of ``modality`` ("s2", "s1") that are real and inside the chunk's window:
+    the ones losses and scores use (the others are the encoder's temporal context)."""
+    valid = batch[f"{modality}_valid"]
+    return valid & batch.get(f"{modality}_in_window", torch.ones_like(valid))
+
+
 def s2_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Standardised S2 stem input (B, T, 15, H, W) and its usable mask (B, T, H, W)."""
     s2 = batch["s2"]

@@ -45,7 +45,10 @@ def run_embed(params: Params, root: Path = Path()) -> dict:
     model, _ = load_autoencoder(root / MODEL)
     site = open_site(root / params.data_dir)
     index = pd.read_parquet(root / INDEX)
-    z = encode_chunks(model, ChunkDataset(site.s2.load(), site.s1.load(), index), cfg.batch_size)
+    chunks = ChunkDataset(
+        site.s2.load(), site.s1.load(), index, context_days=model.cfg.context_days
+    )
+    z = encode_chunks(model, chunks, cfg.batch_size)
     period = site.period
     ds = embeddings_cube(
         z,

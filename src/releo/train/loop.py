@@ -36,7 +36,8 @@ def _valid(lengths: list[int], length: int) -> torch.Tensor:
 
 def collate_chunks(items: list[dict]) -> dict:
     """Batch chunk items, padding the S2, S1 (and truth) time axes; ``s2_valid`` (B, T),
-    ``s1_valid`` (B, T') and ``truth_valid`` (B, D) say which dates are real."""
+    ``s1_valid`` (B, T') and ``truth_valid`` (B, D) say which dates are real, ``s2_in_window``
+    and ``s1_in_window`` (when the items have them) which lie in the chunk's window."""
     n2 = [it["s2"].shape[0] for it in items]
     n1 = [it["s1"].shape[0] for it in items]
     t2, t1 = max(n2), max(n1)
@@ -61,6 +62,10 @@ def collate_chunks(items: list[dict]) -> dict:
         "s1_incidence": _stack_padded([it["s1_incidence"] for it in items], t1, PAD_INCIDENCE),
         "s1_doy": _stack_padded([it["s1_doy"] for it in items], t1, 0.0),
     }
+    for modality, length in (("s2", t2), ("s1", t1)):
+        key = f"{modality}_in_window"
+        if all(key in it for it in items):
+            batch[key] = _stack_padded([it[key] for it in items], length, False)
     batch["s2_angles"][~batch["s2_valid"]] = torch.tensor(PAD_ANGLES)
     if all("truth_lai" in it for it in items):
         nd = [it["truth_doy"].shape[0] for it in items]
@@ -78,9 +83,13 @@ def collate_chunks(items: list[dict]) -> dict:
 
 
 def make_datasets(
-    data_dir: str | Path, index: pd.DataFrame | str | Path, with_truth: bool = True
+    data_dir: str | Path,
+    index: pd.DataFrame | str | Path,
+    with_truth: bool = True,
+    context_days: int = 0,
 ) -> dict[str, Dataset]:
-    """Train/val/test chunk datasets of a site (cubes loaded in memory once).
+    """Train/val/test chunk datasets of a site (cubes loaded in memory once), with the
+    encoder's ``context_days`` of observations around each window.
 
     Val and test items also carry the simulator's truth LAI (when ``with_truth`` and the site
     has one) and the reference (SNAP) LAI, for evaluation; train items never do.
@@ -93,9 +102,13 @@ def make_datasets(
     if with_truth and site.path("truth").exists():
         truth = open_cube(site.path("truth"))[["lai"]].load()
     reference = site.reference[["lai"]].load() if site.reference is not None else None
-    out: dict[str, Dataset] = {"train": ChunkDataset(s2, s1, index, "train")}
+    out: dict[str, Dataset] = {
+        "train": ChunkDataset(s2, s1, index, "train", context_days=context_days)
+    }
     for split in SPLITS[1:]:
-        out[split] = ChunkDataset(s2, s1, index, split, truth=truth, reference=reference)
+        out[split] = ChunkDataset(
+            s2, s1, index, split, truth=truth, reference=reference, context_days=context_days
+        )
     return out
 
 

@@ -9,7 +9,7 @@ import torch
 from releo.data.contracts import S1_POLARISATIONS, S2_BANDS
 from releo.models import PhysicsAutoencoder
 from releo.models.autoencoder import gather_pixels
-from releo.models.encoder import s1_inputs, s2_inputs
+from releo.models.encoder import in_window, s1_inputs, s2_inputs
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
 from releo.models.slots import pixel_xy
 
@@ -104,9 +104,10 @@ def _s2_block(model, batch, z, context, idx, x, y, sums) -> None:
     space_t = space[:, :, None].expand(-1, -1, n_t, -1).reshape(b, p * n_t, -1)
     t = batch["s2_doy"][:, None].expand(b, p, n_t).reshape(b, p * n_t)
     dists = model.decoder.variables(space_t, t)
-    _, usable = s2_inputs(batch)
+    window = in_window(batch, "s2")
+    usable = s2_inputs(batch)[1] & window[..., None, None]
     clear = gather_pixels(usable, idx).reshape(b, p * n_t)
-    valid = batch["s2_valid"][:, None].expand(b, p, n_t).reshape(b, p * n_t)
+    valid = window[:, None].expand(b, p, n_t).reshape(b, p * n_t)
     if clear.any():
         values = {k: d.median[clear] for k, d in dists.items()}
         angles = batch["s2_angles"][:, None].expand(b, p, n_t, 3).reshape(b, p * n_t, 3)
@@ -146,7 +147,7 @@ def _s2_block(model, batch, z, context, idx, x, y, sums) -> None:
 def _s1_block(model, batch, z, context, idx, x, y, sums) -> None:
     b, p = idx.shape
     n_t = batch["s1"].shape[1]
-    _, usable = s1_inputs(batch)
+    usable = s1_inputs(batch)[1] & in_window(batch, "s1")[..., None, None]
     sel = gather_pixels(usable, idx).reshape(b, p * n_t)
     if n_t == 0 or not sel.any():
         return
@@ -173,7 +174,7 @@ def _between_block(model, batch, z, context, idx, x, y, sums) -> None:
     b, p = idx.shape
     doy = batch["truth_doy"]
     n_d = doy.shape[1]
-    acquired = (doy[:, :, None] == batch["s2_doy"][:, None]) & batch["s2_valid"][:, None]
+    acquired = (doy[:, :, None] == batch["s2_doy"][:, None]) & in_window(batch, "s2")[:, None]
     between = batch["truth_valid"] & ~acquired.any(-1)  # (B, D)
     space = model.decoder.space_features(z, x, y, context)
     space_t = space[:, :, None].expand(-1, -1, n_d, -1).reshape(b, p * n_d, -1)

@@ -217,7 +217,7 @@ def _worker_loop(config: dict) -> dict:
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
 
-    datasets = task.make_datasets(spec.data_dir, spec.index_path)
+    datasets = task.make_datasets(spec.data_dir, spec.index_path, spec.model)
     weights = task.loss_weights(spec.loss_weights)
     model = task.build_model(spec.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

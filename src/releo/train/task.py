@@ -23,8 +23,9 @@ class Task:
     """Model from the ``model`` params section (a plain dict)."""
     loss_weights: Callable[[dict], Any]
     """Loss-weights object from the ``loss_weights`` section."""
-    make_datasets: Callable[[Path, Path], dict[str, Dataset]]
-    """``(data_dir, index_path)`` → datasets per split (``train`` and the validation split)."""
+    make_datasets: Callable[[Path, Path, dict], dict[str, Dataset]]
+    """``(data_dir, index_path, model)`` → datasets per split (``train`` and the validation
+    split) as the model of the ``model`` params section reads them."""
     collate: Callable[[list], Any]
     train_one_epoch: Callable[..., dict[str, float]]
     """``(model, loader, optimizer, weights, *, max_batches, scheduler)`` → mean loss terms;
@@ -45,10 +46,12 @@ def _physics_weights(weights: dict) -> Any:
     return LossWeights(**weights)
 
 
-def _physics_datasets(data_dir: Path, index: Path) -> dict[str, Dataset]:
+def _physics_datasets(data_dir: Path, index: Path, model: dict) -> dict[str, Dataset]:
+    from releo.models import ModelConfig
     from releo.train.loop import make_datasets
 
-    return make_datasets(data_dir, index, with_truth=True)
+    context_days = ModelConfig(**model).context_days
+    return make_datasets(data_dir, index, with_truth=True, context_days=context_days)
 
 
 def _physics_collate(items: list) -> Any:
