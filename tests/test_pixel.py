@@ -307,26 +307,31 @@ def test_default_output_names():
 
 def test_each_row_is_decoded_from_its_own_series(files):
     _, table, _ = read_lai_table(files / "pixels.csv", RENAMED)
-    torch.manual_seed(0)
-    model = build_model(TINY).eval()
-    with torch.no_grad():  # a fresh model barely reacts to its inputs: amplify its weights
-        for p in model.parameters():
-            p.mul_(3.0)
     series = PixelSeries.from_table(table)
     points = table["point_id"].to_numpy()
     first, second = points[0], points[-1]
     row = int(np.flatnonzero((points == first) & series.usable)[-1])
     changed = table.copy()
     changed.loc[row, "B08"] = changed.loc[row, "B08"] * 0.5  # one clear date of one point
-    for window in (None, 10):
+    same_point = points == first
+    days = (table["date"] - table["date"].min()).dt.days.to_numpy()
+    for window, context in ((None, 0), (10, 0), (10, 10)):
+        torch.manual_seed(0)
+        model = build_model(TINY.model_copy(update={"context_days": context})).eval()
+        with torch.no_grad():  # a fresh model barely reacts to its inputs: amplify its weights
+            for p in model.parameters():
+                p.mul_(3.0)
         before = predict_table_lai(model, table, window_days=window)[0]
         after = predict_table_lai(model, changed, window_days=window)[0]
         moved = before != after
         assert moved[row] and not moved[points == second].any()
-        same_point = points == first
-        days = (table["date"] - table["date"].min()).dt.days.to_numpy()
         if window is None:  # the whole series is the context: every date of the point moves
             assert moved[same_point].all()
-        else:  # only the dates of its 10-day window
-            inside = same_point & (days // window == days[row] // window)
-            assert moved[inside].all() and not moved[same_point & ~inside].any()
+            continue
+        # the dates of windows that read the changed date: its own, and with the context the
+        # windows starting or ending within 10 days of it
+        start = days // window * window
+        reads = (start - context <= days[row]) & (days[row] <= start + window - 1 + context)
+        assert moved[same_point & reads].all() and not moved[same_point & ~reads].any()
+        own_window = same_point & (days // window == days[row] // window)
+        assert (moved & ~own_window).any() == (context > 0)

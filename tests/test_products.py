@@ -29,7 +29,6 @@ from releo.products.calibrate import run_calibrate
 from releo.products.config import CalibrateConfig, DecodeConfig, EvaluateConfig, ProductsConfig
 from releo.products.decode import LaiCalibration, decode_grid, decode_pairs
 from releo.products.embed import load_autoencoder
-from releo.train.loop import collate_chunks
 from releo.products.evaluate import EVALUATE_METRICS, PLOTS, nearest_valid, run_evaluate
 from releo.products.gates import check_embeddings
 from releo.products.grid import ChunkLayout, Grid, query_dates
@@ -47,6 +46,7 @@ from releo.products.stages import (
 )
 from releo.quality import QualityGateError
 from releo.train.config import TrackingConfig
+from releo.train.loop import collate_chunks
 
 TINY = ModelConfig(
     embedding_dim=32, residual_dim=4, pixel_width=8, attention_heads=2, conv_width=8,

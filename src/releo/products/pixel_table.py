@@ -4,10 +4,10 @@ Each point's series is a 1 × 1-pixel "chunk" of the autoencoder: its S2 rows (c
 usable, cloudy ones masked) and its S1 rows (finite VV and VH) go through the encoder, and the
 latent decoder gives LAI (median and standard deviation) at every row's date, cloudy rows
 included. ``window_days`` cuts each series into consecutive windows like the training chunks
-(None: the whole series is one chunk). Optionally the model is first fine-tuned on the
-table's own series with its physics loss (self-supervised: no LAI is read). A per-pixel
-inversion model (:mod:`releo.models.pixel`) can stand in for the chunk model: LAI at the
-clear rows only, without temporal context.
+(None: the whole series is one chunk), each read with the model's ``context_days`` around it.
+Optionally the model is first fine-tuned on the table's own series with its physics loss
+(self-supervised: no LAI is read). A per-pixel inversion model (:mod:`releo.models.pixel`) can
+stand in for the chunk model: LAI at the clear rows only, without temporal context.
 
 The column map (YAML or JSON) maps releo's canonical names to the table's columns::
 
@@ -168,31 +168,59 @@ class PixelSeries:
             keys["window"] = (self.day - self.day.min()).astype(int) // window_days
         return [np.sort(v) for v in keys.groupby(list(keys.columns), sort=False).indices.values()]
 
-    def item(self, rows: np.ndarray) -> dict:
-        """Rows (of one point, by date) as a 1 × 1-pixel chunk item (``ChunkDataset``'s format)."""
+    def chunks(
+        self, window_days: int | None = None, context_days: int = 0
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each chunk's rows to read (its window's and, with ``window_days``, its point's rows
+        up to ``context_days`` either side of the window) and which of them are its window's."""
+        groups = self.groups(window_days)
+        if window_days is None or context_days == 0:
+            return [(rows, np.ones(rows.size, bool)) for rows in groups]
+        first = self.day.min()
+        by_point = {
+            p: np.sort(r) for p, r in pd.Series(self.point).groupby(self.point).indices.items()
+        }
+        out = []
+        for rows in groups:
+            window = (self.day[rows[0]] - first).astype(int) // window_days
+            start = first + np.timedelta64(window * window_days - context_days, "D")
+            end = first + np.timedelta64((window + 1) * window_days - 1 + context_days, "D")
+            same = by_point[self.point[rows[0]]]
+            read = same[(self.day[same] >= start) & (self.day[same] <= end)]
+            out.append((read, np.isin(read, rows)))
+        return out
+
+    def item(self, rows: np.ndarray, inside: np.ndarray | None = None) -> dict:
+        """Rows (of one point, by date) as a 1 × 1-pixel chunk item (``ChunkDataset``'s format);
+        ``inside`` marks the window's rows (default: all), the others are temporal context."""
+        inside = np.ones(rows.size, bool) if inside is None else inside
         doy = pd.DatetimeIndex(self.day[rows]).day_of_year.to_numpy().astype(np.float32)
-        span = float((self.day[rows[-1]] - self.day[rows[0]]).astype(int))
-        s1 = rows[self.has_s1[rows]]
+        window = self.day[rows][inside]
+        span = float((window[-1] - window[0]).astype(int))
+        first = float(pd.Timestamp(window[0]).day_of_year)
+        s1 = self.has_s1[rows]
         return {
             "chunk_id": str(self.point[rows[0]]),
-            "window_doy": torch.tensor([doy[0], doy[0] + span]),
+            "window_doy": torch.tensor([first, first + span]),
             "s2": torch.from_numpy(self.bands[rows][:, :, None, None]),
             "s2_mask": torch.from_numpy(self.usable[rows][:, None, None]),
             "s2_angles": torch.from_numpy(self.angles[rows]),
             "s2_doy": torch.from_numpy(doy),
             "s2_platform": list(self.platform[rows]),
-            "s1": torch.from_numpy(self.s1[s1][:, :, None, None]),
-            "s1_incidence": torch.from_numpy(self.incidence[s1][:, None, None]),
-            "s1_doy": torch.from_numpy(doy[self.has_s1[rows]]),
+            "s2_in_window": torch.from_numpy(inside),
+            "s1": torch.from_numpy(self.s1[rows[s1]][:, :, None, None]),
+            "s1_incidence": torch.from_numpy(self.incidence[rows[s1]][:, None, None]),
+            "s1_doy": torch.from_numpy(doy[s1]),
+            "s1_in_window": torch.from_numpy(inside[s1]),
         }
 
 
 def _batches(
-    series: PixelSeries, groups: list[np.ndarray], size: int
-) -> Iterator[tuple[list[np.ndarray], dict]]:
-    for start in range(0, len(groups), size):
-        part = groups[start : start + size]
-        yield part, collate_chunks([series.item(rows) for rows in part])
+    series: PixelSeries, chunks: list[tuple[np.ndarray, np.ndarray]], size: int
+) -> Iterator[tuple[list[tuple[np.ndarray, np.ndarray]], dict]]:
+    for start in range(0, len(chunks), size):
+        part = chunks[start : start + size]
+        yield part, collate_chunks([series.item(rows, inside) for rows, inside in part])
 
 
 def _series(table: pd.DataFrame | PixelSeries) -> PixelSeries:
@@ -213,14 +241,16 @@ def predict_table_lai(
     model.eval()
     lai = np.full(len(series.point), np.nan, np.float32)
     std = np.full(len(series.point), np.nan, np.float32)
-    for part, batch in _batches(series, series.groups(window_days), batch_points):
+    chunks = series.chunks(window_days, model.cfg.context_days)
+    for part, batch in _batches(series, chunks, batch_points):
         z, context = model.encode_with_context(batch)
         t = batch["s2_doy"]  # every row is a date of its chunk's S2 axis (then padding)
         centre = torch.full_like(t, 0.5)
         dist = model.decode(z, centre, centre, t, context)["lai"]
         median, sigma = dist.median.numpy(), dist.stddev.numpy()
-        for i, rows in enumerate(part):
-            lai[rows], std[rows] = median[i, : len(rows)], sigma[i, : len(rows)]
+        for i, (rows, inside) in enumerate(part):
+            at = np.flatnonzero(inside)
+            lai[rows[at]], std[rows[at]] = median[i, at], sigma[i, at]
     return lai, std
 
 
@@ -239,18 +269,18 @@ def fine_tune(
     (self-supervised: the table's LAI, if any, is never read); returns each epoch's mean
     total loss. AdamW from ``lr``, cosine-decayed to 0; points shuffled with ``seed``."""
     series = _series(table)
-    groups = series.groups(window_days)
+    chunks = series.chunks(window_days, model.cfg.context_days)
     weights = weights or LossWeights()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * -(-len(groups) // batch_points)
+    steps = epochs * -(-len(chunks) // batch_points)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
     losses = []
     for _ in range(epochs):
         model.train()
         total, n = 0.0, 0
-        shuffled = [groups[i] for i in rng.permutation(len(groups))]
+        shuffled = [chunks[i] for i in rng.permutation(len(chunks))]
         for _, batch in _batches(series, shuffled, batch_points):
             optimizer.zero_grad(set_to_none=True)
             loss = model.loss(batch, weights)["total"]
