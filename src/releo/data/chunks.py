@@ -141,24 +141,27 @@ def _inside(times: np.ndarray, window: slice) -> torch.Tensor:
     return torch.as_tensor((stamps >= window.start) & (stamps <= window.stop))
 
 
+DATED_KEYS = {
+    "s2": ("s2", "s2_mask", "s2_angles", "s2_doy", "s2_platform", "s2_in_window", "truth_lai",
+           "reference_lai"),
+    "s1": ("s1", "s1_incidence", "s1_doy", "s1_in_window"),
+}  # fmt: skip
+"""Keys of a :class:`ChunkDataset` item along each modality's time axis."""
+
+
 def window_only(item: dict) -> dict:
     """``item`` without its temporal context: the S2 and S1 dates inside its window only."""
     out = dict(item)
-    for modality in ("s2", "s1"):
-        inside = item.get(f"{modality}_in_window")
-        if inside is None:
+    for modality, keys in DATED_KEYS.items():
+        if f"{modality}_in_window" not in item:
             continue
-        keep = inside.nonzero()[:, 0]
-        for key, value in item.items():
-            dated = key == modality or key.startswith(f"{modality}_")
-            if dated and key != "s2_platform":
+        keep = item[f"{modality}_in_window"].nonzero()[:, 0]
+        for key in (k for k in keys if k in item):
+            value = item[key]
+            if isinstance(value, list):  # platforms: one name per date, or none at all
+                out[key] = [value[i] for i in keep.tolist()] if value else value
+            else:
                 out[key] = value[keep]
-        if modality == "s2":
-            if item.get("s2_platform"):
-                out["s2_platform"] = [item["s2_platform"][i] for i in keep.tolist()]
-            for key in ("truth_lai", "reference_lai"):
-                if key in item:
-                    out[key] = item[key][keep]
     return out
 
 

@@ -20,7 +20,7 @@ from releo.data.chunks import ChunkDataset, window_only
 from releo.discover.fields import Fields
 from releo.models import VARIABLES, PhysicsAutoencoder
 from releo.models.autoencoder import gather_pixels
-from releo.models.encoder import s1_inputs, s2_inputs
+from releo.models.encoder import fitted
 from releo.models.forward import s1_backscatter_db, s2_reflectance
 from releo.models.slots import pixel_xy
 from releo.train.loop import collate_chunks
@@ -176,7 +176,7 @@ def extract(
             medians = {name: dists[name].median for name in VARIABLES}
             residual = model.decoder.residuals(z, space_t, t, modality)
             valid = _expand(space, batch[f"{modality}_valid"], n_t)[1]
-            usable = (s2_inputs if modality == "s2" else s1_inputs)(batch)[1]
+            usable = fitted(batch, modality)  # the batch holds the window's dates only
             seen = gather_pixels(usable, idx).reshape(valid.shape) & valid
             names = S2_RESIDUALS if modality == "s2" else S1_RESIDUALS
             values = {"clear": seen, **medians}

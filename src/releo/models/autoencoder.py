@@ -10,7 +10,7 @@ from torch import nn
 from releo.models.config import LossWeights, ModelConfig
 from releo.models.decoder import LatentDecoder
 from releo.models.distributions import VARIABLE_RANGES, VARIABLES, BoundedNormal, prior_logit
-from releo.models.encoder import ChunkEncoder, in_window, s1_inputs, s2_inputs
+from releo.models.encoder import ChunkEncoder, fitted
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
 from releo.models.slots import pixel_xy
 from releo.models.synthetic import synthetic_chunks
@@ -145,8 +145,7 @@ class PhysicsAutoencoder(nn.Module):
     def _s2_term(self, batch, z, space, idx) -> tuple[torch.Tensor, ...]:
         b, q = idx.shape
         n_t = batch["s2"].shape[1]
-        usable = s2_inputs(batch)[1] & in_window(batch, "s2")[..., None, None]
-        queries = self._observed_queries(batch, space, idx, "s2", usable)
+        queries = self._observed_queries(batch, space, idx, "s2", fitted(batch, "s2"))
         if queries is None:
             zero = z.sum() * 0
             return zero, zero, zero
@@ -165,8 +164,7 @@ class PhysicsAutoencoder(nn.Module):
     def _s1_term(self, batch, z, space, idx) -> tuple[torch.Tensor, ...]:
         b, q = idx.shape
         n_t = batch["s1"].shape[1]
-        usable = s1_inputs(batch)[1] & in_window(batch, "s1")[..., None, None]
-        queries = self._observed_queries(batch, space, idx, "s1", usable)
+        queries = self._observed_queries(batch, space, idx, "s1", fitted(batch, "s1"))
         if queries is None:
             zero = z.sum() * 0
             return zero, zero, zero

@@ -77,31 +77,39 @@ def in_window(batch: dict, modality: str) -> torch.Tensor:
     return valid & batch.get(f"{modality}_in_window", torch.ones_like(valid))
 
 
+def usable(batch: dict, modality: str) -> torch.Tensor:
+    """Observations (B, T, H, W) the encoder reads: real dates, finite values (and clear S2)."""
+    ok = torch.isfinite(batch[modality]).all(dim=2) & batch[f"{modality}_valid"][..., None, None]
+    return ok & batch["s2_mask"] if modality == "s2" else ok
+
+
+def fitted(batch: dict, modality: str) -> torch.Tensor:
+    """Observations (B, T, H, W) the losses and scores fit: usable and inside the window."""
+    return usable(batch, modality) & in_window(batch, modality)[..., None, None]
+
+
 def s2_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Standardised S2 stem input (B, T, 15, H, W) and its usable mask (B, T, H, W)."""
-    s2 = batch["s2"]
-    usable = batch["s2_mask"] & batch["s2_valid"][..., None, None]
-    usable = usable & torch.isfinite(s2).all(dim=2)
+    s2, ok = batch["s2"], usable(batch, "s2")
     centre = s2.new_tensor(S2_CENTRE)[:, None, None]
     spread = s2.new_tensor(S2_SPREAD)[:, None, None]
-    bands = torch.where(usable[:, :, None], (s2.nan_to_num() - centre) / spread, 0.0)
+    bands = torch.where(ok[:, :, None], (s2.nan_to_num() - centre) / spread, 0.0)
     ang = torch.deg2rad(batch["s2_angles"])
     geometry = torch.stack(
         [ang[..., 0].cos(), ang[..., 1].cos(), ang[..., 2].cos(), ang[..., 2].sin()], dim=-1
     )
     geometry = geometry[..., None, None].expand(*geometry.shape, *s2.shape[-2:])
-    return torch.cat([bands, usable[:, :, None].to(s2.dtype), geometry], dim=2), usable
+    return torch.cat([bands, ok[:, :, None].to(s2.dtype), geometry], dim=2), ok
 
 
 def s1_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Standardised S1 stem input (B, T', 4, H, W) and its usable mask (B, T', H, W)."""
-    s1 = batch["s1"]
-    usable = torch.isfinite(s1).all(dim=2) & batch["s1_valid"][..., None, None]
+    s1, ok = batch["s1"], usable(batch, "s1")
     centre = s1.new_tensor(S1_CENTRE)[:, None, None]
     spread = s1.new_tensor(S1_SPREAD)[:, None, None]
-    db = torch.where(usable[:, :, None], (s1.nan_to_num() - centre) / spread, 0.0)
+    db = torch.where(ok[:, :, None], (s1.nan_to_num() - centre) / spread, 0.0)
     inc = (batch["s1_incidence"].nan_to_num(INCIDENCE_CENTRE) - INCIDENCE_CENTRE) / INCIDENCE_SPREAD
-    return torch.cat([db, inc[:, :, None], usable[:, :, None].to(s1.dtype)], dim=2), usable
+    return torch.cat([db, inc[:, :, None], ok[:, :, None].to(s1.dtype)], dim=2), ok
 
 
 class ChunkEncoder(nn.Module):

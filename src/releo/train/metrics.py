@@ -9,7 +9,7 @@ import torch
 from releo.data.contracts import S1_POLARISATIONS, S2_BANDS
 from releo.models import PhysicsAutoencoder
 from releo.models.autoencoder import gather_pixels
-from releo.models.encoder import in_window, s1_inputs, s2_inputs
+from releo.models.encoder import fitted, in_window
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
 from releo.models.slots import pixel_xy
 
@@ -104,10 +104,8 @@ def _s2_block(model, batch, z, context, idx, x, y, sums) -> None:
     space_t = space[:, :, None].expand(-1, -1, n_t, -1).reshape(b, p * n_t, -1)
     t = batch["s2_doy"][:, None].expand(b, p, n_t).reshape(b, p * n_t)
     dists = model.decoder.variables(space_t, t)
-    window = in_window(batch, "s2")
-    usable = s2_inputs(batch)[1] & window[..., None, None]
-    clear = gather_pixels(usable, idx).reshape(b, p * n_t)
-    valid = window[:, None].expand(b, p, n_t).reshape(b, p * n_t)
+    clear = gather_pixels(fitted(batch, "s2"), idx).reshape(b, p * n_t)
+    valid = in_window(batch, "s2")[:, None].expand(b, p, n_t).reshape(b, p * n_t)
     if clear.any():
         values = {k: d.median[clear] for k, d in dists.items()}
         angles = batch["s2_angles"][:, None].expand(b, p, n_t, 3).reshape(b, p * n_t, 3)
@@ -147,8 +145,7 @@ def _s2_block(model, batch, z, context, idx, x, y, sums) -> None:
 def _s1_block(model, batch, z, context, idx, x, y, sums) -> None:
     b, p = idx.shape
     n_t = batch["s1"].shape[1]
-    usable = s1_inputs(batch)[1] & in_window(batch, "s1")[..., None, None]
-    sel = gather_pixels(usable, idx).reshape(b, p * n_t)
+    sel = gather_pixels(fitted(batch, "s1"), idx).reshape(b, p * n_t)
     if n_t == 0 or not sel.any():
         return
     space = model.decoder.space_features(z, x, y, context)
