@@ -37,7 +37,7 @@ from releo.data.simulate import SimulationConfig
 from releo.data.simulate.scene import Scene
 from releo.models import ModelConfig
 from releo.models.decoder import mlp, sample_map
-from releo.models.slots import FieldSlots, SlotPooling, pixel_xy, slot_lattice
+from releo.models.slots import FieldSlots, SlotPooling, pixel_xy, slot_lattice, standardised
 from report import report
 
 CHUNK_PX, WINDOW_DAYS, NOISE = 100, 10, 0.2
@@ -100,7 +100,8 @@ class GlobalCode(nn.Module):
 
 
 class SlotCode(nn.Module):
-    """releo's design: field slots pooled over fitted power cells, drawn back as the same cells."""
+    """releo's design: field slots pooled over cells fitted to the input map, drawn back as the
+    same cells."""
 
     def __init__(self, cfg: ModelConfig, common: int):
         super().__init__()
@@ -108,14 +109,18 @@ class SlotCode(nn.Module):
             nn.Conv2d(1, 32, 3, 1, 1), nn.GELU(), nn.Conv2d(32, 32, 3, 1, 1), nn.GELU()
         )
         k, f = cfg.field_slots, cfg.slot_features
-        self.pool = SlotPooling(32, k, f, cfg.slot_iterations, cfg.cell_fit_steps)
-        self.slots = FieldSlots(k, f)
+        self.pool = SlotPooling(
+            32, k, f, cfg.slot_iterations, cfg.cell_fit_steps, power=cfg.slot_power
+        )
+        self.slots = FieldSlots(k, f, power=cfg.slot_power)
         self.chunk_wide = nn.Conv2d(32, common - cfg.slot_code_dim, 1)
         self.head = mlp(f + common - cfg.slot_code_dim, 128, 1)
 
     def forward(self, maps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         pixels = self.stem(maps[:, None])
-        code, wide = self.pool(pixels), self.chunk_wide(pixels).mean((2, 3))
+        observed = torch.ones_like(maps[:, None], dtype=torch.bool)
+        code = self.pool(pixels, standardised(maps[:, None])[:, None], observed)
+        wide = self.chunk_wide(pixels).mean((2, 3))
         parts = [self.slots(code, x, y), wide[:, None].expand(-1, x.shape[1], -1)]
         return self.head(torch.cat(parts, -1))[..., 0]
 

@@ -31,6 +31,7 @@ from releo.data.chunks import ChunkDataset
 from releo.data.io import open_cube
 from releo.data.site import open_site
 from releo.models import LossWeights, ModelConfig, build_model
+from releo.models.config import slot_geometry
 from releo.products.embed import embeddings_cube, encode_chunks
 from releo.products.evaluate import held_out_estimates, held_out_mask
 from releo.products.scores import scores
@@ -46,10 +47,12 @@ def chunk_input_bytes(index: pd.DataFrame, size_px: int) -> float:
     return float(s2 + s1)
 
 
-def slots_for(dim: int, residual_dim: int, slot_features: int, chunk_wide: int = 8) -> int:
+def slots_for(
+    dim: int, residual_dim: int, slot_features: int, power: bool, chunk_wide: int = 8
+) -> int:
     """Most field slots (a square number) that fit z's common part with ``chunk_wide``
-    features to spare: 36 at the default 256 features."""
-    room = (dim - 2 * residual_dim - chunk_wide) // (3 + slot_features)
+    features to spare: 49 at the default 256 features (Voronoi slots of 2 features)."""
+    room = (dim - 2 * residual_dim - chunk_wide) // (slot_geometry(power) + slot_features)
     return max(1, math.isqrt(max(room, 1))) ** 2
 
 
@@ -81,7 +84,7 @@ def main() -> None:
     rows = []
     for dim in args.dims:
         base = params.model.model_dump()
-        slots = slots_for(dim, base["residual_dim"], base["slot_features"])
+        slots = slots_for(dim, base["residual_dim"], base["slot_features"], base["slot_power"])
         cfg = ModelConfig(**{**base, "embedding_dim": dim, "field_slots": slots})
         torch.manual_seed(args.seed)
         model = build_model(cfg)

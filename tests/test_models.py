@@ -414,7 +414,7 @@ def test_field_slots_pool_and_redraw_parcels_of_any_layout():
     with torch.no_grad():
         pool.features.weight.fill_(1.0)
         pool.features.bias.zero_()
-        code = pool(target)
+        code = pool(target, target[:, None], torch.ones(1, 1, 100, 100, dtype=torch.bool))
         assert code.shape == (1, 36 * 4)
         idx = torch.arange(10_000)[None]
         x, y = (idx % 100 + 0.5) / 100, (idx // 100 + 0.5) / 100
@@ -423,6 +423,84 @@ def test_field_slots_pool_and_redraw_parcels_of_any_layout():
     rmse = float((drawn - target).pow(2).mean().sqrt())
     lattice_rmse = float((lattice - target).pow(2).mean().sqrt())
     assert rmse < 0.5 * lattice_rmse, (rmse, lattice_rmse)
+
+
+def _parcel_dates(rng: np.random.Generator) -> torch.Tensor:
+    """Two dates (1, 2, 1, 100, 100) of a 40-parcel Voronoi layout, each parcel its own value
+    per date."""
+    from releo.data.simulate.parcels import voronoi_fields
+
+    labels = voronoi_fields(rng, (100, 100), 40)
+    dates = [rng.uniform(0, 6, labels.max() + 1)[labels] for _ in range(2)]
+    return torch.tensor(np.stack(dates), dtype=torch.float32)[None, :, None]
+
+
+def test_voronoi_slots_follow_parcels_seen_through_clouds():
+    """Cells fitted to two dated maps of 40 parcels, the first half-clouded, are the same
+    whatever the clouded pixels hold (the fit reads observed pixel-dates only), and 49 Voronoi
+    slots (2 numbers of geometry each) draw the parcels back far closer than the means of a
+    7 x 7 lattice."""
+    from releo.models.slots import FieldSlots, SlotPooling
+
+    values = _parcel_dates(np.random.default_rng(1))
+    observed = torch.ones(1, 2, 100, 100, dtype=torch.bool)
+    observed[:, 0, :, :50] = False
+    spoiled = values.clone()
+    spoiled[:, 0, :, :, :50] = 1e3
+    fit = SlotPooling(1, 49, 1, iterations=5, fit_steps=100, power=False)
+    centre, power = fit.cells(values, observed)
+    assert torch.equal(fit.cells(spoiled, observed)[0], centre)
+    assert power.abs().max() == 0
+
+    target = values[:, 1]  # (1, 1, H, W): the clear date
+    with torch.no_grad():
+        fit.features.weight.fill_(1.0)
+        fit.features.bias.zero_()
+        code = fit(target, values, observed)
+        assert code.shape == (1, 49 * 3)
+        idx = torch.arange(10_000)[None]
+        x, y = (idx % 100 + 0.5) / 100, (idx // 100 + 0.5) / 100
+        drawn = FieldSlots(49, 1, power=False)(code, x, y).reshape(1, 1, 100, 100)
+    lattice = F.interpolate(F.adaptive_avg_pool2d(target, 7), size=100, mode="nearest")
+    rmse = float((drawn - target).pow(2).mean().sqrt())
+    lattice_rmse = float((lattice - target).pow(2).mean().sqrt())
+    assert rmse < 0.4 * lattice_rmse, (rmse, lattice_rmse)
+
+
+def test_cells_are_fitted_once_per_chunk_content(monkeypatch):
+    """Training revisits each chunk every epoch: its cells are fitted once and reused, and
+    any change of its inputs fits them again."""
+    from releo.models import slots
+
+    calls = []
+    real = slots.fit_power_cells
+    monkeypatch.setattr(slots, "fit_power_cells", lambda *a: calls.append(1) or real(*a))
+    values = _parcel_dates(np.random.default_rng(2))
+    values = values[..., :32, :32]
+    observed = torch.ones(1, 2, 32, 32, dtype=torch.bool)
+    fit = slots.SlotPooling(1, 4, 1, iterations=2, fit_steps=5)
+    first = fit.cells(values, observed)
+    again = fit.cells(torch.cat([values, values]), observed.expand(2, -1, -1, -1))
+    assert len(calls) == 1
+    assert all(torch.equal(a[1:], b) for a, b in zip(again, first, strict=True))
+    moved = values.clone()
+    moved[..., 0, 0] += 1.0
+    fit.cells(moved, observed)
+    assert len(calls) == 2
+
+
+def test_a_model_saved_before_voronoi_slots_loads_with_power_cells(tmp_path):
+    """Saved configs are whole: one without ``slot_power`` predates it, and its slots carry a
+    power (3 numbers of geometry), so it loads as it was trained."""
+    from releo.models.checkpoint import load_autoencoder, save_autoencoder
+
+    config = TINY.model_copy(update={"slot_power": True}).model_dump()
+    model = build_model(ModelConfig(**config))
+    del config["slot_power"]
+    save_autoencoder(model, config, {}, tmp_path / "old.pt")
+    loaded, _ = load_autoencoder(tmp_path / "old.pt")
+    assert loaded.cfg.slot_power
+    assert loaded.cfg.slot_code_dim == 4 * (3 + 2)
 
 
 def _unexplained(basis: torch.Tensor, spectrum: torch.Tensor) -> float:

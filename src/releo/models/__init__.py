@@ -4,10 +4,10 @@
   geometry) and S1 (VV, VH, incidence) pass through spatial convolution stems shared over
   time; each pixel's dated tokens (day-of-year Fourier encoding, modality embedding, plus an
   always-visible "empty" token so overcast or S1-less pixels still work) are pooled by masked
-  multi-head attention; the fused map is pooled into ``field_slots`` slots over power cells
-  fitted to it per chunk (centre, power, features: :mod:`.slots`) and strided convolutions add
-  chunk-wide features: together one embedding z.
-- Latent decoder (:mod:`.decoder`): the slots, drawn as a soft power diagram at any (x, y)
+  multi-head attention; the fused map is pooled into ``field_slots`` slots over Voronoi cells
+  fitted to the chunk's dated S2 inputs (centre, features: :mod:`.slots`) and strided
+  convolutions add chunk-wide features: together one embedding z.
+- Latent decoder (:mod:`.decoder`): the slots, drawn as a soft Voronoi diagram at any (x, y)
   (edges sharp at any resolution), and the chunk-wide features, joined with day-of-year
   Fourier features of any t → a :class:`BoundedNormal` (logit-normal in the variable's range)
   per physical variable. Optional ``context``: per-pixel features of the encoder

@@ -11,6 +11,10 @@ from releo.data.io import atomic_file
 from releo.models.autoencoder import PhysicsAutoencoder, build_model
 from releo.models.config import ModelConfig
 
+SAVED_BEFORE_OPTIONS = {"slot_power": True}
+"""What a saved config that lacks an option meant (configs are saved whole, so a missing option
+predates it): the slots of earlier models carried a power."""
+
 
 def save_autoencoder(model: torch.nn.Module, config: dict, weights: dict, path: str | Path) -> Path:
     """Write the state dict of ``model``, its ``model`` params section (``config``) and the loss
@@ -28,7 +32,7 @@ def load_autoencoder(path: str | Path) -> tuple[PhysicsAutoencoder, dict]:
         raise DataError(f"{path}: trained model not found; run the train stage first")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(ModelConfig(**payload["config"]))
+        model = build_model(ModelConfig(**{**SAVED_BEFORE_OPTIONS, **payload["config"]}))
         model.load_state_dict(payload["model"])
     except Exception as err:  # zip/pickle/pydantic/state-dict errors of a foreign file
         raise DataError(f"{path}: cannot load the model: {type(err).__name__}: {err}") from err

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SLOT_GEOMETRY = 3  # numbers of a field slot before its features: centre x, centre y, power
+
+def slot_geometry(power: bool) -> int:
+    """Numbers of a field slot before its features: centre x, centre y (and its power)."""
+    return 3 if power else 2
 
 
 class ModelConfig(BaseModel):
@@ -12,7 +15,8 @@ class ModelConfig(BaseModel):
 
     Defaults fit a 1 km × 10 day chunk (100 × 100 px, ~2 S2 and ~2 S1 dates) on a laptop CPU:
     a 256-feature embedding (the seeds' size) of which 2 × 16 are the exclusive S2/S1 latents,
-    36 field slots of 3 features (216 of z's features: parcels), 8 chunk-wide features, 16
+    49 field slots of 2 features drawn as a Voronoi diagram (196 of z's features: parcels, 43
+    pieces per chunk on the default site), 28 chunk-wide features, 16
     per-pixel context channels, and 1024 query pixels per chunk per step (compiled PROSAIL
     and the encoder share the step time).
     """
@@ -50,17 +54,22 @@ class ModelConfig(BaseModel):
         0.25, ge=0.0, le=1.0, description="share of training chunks decoded without the context"
     )
     field_slots: int = Field(
-        36,
+        49,
         ge=1,
         description="field slots in z (centre, power, features: parcels drawn as a soft power "
         "diagram at any resolution); a square number",
     )
-    slot_features: int = Field(3, ge=1, description="features carried by each field slot")
+    slot_features: int = Field(2, ge=1, description="features carried by each field slot")
+    slot_power: bool = Field(
+        False,
+        description="a power per slot (power diagram, 3 numbers of geometry per slot) instead of "
+        "a Voronoi diagram of the slot centres (2 numbers)",
+    )
     slot_iterations: int = Field(
         5, ge=1, description="soft k-means steps of the SLIC that starts the cell fit"
     )
     cell_fit_steps: int = Field(
-        40, ge=0, description="Adam steps fitting each chunk's power cells to its pixel features"
+        100, ge=0, description="Adam steps fitting each chunk's cells to its dated S2 inputs"
     )
     context_days: int = Field(
         0,
@@ -99,7 +108,7 @@ class ModelConfig(BaseModel):
     @property
     def slot_code_dim(self) -> int:
         """Features of z holding the field slots (centre x, y, power and features per slot)."""
-        return self.field_slots * (SLOT_GEOMETRY + self.slot_features)
+        return self.field_slots * (slot_geometry(self.slot_power) + self.slot_features)
 
     @model_validator(mode="after")
     def _fits(self) -> ModelConfig:
@@ -110,7 +119,8 @@ class ModelConfig(BaseModel):
         common = self.embedding_dim - 2 * self.residual_dim
         if self.slot_code_dim >= common:
             raise ValueError(
-                f"field_slots x (3 + slot_features) = {self.slot_code_dim} must leave room for "
+                f"field_slots x (geometry + slot_features) = {self.slot_code_dim} must leave "
+                f"room for "
                 f"chunk-wide features in the {common} common features of z"
             )
         if self.pixel_width % self.attention_heads:

@@ -79,7 +79,7 @@ class LatentDecoder(nn.Module):
         self.cfg = cfg
         common = cfg.embedding_dim - 2 * cfg.residual_dim
         self.to_global = nn.Linear(common - cfg.slot_code_dim, cfg.hidden_width // 2)
-        self.slots = FieldSlots(cfg.field_slots, cfg.slot_features)
+        self.slots = FieldSlots(cfg.field_slots, cfg.slot_features, power=cfg.slot_power)
         self.n_space = cfg.slot_features + cfg.detail_channels + 1 + cfg.hidden_width // 2
         n_time = 2 * cfg.fourier_frequencies
         self.dynamic = tuple(v for v in VARIABLES if v not in STATIC_VARIABLES)

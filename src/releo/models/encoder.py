@@ -14,6 +14,7 @@ from releo.models.slots import SlotPooling
 # are standardised with these fixed values so that no statistics leak from a split.
 S2_CENTRE = (0.05, 0.08, 0.08, 0.13, 0.22, 0.26, 0.28, 0.29, 0.22, 0.14)
 S2_SPREAD = (0.03, 0.04, 0.05, 0.05, 0.07, 0.09, 0.10, 0.10, 0.07, 0.07)
+S2_RED, S2_NIR = 2, 6  # B4 and B8 in releo.data.contracts.S2_BANDS
 S1_CENTRE, S1_SPREAD = (-12.0, -19.0), (4.0, 4.0)  # VV, VH dB
 INCIDENCE_CENTRE, INCIDENCE_SPREAD = 35.0, 8.0
 
@@ -88,6 +89,20 @@ def fitted(batch: dict, modality: str) -> torch.Tensor:
     return usable(batch, modality) & in_window(batch, modality)[..., None, None]
 
 
+def cell_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dated per-pixel features (B, T, 11, H, W) the field cells are fitted to, and where they
+    are observed (B, T, H, W): each usable S2 date's bands and NDVI, standardised per chunk and
+    channel over the observed pixel-dates (so a chunk's own contrasts draw its cells)."""
+    s2, observed = batch["s2"], usable(batch, "s2")
+    red, nir = s2[:, :, S2_RED], s2[:, :, S2_NIR]
+    x = torch.cat([s2, ((nir - red) / (nir + red))[:, :, None]], dim=2).nan_to_num()
+    weight = observed[:, :, None].to(x.dtype)
+    count = weight.sum((1, 3, 4), keepdim=True).clamp(min=1)
+    mean = (x * weight).sum((1, 3, 4), keepdim=True) / count
+    spread = ((x - mean).pow(2) * weight).sum((1, 3, 4), keepdim=True).div(count).sqrt()
+    return torch.where(observed[:, :, None], (x - mean) / (spread + 1e-6), 0.0), observed
+
+
 def s2_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Standardised S2 stem input (B, T, 15, H, W) and its usable mask (B, T, H, W)."""
     s2, ok = batch["s2"], usable(batch, "s2")
@@ -115,8 +130,8 @@ def s1_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
 class ChunkEncoder(nn.Module):
     """Spatial stems per date → per-pixel temporal attention pooling (day-of-year encoded,
     masked; ``pool_queries`` learned queries) → per-pixel features → one embedding per chunk:
-    the field slots pooled from the pixels (fitted power cells), then strided convolutions for the
-    chunk-wide features and the exclusive residual latents.
+    the field slots pooled from the pixels over cells fitted to the chunk's dated inputs, then
+    strided convolutions for the chunk-wide features and the exclusive residual latents.
 
     A learned always-visible token lets pixels with no usable observation (overcast, no S1)
     still attend to something; the fused per-pixel features are also returned, projected to
@@ -147,7 +162,12 @@ class ChunkEncoder(nn.Module):
             nn.Linear(w * g * g, cfg.embedding_dim - cfg.slot_code_dim),
         )
         self.slots = SlotPooling(
-            c, cfg.field_slots, cfg.slot_features, cfg.slot_iterations, cfg.cell_fit_steps
+            c,
+            cfg.field_slots,
+            cfg.slot_features,
+            cfg.slot_iterations,
+            cfg.cell_fit_steps,
+            power=cfg.slot_power,
         )
         self.detail = nn.Conv2d(c, cfg.detail_channels, 1) if cfg.detail_channels else None
 
@@ -175,4 +195,5 @@ class ChunkEncoder(nn.Module):
         pixels = self.fuse(self.pool(tokens, ignore))  # (B·H·W, C)
         pixels = pixels.reshape(b, h, w, -1).permute(0, 3, 1, 2)
         detail = self.detail(pixels) if self.detail is not None else None
-        return torch.cat([self.slots(pixels), self.compress(pixels)], dim=1), detail
+        slots = self.slots(pixels, *cell_inputs(batch))
+        return torch.cat([slots, self.compress(pixels)], dim=1), detail
