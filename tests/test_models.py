@@ -211,6 +211,23 @@ def test_collate_pads_time_with_masks(datasets):
     assert not batch["s2_mask"][1, 1:].any()
 
 
+def test_a_chunks_embedding_does_not_depend_on_its_batch(site):
+    """Encoded alone or beside a chunk with more dates (so padded), a chunk gets the same
+    embedding: its cells are fitted on its own observed dates, whatever the batch."""
+    chunks = make_datasets(*site, context_days=10)["train"]
+    items = sorted((chunks[i] for i in range(len(chunks))), key=lambda i: i["s2"].shape[0])
+    short, long = items[0], items[-1]
+    assert short["s2"].shape[0] < long["s2"].shape[0]
+    with torch.no_grad():
+        alone = model(cfg=TINY.model_copy(update={"context_days": 10})).encode(
+            collate_chunks([short])
+        )
+        beside = model(cfg=TINY.model_copy(update={"context_days": 10})).encode(
+            collate_chunks([long, short])
+        )
+    torch.testing.assert_close(beside[1:], alone, atol=1e-5, rtol=0)
+
+
 def test_temporal_context_informs_the_embedding_and_only_the_window_is_fitted(site):
     items = [make_datasets(*site, context_days=10)["train"][i] for i in (1, 2)]
     batch = collate_chunks(items)
@@ -468,8 +485,8 @@ def test_voronoi_slots_follow_parcels_seen_through_clouds():
 
 
 def test_cells_are_fitted_once_per_chunk_content(monkeypatch):
-    """Training revisits each chunk every epoch: its cells are fitted once and reused, and
-    any change of its inputs fits them again."""
+    """Training revisits each chunk every epoch, padded to the longest chunk of its batch: its
+    cells are fitted once and reused, and any change of its inputs fits them again."""
     from releo.models import slots
 
     calls = []
@@ -480,9 +497,11 @@ def test_cells_are_fitted_once_per_chunk_content(monkeypatch):
     observed = torch.ones(1, 2, 32, 32, dtype=torch.bool)
     fit = slots.SlotPooling(1, 4, 1, iterations=2, fit_steps=5)
     first = fit.cells(values, observed)
-    again = fit.cells(torch.cat([values, values]), observed.expand(2, -1, -1, -1))
+    # The same chunk again, and padded with an unobserved date as a batch of longer chunks pads it.
+    padded = torch.cat([values, torch.zeros_like(values[:, :1])], 1)
+    again = fit.cells(padded, torch.cat([observed, torch.zeros_like(observed[:, :1])], 1))
     assert len(calls) == 1
-    assert all(torch.equal(a[1:], b) for a, b in zip(again, first, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(again, first, strict=True))
     moved = values.clone()
     moved[..., 0, 0] += 1.0
     fit.cells(moved, observed)

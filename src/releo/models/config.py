@@ -56,8 +56,8 @@ class ModelConfig(BaseModel):
     field_slots: int = Field(
         49,
         ge=1,
-        description="field slots in z (centre, power, features: parcels drawn as a soft power "
-        "diagram at any resolution); a square number",
+        description="field slots in z (centre, features, and a power with slot_power: parcels "
+        "drawn as soft Voronoi or power cells at any resolution); a square number",
     )
     slot_features: int = Field(2, ge=1, description="features carried by each field slot")
     slot_power: bool = Field(
@@ -120,8 +120,7 @@ class ModelConfig(BaseModel):
         if self.slot_code_dim >= common:
             raise ValueError(
                 f"field_slots x (geometry + slot_features) = {self.slot_code_dim} must leave "
-                f"room for "
-                f"chunk-wide features in the {common} common features of z"
+                f"room for chunk-wide features in the {common} common features of z"
             )
         if self.pixel_width % self.attention_heads:
             raise ValueError("pixel_width must be a multiple of attention_heads")

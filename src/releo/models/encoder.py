@@ -90,17 +90,12 @@ def fitted(batch: dict, modality: str) -> torch.Tensor:
 
 
 def cell_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dated per-pixel features (B, T, 11, H, W) the field cells are fitted to, and where they
-    are observed (B, T, H, W): each usable S2 date's bands and NDVI, standardised per chunk and
-    channel over the observed pixel-dates (so a chunk's own contrasts draw its cells)."""
+    """Dated per-pixel features (B, T, 11, H, W) the field cells are fitted to, 0 where not
+    observed, and where they are observed (B, T, H, W): each usable S2 date's bands and NDVI."""
     s2, observed = batch["s2"], usable(batch, "s2")
     red, nir = s2[:, :, S2_RED], s2[:, :, S2_NIR]
-    x = torch.cat([s2, ((nir - red) / (nir + red))[:, :, None]], dim=2).nan_to_num()
-    weight = observed[:, :, None].to(x.dtype)
-    count = weight.sum((1, 3, 4), keepdim=True).clamp(min=1)
-    mean = (x * weight).sum((1, 3, 4), keepdim=True) / count
-    spread = ((x - mean).pow(2) * weight).sum((1, 3, 4), keepdim=True).div(count).sqrt()
-    return torch.where(observed[:, :, None], (x - mean) / (spread + 1e-6), 0.0), observed
+    x = torch.cat([s2, ((nir - red) / (nir + red))[:, :, None]], dim=2)
+    return torch.where(observed[:, :, None], x.nan_to_num(), 0.0), observed
 
 
 def s2_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

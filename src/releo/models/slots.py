@@ -156,12 +156,20 @@ class SlotPooling(nn.Module):
         self._cells: OrderedDict[bytes, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     def cells(self, values: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Centres (B, K, 2) and powers (B, K) of each chunk's fitted cells, memoised."""
+        """Centres (B, K, 2) and powers (B, K) of each chunk's fitted cells, memoised.
+
+        Each chunk is fitted on its own, without the dates where nothing is observed (a
+        batch's padding, overcast dates), and standardised per channel over its observed
+        pixel-dates (its own contrasts draw its cells): the fit amplifies rounding
+        differences, so a chunk's cells must not depend on the batch it comes in."""
         out = []
         for v, o in zip(values, observed, strict=True):
+            seen = o.flatten(1).any(1)
+            v, o = v[seen], o[seen]
             setting = (self.side, self.fit_steps, self.iterations, self.power)
             key = _digest(v, o, *setting)
             if key not in self._cells:
+                v = _standardised_dates(v, o)
                 self._cells[key] = fit_power_cells(v[None], o[None], *setting)
                 if len(self._cells) > CELL_CACHE:
                     self._cells.popitem(last=False)
@@ -183,6 +191,16 @@ class SlotPooling(nn.Module):
         slot_values = member @ values / (member.sum(-1, keepdim=True) + 1e-6)
         geometry = [centre / self.side] + ([power[..., None]] if self.power else [])
         return torch.cat([*geometry, slot_values], -1).flatten(1)
+
+
+def _standardised_dates(values: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """Dated features (D, C, H, W) standardised per channel over the observed (D, H, W)
+    pixel-dates, 0 elsewhere."""
+    weight = observed[:, None].to(values.dtype)
+    count = weight.sum((0, 2, 3), keepdim=True).clamp(min=1)
+    mean = (values * weight).sum((0, 2, 3), keepdim=True) / count
+    spread = ((values - mean).pow(2) * weight).sum((0, 2, 3), keepdim=True).div(count).sqrt()
+    return torch.where(observed[:, None], (values - mean) / (spread + 1e-6), 0.0)
 
 
 def _digest(*parts) -> bytes:
