@@ -37,7 +37,7 @@ from releo.data.simulate import SimulationConfig
 from releo.data.simulate.scene import Scene
 from releo.models import ModelConfig
 from releo.models.decoder import mlp, sample_map
-from releo.models.slots import FieldSlots, SlotPooling, pixel_xy, slot_lattice, standardised
+from releo.models.slots import FieldSlots, SlotPooling, pixel_xy, slot_lattice
 from report import report
 
 CHUNK_PX, WINDOW_DAYS, NOISE = 100, 10, 0.2
@@ -119,7 +119,7 @@ class SlotCode(nn.Module):
     def forward(self, maps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         pixels = self.stem(maps[:, None])
         observed = torch.ones_like(maps[:, None], dtype=torch.bool)
-        code = self.pool(pixels, standardised(maps[:, None])[:, None], observed)
+        code = self.pool(pixels, maps[:, None, None], observed)
         wide = self.chunk_wide(pixels).mean((2, 3))
         parts = [self.slots(code, x, y), wide[:, None].expand(-1, x.shape[1], -1)]
         return self.head(torch.cat(parts, -1))[..., 0]

@@ -55,14 +55,6 @@ def pixel_centres(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     return torch.stack(pixel_xy(torch.arange(h * w, device=like.device), h, w, like.dtype), -1)
 
 
-def standardised(pixels: torch.Tensor) -> torch.Tensor:
-    """Per-pixel features (B, C, H, W) standardised per chunk and channel."""
-    mean = pixels.mean((2, 3), keepdim=True)
-    lone = pixels.shape[-2] * pixels.shape[-1] == 1  # a point's series: no spread, not NaN
-    spread = pixels.std((2, 3), keepdim=True, correction=0 if lone else 1)
-    return (pixels - mean) / (spread + 1e-6)
-
-
 def slic_centres(features: torch.Tensor, side: int, iterations: int) -> torch.Tensor:
     """Cluster centres (B, side², 2), in lattice spacings, of a SLIC (k-means over position and
     features, started on the side × side lattice) of per-pixel features (B, C, H, W)."""
