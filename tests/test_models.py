@@ -433,13 +433,23 @@ def test_field_slots_pool_and_redraw_parcels_of_any_layout():
         pool.features.bias.zero_()
         code = pool(target, target[:, None], torch.ones(1, 1, 100, 100, dtype=torch.bool))
         assert code.shape == (1, 36 * 4)
-        idx = torch.arange(10_000)[None]
-        x, y = (idx % 100 + 0.5) / 100, (idx // 100 + 0.5) / 100
-        drawn = slots(code, x, y).reshape(1, 1, 100, 100)
-    lattice = F.interpolate(F.adaptive_avg_pool2d(target, 6), size=100, mode="nearest")
-    rmse = float((drawn - target).pow(2).mean().sqrt())
-    lattice_rmse = float((lattice - target).pow(2).mean().sqrt())
+    rmse, lattice_rmse = _redrawn_and_lattice_rmse(slots, code, target, 6)
     assert rmse < 0.5 * lattice_rmse, (rmse, lattice_rmse)
+
+
+def _redrawn_and_lattice_rmse(
+    slots: torch.nn.Module, code: torch.Tensor, target: torch.Tensor, side: int
+) -> tuple[float, float]:
+    """RMSE against ``target`` (1, 1, 100, 100) of the map ``slots`` draw from ``code`` and of
+    the means of a side × side lattice (as many cells)."""
+    from releo.models.slots import pixel_xy
+
+    with torch.no_grad():
+        drawn = slots(code, *pixel_xy(torch.arange(10_000)[None], 100, 100))
+    lattice = F.interpolate(F.adaptive_avg_pool2d(target, side), size=100, mode="nearest")
+    return tuple(
+        float((m.reshape(target.shape) - target).pow(2).mean().sqrt()) for m in (drawn, lattice)
+    )
 
 
 def _parcel_dates(rng: np.random.Generator) -> torch.Tensor:
@@ -475,12 +485,7 @@ def test_voronoi_slots_follow_parcels_seen_through_clouds():
         fit.features.bias.zero_()
         code = fit(target, values, observed)
         assert code.shape == (1, 49 * 3)
-        idx = torch.arange(10_000)[None]
-        x, y = (idx % 100 + 0.5) / 100, (idx // 100 + 0.5) / 100
-        drawn = FieldSlots(49, 1, power=False)(code, x, y).reshape(1, 1, 100, 100)
-    lattice = F.interpolate(F.adaptive_avg_pool2d(target, 7), size=100, mode="nearest")
-    rmse = float((drawn - target).pow(2).mean().sqrt())
-    lattice_rmse = float((lattice - target).pow(2).mean().sqrt())
+    rmse, lattice_rmse = _redrawn_and_lattice_rmse(FieldSlots(49, 1, power=False), code, target, 7)
     assert rmse < 0.4 * lattice_rmse, (rmse, lattice_rmse)
 
 

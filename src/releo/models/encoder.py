@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from releo.data.contracts import S2_BANDS
 from releo.models.config import ModelConfig
 from releo.models.slots import SlotPooling
 
@@ -14,7 +15,7 @@ from releo.models.slots import SlotPooling
 # are standardised with these fixed values so that no statistics leak from a split.
 S2_CENTRE = (0.05, 0.08, 0.08, 0.13, 0.22, 0.26, 0.28, 0.29, 0.22, 0.14)
 S2_SPREAD = (0.03, 0.04, 0.05, 0.05, 0.07, 0.09, 0.10, 0.10, 0.07, 0.07)
-S2_RED, S2_NIR = 2, 6  # B4 and B8 in releo.data.contracts.S2_BANDS
+S2_RED, S2_NIR = S2_BANDS.index("B04"), S2_BANDS.index("B08")
 S1_CENTRE, S1_SPREAD = (-12.0, -19.0), (4.0, 4.0)  # VV, VH dB
 INCIDENCE_CENTRE, INCIDENCE_SPREAD = 35.0, 8.0
 

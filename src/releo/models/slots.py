@@ -103,14 +103,14 @@ def fit_power_cells(
     start = slic_centres(mean.transpose(1, 2).reshape(b, c, h, w), side, iterations)
     position = pixel_centres(h, w, values).expand(b, -1, -1) * side
     centre = start.clone().requires_grad_(True)
-    weights = values.new_zeros(b, side * side).requires_grad_(power)
-    optimiser = torch.optim.Adam([centre, weights] if power else [centre], lr=FIT_LR)
+    powers = values.new_zeros(b, side * side).requires_grad_(power)
+    optimiser = torch.optim.Adam([centre, powers] if power else [centre], lr=FIT_LR)
     square = (dated.pow(2).sum(-1) * weight).sum((1, 2))  # (B,): Σ observed |x|²
     with torch.enable_grad():
         for step in range(steps):
             optimiser.zero_grad()
             sharpness = CELL_SHARPNESS * (0.25 + 0.75 * step / max(steps - 1, 1))
-            member = power_diagram(position, centre, weights, sharpness)  # (B, N, K)
+            member = power_diagram(position, centre, powers, sharpness)  # (B, N, K)
             # Σ_d Σ_n Σ_k w m |x - μ|² = Σ w |x|² − Σ_d Σ_k |Σ_n w m x|² / Σ_n w m
             mass = weight @ member  # (B, D, K)
             moment = torch.einsum("bdnc,bnk->bdkc", dated, member)
@@ -118,7 +118,7 @@ def fit_power_cells(
             energy = ((square - explained) / weight.sum((1, 2)).clamp(min=1)).sum()
             energy.backward()
             optimiser.step()
-    return centre.detach(), weights.detach()
+    return centre.detach(), powers.detach()
 
 
 class SlotPooling(nn.Module):
@@ -151,18 +151,20 @@ class SlotPooling(nn.Module):
         """Centres (B, K, 2) and powers (B, K) of each chunk's fitted cells, memoised.
 
         Each chunk is fitted on its own, without the dates where nothing is observed (a
-        batch's padding, overcast dates), and standardised per channel over its observed
-        pixel-dates (its own contrasts draw its cells): the fit amplifies rounding
-        differences, so a chunk's cells must not depend on the batch it comes in."""
+        batch's padding, overcast dates), standardised per channel over its observed
+        pixel-dates (its own contrasts draw its cells), in float64: the fit amplifies
+        rounding, so a chunk's cells must depend neither on its batch nor on the number of
+        threads (in float32 either moved a stored embedding by up to 0.23)."""
+        setting = (self.side, self.fit_steps, self.iterations, self.power)
         out = []
         for v, o in zip(values, observed, strict=True):
             seen = o.flatten(1).any(1)
             v, o = v[seen], o[seen]
-            setting = (self.side, self.fit_steps, self.iterations, self.power)
             key = _digest(v, o, *setting)
             if key not in self._cells:
-                v = _standardised_dates(v, o)
-                self._cells[key] = fit_power_cells(v[None], o[None], *setting)
+                v = _standardised_dates(v.double(), o)
+                cells = fit_power_cells(v[None], o[None], *setting)
+                self._cells[key] = tuple(c.to(values.dtype) for c in cells)
                 if len(self._cells) > CELL_CACHE:
                     self._cells.popitem(last=False)
             self._cells.move_to_end(key)
