@@ -19,7 +19,14 @@ label-free method cannot know:
   scored on the observed spectra: no oracle for the effect, only the knowledge that what
   PROSAIL lacks is broad;
 - ``true_joint_in_sample``: the same oracle regressor on fresh simulations from the joint
-  distribution: what one spectrum leaves ambiguous even with the right prior and no effect.
+  distribution: what one spectrum leaves ambiguous even with the right prior and no effect;
+- ``hybrid_*_temporal_*``: the hybrids again, but trained on whole simulated seasons (a year
+  of the site's dates, seen through real pixels' cloud masks) with the temporal features of
+  ``labelled_temporal``: seasons from releo's prior with a generic double-logistic LAI
+  (``model_prior``), the training pixels' true seasons (``true_joint``), and two oracles that
+  isolate what the prior misses: the true LAI and soil with every trait from releo's prior
+  (``true_seasons_prior_traits``), and all true but the static canopy and soil traits
+  (``true_joint_prior_static``).
 
 All regressors are histogram gradient boosting (scikit-learn), the same for every row.
 
@@ -65,6 +72,64 @@ def rmse(prediction: np.ndarray, truth: np.ndarray) -> float:
     return scores(prediction, truth)["rmse"]
 
 
+def features(
+    spectra: np.ndarray, clear: np.ndarray, geometry: np.ndarray, temporal: bool
+) -> np.ndarray:
+    """Feature rows of every pixel-date of ``spectra`` (t, h, w, 10): the bands, the date's
+    ``geometry`` (t, 3) and, if ``temporal``, the context of the pixel's clear dates."""
+    t, h, w, _ = spectra.shape
+    parts = [spectra, np.broadcast_to(geometry[:, None, None], (t, h, w, 3))]
+    if temporal:
+        parts += temporal_context(spectra, clear)
+    return np.concatenate(parts, -1).reshape(t * h * w, -1)
+
+
+def temporal_context(spectra: np.ndarray, clear: np.ndarray) -> list[np.ndarray]:
+    """The pixel's clear-date median spectrum, its previous and next clear spectra and the
+    number of dates to them (NaN where there is none: the regressor handles missing)."""
+    median = np.nanmedian(np.where(clear[..., None], spectra, np.nan), 0)
+    out = [np.broadcast_to(median, spectra.shape)]
+    for order in (slice(None), slice(None, None, -1)):
+        seen = np.full(spectra.shape[1:], np.nan, np.float32)
+        seen_at = np.full(spectra.shape[1:3], np.nan, np.float32)
+        last = np.empty_like(spectra)
+        gap = np.empty(spectra.shape[:3], np.float32)
+        for i in np.arange(len(spectra))[order]:
+            last[i], gap[i] = seen, np.abs(i - seen_at)
+            seen = np.where(clear[i, ..., None], spectra[i], seen)
+            seen_at = np.where(clear[i], i, seen_at)
+        out += [last, gap[..., None]]
+    return out
+
+
+def season_draws(n: int, doy: np.ndarray, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """``n`` label-free seasons (t, n) at days of year ``doy``: releo's prior for every
+    variable, drawn once per pixel, except LAI, which follows a generic double-logistic
+    season (green-up anywhere from the previous autumn to late autumn, 60–250 days long, from
+    a base of up to 40 % of the peak to a peak drawn from the prior), and the soil's dryness,
+    drawn per date. Leaves senesce after the season: chlorophyll falls to 40 % and brown
+    pigments rise to the drawn content (the generic pattern of leaf senescence; no class, no
+    trait of the site)."""
+    static = prior_draws((n,), gen)
+    t = torch.as_tensor(doy, dtype=torch.float32)[:, None]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, generator=gen)
+
+    green_up, length = uniform(-120.0, 300.0), uniform(60.0, 250.0)
+    rise, fall = uniform(5.0, 20.0), uniform(5.0, 20.0)
+    growth = torch.sigmoid((t - green_up) / rise)
+    senescence = torch.sigmoid((t - green_up - length) / fall)
+    peak = static["lai"]
+    base = peak * uniform(0.0, 0.4)
+    out = {k: v.expand(len(doy), n).clone() for k, v in static.items()}
+    out["lai"] = base + (peak - base) * growth * (1 - senescence)
+    out["cab"] = static["cab"] * (1 - 0.6 * growth * senescence)
+    out["cbrown"] = static["cbrown"] * growth * senescence
+    out["psoil"] = prior_draws((len(doy), n), gen)["psoil"]
+    return out
+
+
 class SiteCube:
     """The site's S2 pixel-dates as flat feature rows, with truth, SNAP and chunk splits."""
 
@@ -90,29 +155,7 @@ class SiteCube:
         self.target = self.lai.reshape(-1)
 
     def features(self, spectra: np.ndarray, temporal: bool = False) -> np.ndarray:
-        t, h, w, _ = spectra.shape
-        parts = [spectra, np.broadcast_to(self.geometry[:, None, None], (t, h, w, 3))]
-        if temporal:
-            parts += self._temporal_context(spectra)
-        return np.concatenate(parts, -1).reshape(t * h * w, -1)
-
-    def _temporal_context(self, spectra: np.ndarray) -> list[np.ndarray]:
-        """The pixel's clear-date median spectrum, its previous and next clear spectra and the
-        number of dates to them (NaN where there is none: the regressor handles missing)."""
-        clear = self.clear[..., None]
-        median = np.nanmedian(np.where(clear, spectra, np.nan), 0)
-        out = [np.broadcast_to(median, spectra.shape)]
-        for order in (slice(None), slice(None, None, -1)):
-            seen = np.full(spectra.shape[1:], np.nan, np.float32)
-            seen_at = np.full(spectra.shape[1:3], np.nan, np.float32)
-            last = np.empty_like(spectra)
-            gap = np.empty(spectra.shape[:3], np.float32)
-            for i in np.arange(len(spectra))[order]:
-                last[i], gap[i] = seen, np.abs(i - seen_at)
-                seen = np.where(clear[i], spectra[i], seen)
-                seen_at = np.where(self.clear[i], i, seen_at)
-            out += [last, gap[..., None]]
-        return out
+        return features(spectra, self.clear, self.geometry, temporal)
 
     def joint_draws(self, n: int, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
         """n draws of the simulator's variables at the training chunks' pixel-dates (the true
@@ -125,6 +168,22 @@ class SiteCube:
             at = (dates, ys[pick], xs[pick]) if values.ndim == 3 else (ys[pick], xs[pick])
             draws[name] = torch.as_tensor(values[at].astype(np.float32))
         return draws, dates
+
+    def joint_series(self, n: int, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
+        """The simulator's variables (t, n) over the whole year at ``n`` training pixels (the
+        true joint distribution of seasons, an oracle) and their clear masks (t, n)."""
+        pick = self.training_pixels(n, rng)
+        draws = {}
+        for name in (*STATIC_VARIABLES, *DYNAMIC_VARIABLES):
+            values = self.lai if name == "lai" else self.truth[name].values
+            at = values[:, pick[0], pick[1]] if values.ndim == 3 else values[pick]
+            draws[name] = torch.as_tensor(np.broadcast_to(at, (len(self.times), n)).copy())
+        return draws, self.clear[:, pick[0], pick[1]]
+
+    def training_pixels(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        ys, xs = np.nonzero(self.train_places)
+        pick = rng.choice(ys.size, min(n, ys.size), replace=False)
+        return ys[pick], xs[pick]
 
 
 def simulate(
@@ -148,6 +207,66 @@ def simulate(
     return np.concatenate([rho.numpy(), geometry.numpy()], -1)
 
 
+def series_rows(
+    cube: SiteCube,
+    draws: dict,
+    clear: np.ndarray,
+    seed: int,
+    residual: float = 0.0,
+    degree: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Temporal feature rows and LAI of the clear pixel-dates of simulated seasons ``draws``
+    (t, n) seen through the ``clear`` masks (t, n) at the site's dates."""
+    t, n = clear.shape
+    flat = {k: v.reshape(-1) for k, v in draws.items()}
+    dates = np.repeat(np.arange(t), n)
+    rho = simulate(cube, flat, dates, seed, residual, degree)[:, :10].reshape(t, n, 1, 10)
+    rows = features(rho, clear[..., None], cube.geometry, temporal=True)
+    keep = clear.reshape(-1)
+    return rows[keep], draws["lai"].numpy().reshape(-1)[keep]
+
+
+def temporal_hybrids(
+    cube: SiteCube, args: argparse.Namespace, degree: int, rng: np.random.Generator
+) -> dict[str, float]:
+    """RMSE of regressors trained on whole simulated seasons, from the temporal features of
+    ``labelled_temporal``, scored at the evaluated pixel-dates. Seasons drawn from releo's
+    prior (:func:`season_draws`), the training pixels' true seasons (``true_joint``, an
+    oracle), their true LAI and soil with every leaf and canopy trait from the prior
+    (``true_seasons_prior_traits``), or everything true but the static traits (N, leaf angle,
+    hot spot, soil brightness) from the prior (``true_joint_prior_static``); the pixels' real
+    clear masks."""
+    truth = cube.target[cube.eval_rows]
+    effect = cube.effect[..., None] * OPTICAL_SPECTRUM.astype(np.float32)
+    scored_on = {
+        "observed": cube.features(cube.spectra, temporal=True)[cube.eval_rows],
+        "effect_removed": cube.features(cube.spectra - effect, temporal=True)[cube.eval_rows],
+    }
+    doy = (cube.times - cube.times[0].astype("datetime64[Y]")) / np.timedelta64(1, "D")
+    gen = torch.Generator().manual_seed(args.seed + 3)
+    prior = season_draws(args.series, doy, gen)
+    true, clear = cube.joint_series(args.series, rng)
+    traits = [k for k in true if k not in ("lai", "psoil")]
+    rmses = {}
+    for prior_name, draws in (
+        ("model_prior", prior),
+        ("true_joint", true),
+        ("true_seasons_prior_traits", true | {k: prior[k] for k in traits}),
+        ("true_joint_prior_static", true | {k: prior[k] for k in STATIC_VARIABLES}),
+    ):
+        for residual in (0.0, args.residual):
+            rows, lai = series_rows(cube, draws, clear, args.seed + 4, residual, degree)
+            keep = rng.choice(lai.size, min(args.labelled, lai.size), replace=False)
+            model = regressor(rows[keep], lai[keep], args.seed)
+            spectra = ("observed", "effect_removed") if residual == 0 else ("observed",)
+            for spectra_name in spectra:
+                suffix = spectra_name if residual == 0 else "smooth_residual"
+                name = f"hybrid_{prior_name}_temporal_{suffix}"
+                rmses[name] = rmse(model.predict(scored_on[spectra_name]), truth)
+                print(name, round(rmses[name], 4), flush=True)
+    return rmses
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", type=int, default=200_000, help="simulated spectra")
@@ -155,6 +274,7 @@ def main() -> None:
     parser.add_argument(
         "--residual", type=float, default=0.02, help="spread of the smooth residual spectra"
     )
+    parser.add_argument("--series", type=int, default=8_000, help="simulated pixel seasons")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     params = load_params()
@@ -204,6 +324,7 @@ def main() -> None:
     fresh_spectra = simulate(cube, fresh, fresh_dates, args.seed + 1)
     in_sample = hybrids["true_joint"].predict(fresh_spectra)
     rmses["true_joint_in_sample"] = rmse(in_sample, fresh["lai"].numpy())
+    rmses |= temporal_hybrids(cube, args, degree, rng)
 
     goal = 0.7 * snap
     report(
@@ -219,6 +340,7 @@ def main() -> None:
             "synthetic_spectra": n,
             "smooth_residual_spread": args.residual,
             "labelled_pixel_dates": int(labelled.size),
+            "simulated_seasons": args.series,
             "seconds": time.perf_counter() - start,
         },
     )
