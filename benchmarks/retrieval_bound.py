@@ -163,8 +163,7 @@ class SiteCube:
         ys, xs = np.nonzero(self.train_places)
         pick, dates = rng.integers(0, ys.size, n), rng.integers(0, len(self.times), n)
         draws = {}
-        for name in (*STATIC_VARIABLES, *DYNAMIC_VARIABLES):
-            values = self.lai if name == "lai" else self.truth[name].values
+        for name, values in self.variables():
             at = (dates, ys[pick], xs[pick]) if values.ndim == 3 else (ys[pick], xs[pick])
             draws[name] = torch.as_tensor(values[at].astype(np.float32))
         return draws, dates
@@ -174,8 +173,7 @@ class SiteCube:
         true joint distribution of seasons, an oracle) and their clear masks (t, n)."""
         pick = self.training_pixels(n, rng)
         draws = {}
-        for name in (*STATIC_VARIABLES, *DYNAMIC_VARIABLES):
-            values = self.lai if name == "lai" else self.truth[name].values
+        for name, values in self.variables():
             at = values[:, pick[0], pick[1]] if values.ndim == 3 else values[pick]
             draws[name] = torch.as_tensor(np.broadcast_to(at, (len(self.times), n)).copy())
         return draws, self.clear[:, pick[0], pick[1]]
@@ -184,6 +182,12 @@ class SiteCube:
         ys, xs = np.nonzero(self.train_places)
         pick = rng.choice(ys.size, min(n, ys.size), replace=False)
         return ys[pick], xs[pick]
+
+    def variables(self):
+        """(name, true values) of every PROSAIL variable: (y, x) if static, else (t, y, x)
+        at the S2 dates."""
+        for name in (*STATIC_VARIABLES, *DYNAMIC_VARIABLES):
+            yield name, self.lai if name == "lai" else self.truth[name].values
 
 
 def simulate(
