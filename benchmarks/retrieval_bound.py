@@ -23,10 +23,10 @@ label-free method cannot know:
 - ``hybrid_*_temporal_*``: the hybrids again, but trained on whole simulated seasons (a year
   of the site's dates, seen through real pixels' cloud masks) with the temporal features of
   ``labelled_temporal``: seasons from releo's prior with a generic double-logistic LAI
-  (``model_prior``), the training pixels' true seasons (``true_joint``), and two oracles that
+  (``model_prior``), the training pixels' true seasons (``true_joint``), and three oracles that
   isolate what the prior misses: the true LAI and soil with every trait from releo's prior
-  (``true_seasons_prior_traits``), and all true but the static canopy and soil traits
-  (``true_joint_prior_static``).
+  (``true_seasons_prior_traits``), the reverse (``prior_seasons_true_traits``), and all true
+  but the static canopy and soil traits (``true_joint_prior_static``).
 
 All regressors are histogram gradient boosting (scikit-learn), the same for every row.
 
@@ -237,9 +237,9 @@ def temporal_hybrids(
     ``labelled_temporal``, scored at the evaluated pixel-dates. Seasons drawn from releo's
     prior (:func:`season_draws`), the training pixels' true seasons (``true_joint``, an
     oracle), their true LAI and soil with every leaf and canopy trait from the prior
-    (``true_seasons_prior_traits``), or everything true but the static traits (N, leaf angle,
-    hot spot, soil brightness) from the prior (``true_joint_prior_static``); the pixels' real
-    clear masks."""
+    (``true_seasons_prior_traits``), the reverse (``prior_seasons_true_traits``), or
+    everything true but the static traits (N, leaf angle, hot spot, soil brightness) from the
+    prior (``true_joint_prior_static``); the pixels' real clear masks."""
     truth = cube.target[cube.eval_rows]
     effect = cube.effect[..., None] * OPTICAL_SPECTRUM.astype(np.float32)
     scored_on = {
@@ -256,6 +256,7 @@ def temporal_hybrids(
         ("model_prior", prior),
         ("true_joint", true),
         ("true_seasons_prior_traits", true | {k: prior[k] for k in traits}),
+        ("prior_seasons_true_traits", true | {k: prior[k] for k in ("lai", "psoil")}),
         ("true_joint_prior_static", true | {k: prior[k] for k in STATIC_VARIABLES}),
     ):
         for residual in (0.0, args.residual):
