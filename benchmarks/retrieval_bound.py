@@ -231,7 +231,11 @@ def series_rows(
 
 
 def temporal_hybrids(
-    cube: SiteCube, args: argparse.Namespace, degree: int, rng: np.random.Generator
+    cube: SiteCube,
+    scored_on: dict[str, np.ndarray],
+    args: argparse.Namespace,
+    degree: int,
+    rng: np.random.Generator,
 ) -> dict[str, float]:
     """RMSE of regressors trained on whole simulated seasons, from the temporal features of
     ``labelled_temporal``, scored at the evaluated pixel-dates. Seasons drawn from releo's
@@ -239,13 +243,9 @@ def temporal_hybrids(
     oracle), their true LAI and soil with every leaf and canopy trait from the prior
     (``true_seasons_prior_traits``), the reverse (``prior_seasons_true_traits``), or
     everything true but the static traits (N, leaf angle, hot spot, soil brightness) from the
-    prior (``true_joint_prior_static``); the pixels' real clear masks."""
+    prior (``true_joint_prior_static``); the pixels' real clear masks. ``scored_on``: the
+    evaluated rows' temporal features, "observed" and "effect_removed"."""
     truth = cube.target[cube.eval_rows]
-    effect = cube.effect[..., None] * OPTICAL_SPECTRUM.astype(np.float32)
-    scored_on = {
-        "observed": cube.features(cube.spectra, temporal=True)[cube.eval_rows],
-        "effect_removed": cube.features(cube.spectra - effect, temporal=True)[cube.eval_rows],
-    }
     doy = (cube.times - cube.times[0].astype("datetime64[Y]")) / np.timedelta64(1, "D")
     gen = torch.Generator().manual_seed(args.seed + 3)
     prior = season_draws(args.series, doy, gen)
@@ -329,7 +329,11 @@ def main() -> None:
     fresh_spectra = simulate(cube, fresh, fresh_dates, args.seed + 1)
     in_sample = hybrids["true_joint"].predict(fresh_spectra)
     rmses["true_joint_in_sample"] = rmse(in_sample, fresh["lai"].numpy())
-    rmses |= temporal_hybrids(cube, args, degree, rng)
+    temporal_scored_on = {
+        "observed": temporal[cube.eval_rows],
+        "effect_removed": cube.features(cube.spectra - effect, temporal=True)[cube.eval_rows],
+    }
+    rmses |= temporal_hybrids(cube, temporal_scored_on, args, degree, rng)
 
     goal = 0.7 * snap
     report(
