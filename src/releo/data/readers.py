@@ -77,11 +77,19 @@ SCL_TO_MASK: dict[int, int] = {
 """Sen2Cor scene classification (SCL) → contract mask codes."""
 
 _ANGLE_ALIASES: dict[str, tuple[str, ...]] = {
-    "sun_zenith": ("sun_zenith", "sza", "solar_zenith", "sun_zenith_angle", "solar_zenith_angle"),
-    "view_zenith": ("view_zenith", "vza", "viewing_zenith", "view_zenith_angle", "sensor_zenith"),
+    "sun_zenith": (
+        "sun_zenith", "sza", "solar_zenith", "sun_zenith_angle", "solar_zenith_angle",
+        "sunzenithangles",
+    ),
+    "view_zenith": (
+        "view_zenith", "vza", "viewing_zenith", "view_zenith_angle", "sensor_zenith",
+        "viewzenithmean",
+    ),
     "relative_azimuth": ("relative_azimuth", "raa", "relative_azimuth_angle", "rel_azimuth"),
-    "sun_azimuth": ("sun_azimuth", "saa", "solar_azimuth", "sun_azimuth_angle"),
-    "view_azimuth": ("view_azimuth", "vaa", "viewing_azimuth", "view_azimuth_angle"),
+    "sun_azimuth": ("sun_azimuth", "saa", "solar_azimuth", "sun_azimuth_angle", "sunazimuthangles"),
+    "view_azimuth": (
+        "view_azimuth", "vaa", "viewing_azimuth", "view_azimuth_angle", "viewazimuthmean",
+    ),
 }
 _BAND_RE = re.compile(r"^(?:B|BAND)[_ ]?0?(1[0-2]|[1-9]|8A)$", re.IGNORECASE)
 _PLATFORM_RE = re.compile(r"(?:\bS2|SENTINEL-?2)([A-D])(?![A-Z0-9])", re.IGNORECASE)
@@ -167,8 +175,10 @@ def _open_dataset(source: Path) -> xr.Dataset:
                 with xr.open_zarr(source, decode_coords="all", chunks=None) as ds:
                     return ds.load()
         if source.suffix.lower() in _NETCDF_SUFFIXES:
-            with xr.open_dataset(source, decode_coords="all") as ds:
-                return ds.load()
+            # Packing is decoded here, per variable: xarray's decoder fails on integer
+            # scale_factors of uint8 layers (SCL) in Earth Engine exports.
+            with xr.open_dataset(source, decode_coords="all", mask_and_scale=False) as ds:
+                return _unpacked(ds.load())
     except DataError:
         raise
     except Exception as err:  # netCDF/HDF5/zarr raise many types for unreadable files
@@ -177,6 +187,31 @@ def _open_dataset(source: Path) -> xr.Dataset:
         f"{source}: unknown S2 source format; expected NetCDF ({', '.join(_NETCDF_SUFFIXES)}), "
         "Zarr, a GeoTIFF or a directory of GeoTIFFs"
     )
+
+
+def _unpacked(ds: xr.Dataset) -> xr.Dataset:
+    """Apply each variable's CF packing (fill → NaN, then scale and offset); SCL keeps codes."""
+    out = ds.copy()
+    for name, var in ds.data_vars.items():
+        attrs = dict(var.attrs)
+        fill = attrs.pop("_FillValue", None)
+        scale = attrs.pop("scale_factor", None)
+        offset = attrs.pop("add_offset", None)
+        if fill is None and scale is None and offset is None:
+            continue
+        if str(name).upper() == "SCL" or name == S2_MASK:
+            # class codes: a fill value is "no data", which SCL 0 already means
+            values = var.where(var != fill, 0) if fill is not None else var
+            out[name] = xr.DataArray(values.astype(var.dtype).data, var.coords, var.dims, attrs=attrs)
+            continue
+        values = var.astype(np.float64)
+        if fill is not None:
+            values = values.where(var != fill)
+        values = values * float(scale if scale is not None else 1.0)
+        values = values + float(offset if offset is not None else 0.0)
+        dtype = np.float32 if var.dtype.itemsize <= 4 else np.float64
+        out[name] = xr.DataArray(values.astype(dtype).data, var.coords, var.dims, attrs=attrs)
+    return out
 
 
 def _has_manifest(source: Path) -> bool:
@@ -198,6 +233,8 @@ def _band_name(label: object) -> str | None:
 
 def _normalise(raw: xr.Dataset, source: Path) -> xr.Dataset:
     """Rename a NetCDF/Zarr dataset's bands, mask, angles and platform to the contract."""
+    if "time" not in raw.dims and "timestamp" in raw.dims:  # Earth Engine / openEO exports
+        raw = raw.rename({"timestamp": "time"})
     if "time" not in raw.dims:
         raise DataError(f"{source}: no 'time' dimension (dims: {', '.join(map(str, raw.dims))})")
     if not {"x", "y"} <= set(raw.dims):
