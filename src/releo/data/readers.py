@@ -45,12 +45,15 @@ from releo.data.errors import DataError
 from releo.data.io import MANIFEST_ATTR, open_cube, read_table, to_datetimes
 
 __all__ = [
+    "NATIVE_RESOLUTION_M",
     "PIXEL_TABLE_OPTIONAL_COLUMNS",
     "SCL_TO_MASK",
     "PixelTableSchema",
+    "platform_of",
     "read_field_survey",
     "read_pixel_table",
     "read_s2_l2a",
+    "relative_azimuth",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -78,17 +81,29 @@ SCL_TO_MASK: dict[int, int] = {
 
 _ANGLE_ALIASES: dict[str, tuple[str, ...]] = {
     "sun_zenith": (
-        "sun_zenith", "sza", "solar_zenith", "sun_zenith_angle", "solar_zenith_angle",
+        "sun_zenith",
+        "sza",
+        "solar_zenith",
+        "sun_zenith_angle",
+        "solar_zenith_angle",
         "sunzenithangles",
     ),
     "view_zenith": (
-        "view_zenith", "vza", "viewing_zenith", "view_zenith_angle", "sensor_zenith",
+        "view_zenith",
+        "vza",
+        "viewing_zenith",
+        "view_zenith_angle",
+        "sensor_zenith",
         "viewzenithmean",
     ),
     "relative_azimuth": ("relative_azimuth", "raa", "relative_azimuth_angle", "rel_azimuth"),
     "sun_azimuth": ("sun_azimuth", "saa", "solar_azimuth", "sun_azimuth_angle", "sunazimuthangles"),
     "view_azimuth": (
-        "view_azimuth", "vaa", "viewing_azimuth", "view_azimuth_angle", "viewazimuthmean",
+        "view_azimuth",
+        "vaa",
+        "viewing_azimuth",
+        "view_azimuth_angle",
+        "viewazimuthmean",
     ),
 }
 _BAND_RE = re.compile(r"^(?:B|BAND)[_ ]?0?(1[0-2]|[1-9]|8A)$", re.IGNORECASE)
@@ -202,7 +217,9 @@ def _unpacked(ds: xr.Dataset) -> xr.Dataset:
         if str(name).upper() == "SCL" or name == S2_MASK:
             # class codes: a fill value is "no data", which SCL 0 already means
             values = var.where(var != fill, 0) if fill is not None else var
-            out[name] = xr.DataArray(values.astype(var.dtype).data, var.coords, var.dims, attrs=attrs)
+            out[name] = xr.DataArray(
+                values.astype(var.dtype).data, var.coords, var.dims, attrs=attrs
+            )
             continue
         values = var.astype(np.float64)
         if fill is not None:
@@ -349,11 +366,11 @@ def _angles(raw: xr.Dataset, source: Path) -> dict[str, xr.DataArray]:
             out[name].astype(np.float32).drop_vars([c for c in out[name].coords if c != "time"])
         )
     if "relative_azimuth" not in out and {"sun_azimuth", "view_azimuth"} <= set(out):
-        out["relative_azimuth"] = _relative_azimuth(out["sun_azimuth"], out["view_azimuth"])
+        out["relative_azimuth"] = relative_azimuth(out["sun_azimuth"], out["view_azimuth"])
     return {name: out[name] for name in S2_ANGLES if name in out}
 
 
-def _relative_azimuth(sun_azimuth: Any, view_azimuth: Any) -> Any:
+def relative_azimuth(sun_azimuth: Any, view_azimuth: Any) -> Any:
     """|sun − view azimuth| folded into [0, 180]° (cos, as used by SAIL and SNAP, is even)."""
     diff = (sun_azimuth - view_azimuth) % 360.0
     return np.minimum(diff, 360.0 - diff)
@@ -367,17 +384,18 @@ def _platform(raw: xr.Dataset) -> np.ndarray | None:
     for var in named + candidates:
         if var.dtype.kind not in "OUST":
             continue
-        values = [_platform_of(str(v)) for v in var.values]
+        values = [platform_of(str(v)) for v in var.values]
         if all(values):
             return np.array(values, dtype=str)
     for key in (PLATFORM, "spacecraft", "spacecraft_name", "satellite"):
         value = raw.attrs.get(key)
-        if isinstance(value, str) and (name := _platform_of(value)):
+        if isinstance(value, str) and (name := platform_of(value)):
             return np.array([name] * n, dtype=str)
     return None
 
 
-def _platform_of(text: str) -> str | None:
+def platform_of(text: str) -> str | None:
+    """Platform (S2A, S2B…) named in a product id or spacecraft name, else None."""
     match = _PLATFORM_RE.search(text)
     return f"S2{match.group(1).upper()}" if match else None
 
@@ -563,7 +581,7 @@ def _read_tiff_stack(source: Path) -> list[xr.Dataset]:
         time = _date_of(rel, file)
         da = _open_tiff(file)
         tags.setdefault(time, {}).update({k.lower(): v for k, v in da.attrs.items()})
-        if platform := _platform_of(rel):
+        if platform := platform_of(rel):
             tags[time].setdefault(PLATFORM, platform)
         band = _band_token(rel)
         if band is not None:
@@ -669,14 +687,14 @@ def _sidecar_angles(
         for name in (*_ANGLE_ALIASES, PLATFORM):
             if name in found:
                 out[name] = (
-                    np.array([_platform_of(str(v)) or str(v) for v in found[name]])
+                    np.array([platform_of(str(v)) or str(v) for v in found[name]])
                     if name == PLATFORM
                     else np.asarray(found[name], dtype=np.float32)
                 )
     except (TypeError, ValueError) as err:
         raise DataError(f"{source}: unreadable angle values: {err}") from err
     if "relative_azimuth" not in out and {"sun_azimuth", "view_azimuth"} <= set(out):
-        out["relative_azimuth"] = _relative_azimuth(out["sun_azimuth"], out["view_azimuth"])
+        out["relative_azimuth"] = relative_azimuth(out["sun_azimuth"], out["view_azimuth"])
     out.pop("sun_azimuth", None)
     out.pop("view_azimuth", None)
     return out
