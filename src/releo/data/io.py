@@ -73,7 +73,7 @@ def write_cube(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     """
     target = Path(path)
     prepared, encoding = _prepare_cube(ds, target)
-    with _atomic_dir(target) as tmp, warnings.catch_warnings():
+    with atomic_dir(target) as tmp, warnings.catch_warnings():
         # zarr warns that its "string" dtype has no final v3 spec yet; the platform
         # coordinate needs it and zarr-python reads it back, so the warning is noise here.
         warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
@@ -266,7 +266,7 @@ def _sha256(file: Path) -> str:
 
 
 @contextmanager
-def _atomic_dir(target: Path) -> Iterator[Path]:
+def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling directory that replaces ``target`` on success."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))

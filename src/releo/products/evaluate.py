@@ -463,11 +463,11 @@ def write_plots(
     series: dict[str, pd.DataFrame],
 ) -> list[str]:
     """The ``dvc plots`` tables and their PNG renderings, replacing the folder ``target``."""
-    from releo.data.io import _atomic_dir
+    from releo.data.io import atomic_dir
 
     written = []
     estimates = {"ours (embeddings)": "lai", "SNAP": "snap", "per-pixel": "baseline"}
-    with _atomic_dir(target) as tmp:
+    with atomic_dir(target) as tmp:
         if scatter is not None:
             write_table(scatter, tmp / "truth_scatter.csv")
             plots.scatter(scatter, "truth", estimates, tmp / "truth_scatter.png",

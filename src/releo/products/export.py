@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from releo.data.io import _atomic_dir, write_cube
+from releo.data.io import atomic_dir, write_cube
 from releo.products import plots
 
 
@@ -43,7 +43,7 @@ def write_products(
     """Write the product folder ``target`` (see the module docstring); returns file counts."""
     target = Path(target)
     counts = {"dates": ds.sizes["time"]}
-    with _atomic_dir(target) as tmp:
+    with atomic_dir(target) as tmp:
         write_cube(ds, tmp / "lai.zarr")
         if geotiff:
             counts["geotiffs"] = len(write_geotiffs(ds, tmp / "geotiff"))

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from releo.data.meteo import temperature_excess
 from releo.data.simulate.random_fields import keyed_rng
 
 MONTHLY_RAINFALL_MM = np.array([50, 40, 47, 65, 72, 60, 38, 45, 50, 55, 52, 50], dtype=float)
@@ -39,11 +40,6 @@ TEMPERATURE_COLDEST_DOY = 20
 TEMPERATURE_ANOMALY_SD_C = 2.2
 TEMPERATURE_ANOMALY_AR1 = 0.75
 WET_DAY_COOLING_C = 0.8
-TEMPERATURE_BASE_C = 5.0
-"""Base of the temperature excess T⁺ = max(T − 5 °C, 0): the usual growing-degree base of
-winter cereals and grass, and the onset of sizeable evaporative demand."""
-
-METEO_COLUMNS = ("date", "rainfall_mm", "temperature_c", "temperature_excess_c")
 
 
 @dataclass(frozen=True)
@@ -137,9 +133,7 @@ def simulate_meteorology(
     table = table.loc[keep].reset_index(drop=True)
     table["rainfall_mm"] = table["rainfall_mm"].round(1)
     table["temperature_c"] = table["temperature_c"].round(1)
-    table["temperature_excess_c"] = (
-        (table["temperature_c"] - TEMPERATURE_BASE_C).clip(lower=0).round(1)
-    )
+    table["temperature_excess_c"] = temperature_excess(table["temperature_c"])
     return table
 
 

@@ -1,6 +1,6 @@
 """The reference operational product: SNAP biophysical-processor LAI at every S2 date.
 
-Computed from the simulated L2A reflectance exactly as an operational chain would: masked
+Computed from L2A reflectance (simulated or real) exactly as an operational chain would: masked
 (cloud, shadow) pixels are set to NaN before the network, so their LAI is NaN and unflagged;
 LAI beyond SNAP's tolerated output range (output flag) is invalid and delivered as NaN too,
 with the flag kept.
@@ -50,7 +50,7 @@ def snap_reference(s2: xr.Dataset, version: str = SNAP_VERSION) -> xr.Dataset:
     ds["input_flag"].attrs.update(long_name="reflectance outside the SNAP definition domain")
     ds["output_flag"].attrs.update(long_name="SNAP LAI outside the tolerated output range")
     ds.attrs.update(
-        title=f"SNAP S2 LAI (version {version}) of the simulated L2A cube; NaN where mask != 0 "
+        title=f"SNAP S2 LAI (version {version}) of the L2A cube; NaN where mask != 0 "
         "or output_flag"
     )
     return ds.rio.write_crs(s2.rio.crs)
