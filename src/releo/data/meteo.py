@@ -89,3 +89,57 @@ def _read_agera5(source: Path) -> pd.DataFrame:
             values = ds[name].mean(other).values.astype(np.float64) + units[unit]
             columns[column] = np.round(values, 1)
     return pd.DataFrame(columns)
+
+
+METEO_RANGES: dict[str, tuple[float, float]] = {
+    "rainfall_mm": (0.0, 500.0),
+    "temperature_c": (-60.0, 60.0),
+    "temperature_excess_c": (0.0, 60.0),
+}
+"""Plausible daily values (inclusive): the wettest day on record is ~1,800 mm; 500 catches
+unit mistakes (e.g. a flux in kg m-2 s-1 × 86400 applied twice) without rejecting storms."""
+
+
+def check_meteo(
+    table: pd.DataFrame,
+    source: str | os.PathLike[str],
+    period: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+) -> pd.DataFrame:
+    """Check the meteo contract: every day once, no gap, no missing or implausible value, and
+    (with ``period``) every day of the site's period covered. Errors name the file, the
+    column and the offending dates and values."""
+    missing = [c for c in METEO_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)}")
+    dates = pd.to_datetime(table["date"]).dt.normalize()
+    duplicated = dates[dates.duplicated()]
+    if len(duplicated):
+        raise DataError(f"{source}: column 'date' repeats {_days(duplicated)}")
+    ordered = dates.sort_values()
+    gaps = ordered[ordered.diff() > pd.Timedelta(days=1)]
+    if len(gaps):
+        raise DataError(f"{source}: column 'date' has gaps: no day before {_days(gaps)}")
+    for column, (low, high) in METEO_RANGES.items():
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values.isna() | (values < low) | (values > high)
+        if bad.any():
+            shown = ", ".join(
+                f"{d.date()}: {table[column][i]}" for i, d in dates[bad].head(5).items()
+            )
+            raise DataError(
+                f"{source}: column {column!r} missing or outside [{low:g}, {high:g}] on "
+                f"{int(bad.sum())} day(s) ({shown})"
+            )
+    if period is not None and len(dates):
+        first, last = (pd.Timestamp(p).normalize() for p in period)
+        if dates.min() > first or dates.max() < last:
+            raise DataError(
+                f"{source}: column 'date' covers {dates.min().date()}..{dates.max().date()}, "
+                f"not the site's period {first.date()}..{last.date()}"
+            )
+    return table
+
+
+def _days(dates: pd.Series) -> str:
+    shown = ", ".join(str(d.date()) for d in dates.head(5))
+    return shown + (f" (+{len(dates) - 5} more)" if len(dates) > 5 else "")

@@ -2,7 +2,7 @@
 
 Layout (the simulator writes it; real sites follow it)::
 
-    site.json                 metadata (free-form; the simulator records its truth here)
+    site.json                 metadata (``SiteRecord`` for real sites; the simulator's truth)
     s2_l2a.zarr  s1_grd.zarr  the S2 and S1 contract cubes
     reference/snap_lai.zarr   the reference operational product
     field_surveys.csv         LAI field measurements
@@ -16,11 +16,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import xarray as xr
+from pydantic import ValidationError
+from pyproj import CRS
 
 from releo.data.errors import DataError
 from releo.data.io import open_cube, read_table
+from releo.data.meteo import check_meteo
+from releo.data.site_record import SiteRecord
 
 SITE_FILES = {
     "metadata": "site.json",
@@ -48,6 +53,11 @@ class Site:
 
     def path(self, part: str) -> Path:
         return self.root / SITE_FILES[part]
+
+    @property
+    def has_truth(self) -> bool:
+        """Whether the site carries the simulator's truth (real sites do not)."""
+        return self.path("truth").exists()
 
     @property
     def crs(self) -> str:
@@ -104,6 +114,7 @@ def validate_site(site: Site, context_root: str | Path | None = None) -> dict:
     """
     from releo import quality
 
+    check_consistency(site)
     results = {
         "s2": quality.check_s2_cube(site.s2, site.path("s2"), context_root=context_root),
         "s1": quality.check_s1_cube(site.s1, site.path("s1"), context_root=context_root),
@@ -121,4 +132,43 @@ def validate_site(site: Site, context_root: str | Path | None = None) -> dict:
             site_crs=site.crs,
             context_root=context_root,
         )
+    if site.meteo is not None:
+        check_meteo(site.meteo, site.path("meteo"), period=site.period)
+        results["meteo"] = {"days": len(site.meteo)}
     return results
+
+
+def check_consistency(site: Site) -> None:
+    """The parts of a site must agree: one CRS and one grid for S1 and S2, overlapping
+    periods, and a real site's ``site.json`` that holds its contract."""
+    if site.metadata.get("kind") == "real":
+        try:
+            SiteRecord.model_validate(site.metadata)
+        except ValidationError as err:
+            raise DataError(f"{site.path('metadata')}: not a valid site record: {err}") from err
+    s1_crs, s2_crs = site.s1.rio.crs, site.s2.rio.crs
+    if s1_crs is None or CRS.from_user_input(s1_crs) != CRS.from_user_input(s2_crs):
+        raise DataError(
+            f"{site.path('s1')}: crs is {s1_crs}, but {site.path('s2')} is in {s2_crs}; "
+            "put S1 on the S2 grid (`releo site build` does)"
+        )
+    for axis in ("x", "y"):
+        a, b = site.s1[axis].values, site.s2[axis].values
+        if a.shape != b.shape or not np.allclose(a, b, atol=0.01):
+            raise DataError(
+                f"{site.path('s1')}: {axis} grid {_extent(a)} differs from the S2 grid "
+                f"{_extent(b)} of {site.path('s2')}"
+            )
+    s1_days = pd.DatetimeIndex(site.s1.time.values)
+    s2_days = pd.DatetimeIndex(site.s2.time.values)
+    if s1_days.max() < s2_days.min() or s2_days.max() < s1_days.min():
+        raise DataError(
+            f"{site.path('s1')}: time {s1_days.min().date()}..{s1_days.max().date()} does "
+            f"not overlap the S2 period {s2_days.min().date()}..{s2_days.max().date()}"
+        )
+
+
+def _extent(values: np.ndarray) -> str:
+    if values.size == 0:
+        return "(empty)"
+    return f"{values.size} px, {float(values.min()):.2f}..{float(values.max()):.2f}"

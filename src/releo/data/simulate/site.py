@@ -27,12 +27,12 @@ import releo
 from releo.data.contracts import LAND_COVER_CLASSES, S2_BANDS
 from releo.data.io import open_cube, read_table, write_cube, write_json, write_table
 from releo.data.meteo import METEO_COLUMNS
+from releo.data.reference import SNAP_VERSION, snap_reference
 from releo.data.simulate.clouds import CLOUD_SPECTRAL_SHAPE, SHADOW_TRANSMISSION
 from releo.data.simulate.config import SimulationConfig
 from releo.data.simulate.effects import OPTICAL_BAND_AMPLITUDE, PLANTED_EQUATIONS
 from releo.data.simulate.geometry import S1_PASSES, S2_ORBIT, s1_acquisitions, s2_acquisitions
 from releo.data.simulate.meteo import daily_dates
-from releo.data.reference import SNAP_VERSION, snap_reference
 from releo.data.simulate.s1 import OPEN_WATER_DB, simulate_s1
 from releo.data.simulate.s2 import simulate_s2
 from releo.data.simulate.scene import Scene
