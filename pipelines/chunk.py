@@ -24,6 +24,7 @@ def main() -> None:
         check_no_leak(index)
         write_table(index, INDEX)
         summary = chunk_summary(index)
+        summary["site_has_truth"] = site.has_truth  # stages score against truth only where it is
         summary["quality_gate_seconds"] = {k: round(r.seconds, 2) for k, r in gates.items()}
         write_json(summary, METRICS)
 

@@ -18,6 +18,8 @@ def main() -> None:
         params = load_params()
         gate_training_inputs(params, INDEX)
         metrics = run_discover(params, Path.cwd())
+        if metrics["skipped"]:
+            return  # run_discover said why; metrics/discover.json says it too
         print(
             f"truth: structure F1 {_num(metrics['truth_structure_f1'])}, max coefficient error "
             f"{_num(metrics['truth_max_coef_rel_error'])}; learned residuals: structure F1 "

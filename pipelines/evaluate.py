@@ -34,8 +34,11 @@ def main() -> None:
             f"held-out {'+'.join(m['splits'])}: LAI RMSE vs truth {fmt('lai_rmse_truth')} "
             f"(SNAP {fmt('snap_lai_rmse_truth')}, per-pixel {fmt('baseline_lai_rmse_truth')}); "
             f"vs field {fmt('lai_rmse_field')} (SNAP {fmt('snap_lai_rmse_field')}, "
-            f"per-pixel {fmt('baseline_lai_rmse_field')})"
+            f"per-pixel {fmt('baseline_lai_rmse_field')}); vs SNAP {fmt('lai_rmse_snap')} "
+            f"(per-pixel {fmt('baseline_lai_rmse_snap')})"
         )
+        if m["absent"]:
+            print(f"absent from the site, not scored: {', '.join(m['absent'])}")
 
 
 if __name__ == "__main__":

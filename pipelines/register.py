@@ -30,6 +30,8 @@ def main() -> None:
         calibration = LaiCalibration.load(CALIBRATION)
         result = run_register(params, Path.cwd(), _evaluation(), MODEL, calibration)
         print(f"{result['model_name']} v{result['version']}: {result['decision']}")
+        if result["metric_fallback"]:
+            print(f"compared on {result['metric']}: no {result['metric_configured']} here")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,15 @@ def main() -> None:
         params = load_params()
         gate_training_inputs(params, INDEX)
         metrics = run_train(params, Path.cwd())
+        if metrics["site_has_truth"]:
+            lai = (
+                f"val LAI RMSE {metrics['lai_rmse_vs_truth_val']:.3f} "
+                f"(SNAP {metrics['snap_lai_rmse_vs_truth_val']:.3f})"
+            )
+        else:
+            lai = f"no truth: val LAI RMSE vs SNAP {metrics['lai_rmse_vs_snap_val']:.3f}"
         print(
-            f"val LAI RMSE {metrics['lai_rmse_vs_truth_val']:.3f} "
-            f"(SNAP {metrics['snap_lai_rmse_vs_truth_val']:.3f}), "
-            f"{metrics['epochs']} epochs on {metrics['workers']} worker(s), "
+            f"{lai}, {metrics['epochs']} epochs on {metrics['workers']} worker(s), "
             f"kept epoch {metrics['selected_epoch']} (by {metrics['select_metric']})"
         )
 

@@ -96,6 +96,53 @@ def make_tiny_project(root: Path, site: dict | None = None) -> Path:
     return root
 
 
+def strip_to_real_site(root: Path, *, surveys: bool = True, meteo: bool = True) -> Path:
+    """Make the simulated site of a tiny project (``make_tiny_project``) look like a real one:
+    no ``truth/``, a ``site.json`` that holds only what ``releo site build`` records (a
+    ``SiteRecord``: no simulator keys), and without the field surveys / meteo if asked; then
+    ``dvc add`` it again. Returns the site directory."""
+    import json
+    from datetime import UTC, datetime
+
+    from releo.data.io import open_cube
+    from releo.data.site import SITE_FILES
+    from releo.data.site_record import SiteRecord
+
+    data = root / "data"
+    shutil.rmtree(data / "truth")
+    simulated = json.loads((data / SITE_FILES["metadata"]).read_text())
+
+    def source(part: str) -> dict:
+        times = open_cube(data / SITE_FILES[part]).time.values
+        return {
+            "reader": "cube",
+            "sources": [f"tests/{SITE_FILES[part]}"],
+            "acquisitions": len(times),
+            "first": str(times.min()),
+            "last": str(times.max()),
+        }
+
+    record = SiteRecord(
+        name="tiny test site without truth",
+        crs=simulated["crs"],
+        bounds=tuple(simulated["bounds"][k] for k in ("xmin", "ymin", "xmax", "ymax")),
+        pixel_size_m=simulated["pixel_size_m"],
+        period=simulated["period"],
+        s2=source("s2"),
+        s1=source("s1"),
+        s1_incidence={"source": "product"},
+        surveys=SITE_FILES["surveys"] if surveys else None,
+        meteo=SITE_FILES["meteo"] if meteo else None,
+        built=datetime.now(UTC),
+    )
+    (data / SITE_FILES["metadata"]).write_text(record.model_dump_json(indent=1))
+    for part, keep in (("surveys", surveys), ("meteo", meteo)):
+        if not keep:
+            (data / SITE_FILES[part]).unlink()
+    run([sys.executable, "-m", "dvc", "add", "--quiet", "data"], root)
+    return data
+
+
 def git_commit(root: Path, message: str) -> None:
     """Commit everything in the temporary project (its own repository, never this one)."""
     run(["git", "add", "-A"], root)

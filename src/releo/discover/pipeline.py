@@ -17,6 +17,7 @@ Writes ``discover/`` (``equations.md``, ``plots/<target>.png`` and ``.csv``, the
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -256,19 +257,20 @@ def run_discover(params: Params, root: Path = Path(), log_mlflow: bool = True) -
     cfg: DiscoverConfig = params.discover
     root = Path(root).resolve()
     site = open_site(root / params.data_dir)
-    if site.meteo is None:
-        raise DataError(f"{site.path('meteo')}: missing; discovery needs the daily drivers")
     index_path = root / INDEX
     if not index_path.exists():
         raise DataError(f"{index_path}: not found; run the chunk stage first")
+    reason = missing_drivers(site.meteo, cfg, site.path("meteo"))
+    if reason is not None:
+        return _skip(params, root, reason, site.has_truth, log_mlflow, started)
     index = pd.read_parquet(index_path)
-    truth = open_cube(site.path("truth")) if site.path("truth").exists() else None
+    truth = open_cube(site.path("truth")) if site.has_truth else None
     planted = (
         planted_equations(site.metadata, str(site.path("metadata"))) if truth is not None else []
     )
     shape = (site.s2.sizes["y"], site.s2.sizes["x"])
     parcels = truth["parcel_id"].values if truth is not None and "parcel_id" in truth else None
-    pixel = float(site.metadata.get("pixel_size_m") or abs(float(np.diff(site.s2.x[:2])[0])))
+    pixel = abs(float(np.diff(site.s2.x[:2])[0]))  # the grid's, not site.json's (real sites)
     fields = make_fields(parcels, index, shape, max(1, round(cfg.block_m / pixel)))
     drivers = Drivers.from_table(site.meteo, dict(cfg.drivers), str(site.path("meteo")))
 
@@ -315,12 +317,56 @@ def run_discover(params: Params, root: Path = Path(), log_mlflow: bool = True) -
     ):
         written.append(write_table(table, root / OUT_DIR / name))
     metrics.update(
+        skipped=None,
+        site_has_truth=truth is not None,
         targets=entries,
         residual_analysis=analysis,
         notes=notes,
         seconds=round(time.perf_counter() - started, 1),
     )
     metrics = _clean(metrics)
+    if log_mlflow:
+        metrics["mlflow_run_id"] = _log_run(params, root, metrics, written)
+    write_json(metrics, root / METRICS)
+    return metrics
+
+
+def missing_drivers(meteo: pd.DataFrame | None, cfg: DiscoverConfig, path: Path) -> str | None:
+    """Why discovery cannot run on this site's drivers (None: it can): no ``meteo.csv``, or
+    none of the columns that ``discover.drivers`` names."""
+    if meteo is None:
+        return f"{path}: absent; discovery needs the daily drivers {dict(cfg.drivers)}"
+    missing = [c for c in ("date", *cfg.drivers.values()) if c not in meteo.columns]
+    if missing:
+        return (
+            f"{path}: no column(s) {missing} (discover.drivers {dict(cfg.drivers)}); found "
+            f"{list(meteo.columns)}"
+        )
+    return None
+
+
+def _skip(
+    params: Params, root: Path, reason: str, has_truth: bool, log_mlflow: bool, started: float
+) -> dict:
+    """Discovery skipped: the outputs say why (equations.md, empty plot tables), the metrics
+    carry the reason in ``skipped`` and ``notes`` and null figures."""
+    out_dir = root / OUT_DIR
+    shutil.rmtree(out_dir, ignore_errors=True)  # the last run's equations are not this site's
+    metrics = {k: None for k in headline({}, {})}
+    written = [write_table(pd.DataFrame(columns=PLOT_COLUMNS), out_dir / "plots" / f"{n}.csv")
+               for n in PLOTTED]  # fmt: skip
+    equations = out_dir / "equations.md"
+    write_equations(equations, "# Discovered equations\n", [f"Skipped: {reason}\n"])
+    written.append(equations)
+    metrics.update(
+        skipped=reason,
+        site_has_truth=has_truth,
+        targets={},
+        residual_analysis={},
+        notes=[f"discovery skipped: {reason}"],
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    print(f"discover skipped: {reason}")
     if log_mlflow:
         metrics["mlflow_run_id"] = _log_run(params, root, metrics, written)
     write_json(metrics, root / METRICS)

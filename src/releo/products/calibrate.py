@@ -140,6 +140,8 @@ def run_calibrate(params: Params, root: Path = Path()) -> dict:
         "detection_limit": cfg.detection_limit,
         "surveys": int(valid.sum()),
         "min_surveys": cfg.min_surveys,
+        "site_has_surveys": site.surveys is not None,
+        "site_has_truth": site.has_truth,  # never used here: the record of what the site holds
     }
     if valid.sum() >= cfg.min_surveys:
         dist = decode_distribution(model, rows, owner, u, v, doy)
@@ -148,10 +150,15 @@ def run_calibrate(params: Params, root: Path = Path()) -> dict:
         )
         result.update(fitted=True, spread_scale=scale, coverage_before=before, coverage=after)
     else:
+        why = (
+            f"{site.path('surveys')}: absent (no field surveys)"
+            if site.surveys is None
+            else f"{int(valid.sum())} surveys on {'+'.join(cfg.splits)} places, fewer than "
+            f"min_surveys={cfg.min_surveys}"
+        )
         result.update(
             fitted=False, spread_scale=1.0, coverage_before=math.nan, coverage=math.nan,
-            note=f"{int(valid.sum())} surveys on {'+'.join(cfg.splits)} places, fewer than "
-            f"min_surveys={cfg.min_surveys}: spread left as decoded",
+            note=f"{why}: spread left as decoded",
         )  # fmt: skip
     write_json(
         {k: result[k] for k in ("spread_scale", "detection_limit", "interval", "surveys")},

@@ -100,6 +100,11 @@ class RegisterConfig(BaseModel):
 
     model_name: str = Field("releo-lai", min_length=1, description="registered model name")
     metric: str = Field("lai_rmse_field", description="metrics/evaluate.json key to compare")
+    fallback_metrics: list[str] = Field(
+        default_factory=lambda: ["lai_rmse_snap"],
+        description="compared instead, the first with a value, where the site lacks metric's"
+        " reference (lai_rmse_field: no field surveys)",
+    )
     lower_is_better: bool = Field(True, description="direction of the comparison")
     champion_alias: str = Field("champion", min_length=1)
     challenger_alias: str = Field("challenger", min_length=1)

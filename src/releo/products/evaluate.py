@@ -1,11 +1,15 @@
 """Stage ``evaluate``: the decoded LAI scored against the simulator truth, the SNAP reference
-and the field surveys, next to the per-pixel inversion baseline, on held-out chunks.
+and the field surveys, next to the per-pixel inversion baseline, on held-out chunks. A site
+may lack any of the three (real sites have no truth): its scores are then null, and
+``references`` says which were there.
 
 Everything is matched in space and time on the held-out places (``products.evaluate.splits``):
 
 - truth: every held-out pixel at every S2 acquisition date (clear and cloudy); SNAP and the
   baseline exist only at clear pixel-dates, so ours is also scored on exactly theirs
   (``*_at_snap``, ``*_at_baseline``); the weekly product is scored at its own dates;
+- SNAP (any site with the reference product): ours and the baseline at SNAP's held-out
+  pixel-dates (``*_snap``): agreement with the operational product, not accuracy;
 - field surveys: ours decoded at the exact point and day; SNAP and the baseline at the
   point's pixel on the nearest date with a value within ± ``field_max_days``.
 """
@@ -38,6 +42,12 @@ from releo.products.stages import EMBEDDINGS, INDEX, LAI_CUBE, MODEL
 EVALUATE_METRICS = Path("metrics/evaluate.json")
 PLOTS = Path("metrics/evaluate_plots")
 SURVEY_CLASSES = ("winter_wheat", "maize", "sunflower", "grassland", "broadleaf_forest")
+# Headline scores per reference, written as null when the site lacks that reference.
+HEADLINE = {
+    "truth": ("lai_rmse_truth", "snap_lai_rmse_truth", "baseline_lai_rmse_truth"),
+    "snap": ("lai_rmse_snap", "baseline_lai_rmse_snap"),
+    "field_surveys": ("lai_rmse_field", "snap_lai_rmse_field", "baseline_lai_rmse_field"),
+}
 
 
 @dataclass
@@ -234,6 +244,15 @@ def truth_metrics(est: HeldOut, cov: str) -> tuple[dict, dict]:
             name: {k: v[name] for k, v in per.items() if name in v} for name in per["lai"]
         }
     return flat, nested
+
+
+def snap_metrics(est: HeldOut, cov: str) -> dict:
+    """Ours (with its interval's coverage of SNAP) and the baseline against the SNAP reference
+    at its held-out pixel-dates: how far the products are from the operational one."""
+    base = est.baseline if est.baseline is not None else np.full_like(est.snap, np.nan)
+    flat = _flat("", "snap", scores(est.lai, est.snap, est.low, est.high), cov)
+    flat.update(_flat("baseline_", "snap", scores(base, est.snap), cov))
+    return flat
 
 
 def survey_pixels(surveys: pd.DataFrame, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -544,8 +563,17 @@ def run_evaluate(
         if est.baseline is not None
         else None,
     }
+    references = {
+        "truth": truth is not None,
+        "snap": site.reference is not None,
+        "field_surveys": site.surveys is not None,
+    }
+    metrics["references"] = references
+    metrics.update({key: None for part, keys in HEADLINE.items() for key in keys})
     nested: dict = {}
     scatter = None
+    if site.reference is not None:
+        metrics.update(snap_metrics(est, cov))
     if truth is not None:
         flat, nested["truth"] = truth_metrics(est, cov)
         metrics.update(flat)
@@ -572,6 +600,7 @@ def run_evaluate(
             n_fields=cfg.sample_fields, interval=interval, calibration=calibration,
         )  # fmt: skip
     metrics["plots"] = write_plots(root / PLOTS, scatter, matches, series)
+    metrics["absent"] = [part for part, present in references.items() if not present]
     metrics.update(nested)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     write_json(json_safe(metrics), root / EVALUATE_METRICS)

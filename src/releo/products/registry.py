@@ -198,6 +198,20 @@ def _finite_metrics(metrics: dict) -> dict[str, float]:
     }
 
 
+def decision_metric(cfg, metrics: dict) -> tuple[str, float | None]:
+    """The metric the registry compares and the challenger's value: ``cfg.metric``, else the
+    first of ``cfg.fallback_metrics`` with a finite value in ``metrics`` (a site without field
+    surveys has no ``lai_rmse_field``), else ``cfg.metric`` without a value."""
+    names = [cfg.metric, *cfg.fallback_metrics]
+    if not any(name in metrics for name in names):
+        raise DataError(f"metrics/evaluate.json: none of {names}; rerun the evaluate stage")
+    for name in names:
+        value = _number(metrics.get(name))
+        if value is not None and math.isfinite(value):
+            return name, value
+    return cfg.metric, None
+
+
 def run_register(
     params: Params,
     root: Path,
@@ -218,15 +232,14 @@ def run_register(
     cfg = params.products.registry
     root = Path(root)
     calibration = calibration or LaiCalibration()
-    if cfg.metric not in metrics:
-        raise DataError(f"metrics/evaluate.json: no {cfg.metric!r}; rerun the evaluate stage")
-    value = _number(metrics[cfg.metric])
-    value = value if value is not None and math.isfinite(value) else None
+    metric, value = decision_metric(cfg, metrics)
+    if metric != cfg.metric:
+        print(f"register: no {cfg.metric} on this site; comparing {metric} instead")
     payload = torch.load(model_path, map_location="cpu", weights_only=True)
     card = model_card(model_path)
     tracking.configure(params.tracking, root, "register")
     client = MlflowClient()
-    champion, before = champion_metric(client, cfg.model_name, cfg.champion_alias, cfg.metric)
+    champion, before = champion_metric(client, cfg.model_name, cfg.champion_alias, metric)
     promoted = beats(value, before, cfg.lower_is_better)
     alias = cfg.champion_alias if promoted else cfg.challenger_alias
     tags = {
@@ -240,7 +253,8 @@ def run_register(
             {
                 **{f"model.{k}": v for k, v in payload["config"].items()},
                 "evaluate.splits": ",".join(metrics.get("splits", [])),
-                "registry.metric": cfg.metric,
+                "registry.metric": metric,
+                "registry.metric_configured": cfg.metric,
                 **calibration.fields("calibration."),
             }
         )
@@ -262,7 +276,7 @@ def run_register(
         client.set_registered_model_alias(cfg.model_name, alias, version.version)
         before_text = "none" if before is None else f"{before:.4g} (v{champion.version})"
         decision = (
-            f"{cfg.metric} {value if value is None else f'{value:.4g}'} vs champion {before_text}: "
+            f"{metric} {value if value is None else f'{value:.4g}'} vs champion {before_text}: "
             f"{'promoted to' if promoted else 'kept as'} {alias}"
         )
         client.set_model_version_tag(cfg.model_name, version.version, "decision", decision)
@@ -283,11 +297,12 @@ def run_register(
         "version": int(version.version),
         "alias": alias,
         "promoted": promoted,
-        "metric": cfg.metric,
-        cfg.metric: value,
-        f"champion_{cfg.metric}_before": before
-        if before is None or math.isfinite(before)
-        else None,
+        "metric": metric,
+        "metric_configured": cfg.metric,
+        "metric_fallback": metric != cfg.metric,
+        "site_has_truth": (metrics.get("references") or {}).get("truth"),
+        metric: value,
+        f"champion_{metric}_before": before if before is None or math.isfinite(before) else None,
         "champion_version_before": None if champion is None else int(champion.version),
         "decision": decision,
         "model_uri": f"models:/{cfg.model_name}/{version.version}",

@@ -74,6 +74,7 @@ def run_embed(params: Params, root: Path = Path()) -> dict:
         "bytes_per_chunk": int(z.shape[1] * np.dtype(cfg.dtype).itemsize),
         "quantisation_max_abs_error": float(np.abs(stored - z).max()) if z.size else math.nan,
         "embedding_abs_max": float(np.abs(z).max()) if z.size else math.nan,
+        "site_has_truth": site.has_truth,  # never used here: the record of what the site holds
         "seconds": round(time.perf_counter() - started, 2),
     }
     write_json(metrics, root / EMBED_METRICS)

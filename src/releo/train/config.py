@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from releo.models import LossWeights
-from releo.train.metrics import VALIDATION_METRICS
+from releo.train.metrics import TRUTH_FREE_METRICS, VALIDATION_METRICS
 
 # Bounds of the log-uniform search of each physics-loss weight: two decades around the defaults.
 DEFAULT_SEARCH_SPACE: dict[str, tuple[float, float]] = {
@@ -36,6 +36,23 @@ def check_validation_metric(cls, value: str | None) -> str | None:
     if value not in RANKING_METRICS:
         raise ValueError(f"{value!r} is not a validation error metric: one of {RANKING_METRICS}")
     return value
+
+
+def check_truth_free_metric(cls, value: str) -> str:
+    """A ranking validation metric that a site without the simulator's truth reports."""
+    check_validation_metric(cls, value)
+    if value not in TRUTH_FREE_METRICS:
+        raise ValueError(f"{value!r} needs the simulator's truth: one of {TRUTH_FREE_METRICS}")
+    return value
+
+
+def site_metric(metric: str | None, without_truth: str, has_truth: bool | None) -> str | None:
+    """The metric a run ranks by: ``without_truth`` on a site known to lack the simulator's
+    truth (``has_truth`` False) when ``metric`` needs it (it would be NaN there and rank
+    nothing), else ``metric``."""
+    if has_truth is False and metric is not None and metric not in TRUTH_FREE_METRICS:
+        return without_truth
+    return metric
 
 
 class TrainConfig(BaseModel):
@@ -68,6 +85,11 @@ class TrainConfig(BaseModel):
         description="validation metric whose lowest value picks the epoch the run keeps"
         " (None, or a run that never reports it: the last epoch)",
     )
+    select_metric_without_truth: str = Field(
+        "truth_free_ratio",
+        description="what replaces select_metric on a site without the simulator's truth when"
+        " select_metric needs it",
+    )
     max_failures: int = Field(
         2, ge=-1, description="worker-group failures recovered from the last checkpoint (-1: inf)"
     )
@@ -79,6 +101,7 @@ class TrainConfig(BaseModel):
     )
 
     _ranking_metric = field_validator("select_metric")(check_validation_metric)
+    _truth_free = field_validator("select_metric_without_truth")(check_truth_free_metric)
 
 
 class TuneConfig(BaseModel):
@@ -90,7 +113,9 @@ class TuneConfig(BaseModel):
     the embedding-only LAI RMSE over 70 % of SNAP's, both at SNAP's pixel-dates
     (:func:`releo.train.metrics.goal_ratio`), so
     weights that buy LAI accuracy by giving up the fit to the observations lose.
-    ``s2_reconstruction_rmse`` or ``s1_reconstruction_rmse_db`` suit sites without truth. The
+    On a site without the simulator's truth a metric that needs it is replaced by
+    ``metric_without_truth`` (default ``truth_free_ratio``: S2 and S1 fit to their noise, LAI
+    against SNAP; :func:`releo.train.metrics.truth_free_ratio`). The
     default weights (``loss_weights``) are always the first trial, so the study reports the
     objective with the default and with the best weights under the same budget.
     """
@@ -109,6 +134,11 @@ class TuneConfig(BaseModel):
     grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial can be stopped")
     reduction_factor: int = Field(2, ge=2, description="ASHA: 1/reduction_factor survive a rung")
     metric: str = Field("goal_ratio", description="validation metric to minimise")
+    metric_without_truth: str = Field(
+        "truth_free_ratio",
+        description="what replaces metric on a site without the simulator's truth when metric"
+        " needs it",
+    )
     seed: int = Field(0, ge=0, description="seed of the TPE sampler")
     warm_start: list[dict[str, float]] = Field(
         default_factory=list,
@@ -121,6 +151,7 @@ class TuneConfig(BaseModel):
     )
 
     _weight_free = field_validator("metric")(check_validation_metric)
+    _truth_free = field_validator("metric_without_truth")(check_truth_free_metric)
 
     @model_validator(mode="after")
     def _bounds(self) -> TuneConfig:

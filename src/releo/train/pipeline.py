@@ -21,7 +21,9 @@ import pandas as pd
 from releo.config import Params
 from releo.data.chunks import INDEX
 from releo.data.io import write_json, write_table
+from releo.data.site import SITE_FILES
 from releo.models.checkpoint import save_autoencoder
+from releo.train.config import TrainConfig, site_metric
 from releo.train.ray_train import RunSpec, TrainOutcome, fit
 from releo.train.task import Task, physics_task
 
@@ -31,7 +33,7 @@ MODEL_DIR = Path("models")
 TUNE_METRICS, TUNE_PLOT = Path("metrics/tune.json"), Path("metrics/tune_trials.csv")
 TRAIN_METRICS, TRAIN_PLOT = Path("metrics/train.json"), Path("metrics/train_curve.csv")
 HEADLINE = ("s2_reconstruction_rmse", "s1_reconstruction_rmse_db")
-LAI = ("lai_rmse_vs_truth", "snap_lai_rmse_vs_truth")
+LAI = ("lai_rmse_vs_truth", "snap_lai_rmse_vs_truth", "lai_rmse_vs_snap")
 CURVES = ("train_loss", "val_loss", "val_lai_rmse_vs_truth", "val_s2_reconstruction_rmse")
 
 
@@ -50,10 +52,12 @@ def _flat(prefix: str, values: dict) -> dict[str, Any]:
     return {f"{prefix}.{k}": v for k, v in values.items()}
 
 
-def _spec(params: Params, root: Path, weights: dict, task: Task | None) -> RunSpec:
+def _spec(
+    params: Params, root: Path, weights: dict, task: Task | None, train: TrainConfig | None = None
+) -> RunSpec:
     return RunSpec(
         task=task or physics_task(),
-        train=params.train,
+        train=train or params.train,
         model=params.model.model_dump(),
         loss_weights=weights,
         data_dir=(root / params.data_dir).resolve(),
@@ -88,6 +92,23 @@ def _stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
+def site_has_truth(params: Params, root: Path) -> bool | None:
+    """Whether the site of ``params.data_dir`` carries the simulator's truth (as
+    ``Site.has_truth``, without opening the cubes); None where no site is there (a task that
+    brings its own data)."""
+    data = root / params.data_dir
+    if not (data / SITE_FILES["s2"]).exists():
+        return None
+    return (data / SITE_FILES["truth"]).exists()
+
+
+def _announce(stage: str, configured: str | None, used: str | None, has_truth: bool | None) -> None:
+    """Say which metric ranks the runs (it is also in the stage's metrics and MLflow)."""
+    site = {True: "site with truth", False: "site without truth", None: "no site"}[has_truth]
+    why = f", as {configured} needs the simulator's truth" if used != configured else ""
+    print(f"{stage}: ranking by {used} ({site}{why})")
+
+
 def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> dict:
     """Search the loss weights (``params.tune``); write the best ones, metrics and the trials."""
     import mlflow
@@ -96,7 +117,10 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
     from releo.train.tune import StopBoard, search_weights
 
     root = Path(root).resolve()
-    cfg = params.tune
+    has_truth = site_has_truth(params, root)
+    metric = site_metric(params.tune.metric, params.tune.metric_without_truth, has_truth)
+    _announce("tune", params.tune.metric, metric, has_truth)
+    cfg = params.tune.model_copy(update={"metric": metric})
     base = _spec(params, root, params.loss_weights.model_dump(), task)
     name = f"study-{_stamp()}"
     run, tags, experiment_id = _start(params, root, "tune", name)
@@ -108,6 +132,8 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
                 **{f"tune.search_space.{k}": list(v) for k, v in cfg.search_space.items()},
                 **_flat("train", params.train.model_dump(include={"num_workers", "lr"})),
                 **_flat("default_weights", base.loss_weights),
+                "tune.metric_configured": params.tune.metric,
+                "site_has_truth": has_truth,
             }
         )
         trial_runs = TrialRuns(
@@ -145,6 +171,8 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
     write_table(pd.DataFrame(rows), root / TUNE_PLOT)
     summary = {
         "metric": outcome.metric,
+        "metric_configured": f"val_{params.tune.metric}",
+        "site_has_truth": has_truth,
         **final,
         "best_weights": outcome.best_weights,
         "best_trial": best["trial_id"],
@@ -199,7 +227,13 @@ def run_train(
         weights = {**params.loss_weights.model_dump(), **json.loads(source.read_text())}
     else:
         weights, source = params.loss_weights.model_dump(), None
-    spec = _spec(params, root, weights, task)
+    has_truth = site_has_truth(params, root)
+    select = site_metric(
+        params.train.select_metric, params.train.select_metric_without_truth, has_truth
+    )
+    _announce("train", params.train.select_metric, select, has_truth)
+    train = params.train.model_copy(update={"select_metric": select})
+    spec = _spec(params, root, weights, task, train)
     name = f"train-{_stamp()}"
     run, _, _ = _start(params, root, "train", name)
     with run:
@@ -210,11 +244,15 @@ def run_train(
                 **_flat("model", params.model.model_dump()),
                 **_flat("loss_weights", weights),
                 "loss_weights.source": str(source.relative_to(root)) if source else "params",
+                "train.select_metric_configured": params.train.select_metric,
+                "site_has_truth": has_truth,
             }
         )
         storage = root / params.train.storage_path / "train"
         outcome = fit(spec, name=name, storage_path=storage)
         metrics = _train_metrics(outcome, params)
+        metrics["select_metric_configured"] = params.train.select_metric
+        metrics["site_has_truth"] = has_truth
         tracking.log_history(outcome.history)
         tracking.log_loss_curves(outcome.history, CURVES)
         mlflow.log_metrics(
