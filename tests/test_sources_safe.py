@@ -18,8 +18,11 @@ from releo.data.errors import DataError
 from releo.data.readers import NATIVE_RESOLUTION_M, relative_azimuth
 from releo.data.sources import read_safe
 
-# odc-geo (the lazy reprojection) still calls a shapely function shapely deprecates
-pytestmark = pytest.mark.filterwarnings("ignore:The 'shapely.ops.transform:DeprecationWarning")
+# odc-geo's lazy reprojection: a shapely deprecation and rasterio's warning on its scratch dataset
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:The 'shapely.ops.transform:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning"),
+]
 
 REAL = Path(__file__).parent / "data" / "real_formats" / "s2_l2a_safe"
 N0509 = "S2A_MSIL2A_20230625T234621_N0509_R073_T01WCS_20230626T022157.SAFE"
