@@ -62,10 +62,13 @@ def stage_outputs(root: Path = REPO) -> tuple[str, ...]:
     return tuple(f"{p.rstrip('/')}/" if (root / p).is_dir() else p for p in paths)
 
 
-def make_tiny_project(root: Path, site: dict | None = None) -> Path:
+def make_tiny_project(
+    root: Path, site: dict | None = None, data: Path | None = None, chunk_m: float = 100.0
+) -> Path:
     """Copy the project's files (as git sees them) into ``root``, a new git repository whose
     DVC remote is ``root/remote``, shrink ``params.yaml`` to a tiny site and tiny budgets, and
-    bring the site into being with ``releo ensure-data`` (simulated, ``dvc add``-ed, pushed)."""
+    bring the site into being with ``releo ensure-data`` (simulated, ``dvc add``-ed, pushed);
+    ``data``: a built site directory used instead of the simulated one."""
     listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout
     skip = GENERATED + stage_outputs()
     for name in listed.splitlines():
@@ -76,7 +79,7 @@ def make_tiny_project(root: Path, site: dict | None = None) -> Path:
     (root / "data.dvc").unlink(missing_ok=True)  # the tiny site is not the default one
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["site"].update(site or TINY_SITE)
-    params["chunks"].update(size_m=100.0)
+    params["chunks"].update(size_m=chunk_m)
     # Tiny budgets: 2 tuning trials of 1 epoch, then 1 training epoch, each a step or two.
     params["tune"].update(
         num_samples=2, epochs=1, max_batches_per_epoch=1, eval_max_batches=1, grace_period=1
@@ -92,6 +95,8 @@ def make_tiny_project(root: Path, site: dict | None = None) -> Path:
         [sys.executable, "-m", "dvc", "remote", "modify", "local", "url", str(root / "remote")],
         root,
     )
+    if data is not None:
+        shutil.copytree(data, root / "data")
     run([sys.executable, "-m", "releo.cli", "ensure-data"], root)
     return root
 

@@ -44,25 +44,101 @@ def ensure_data_command(params: ParamsOption = DEFAULT_PARAMS) -> None:
         typer.echo(f"{p.data_dir}: {ensure_data(p.data_dir, p.site)}")
 
 
+site_app = typer.Typer(
+    help="Sites from real products: build, and validate with `releo validate site`."
+)
+app.add_typer(site_app, name="site")
+
+
+@site_app.command("build")
+def site_build(
+    s2: Annotated[
+        list[Path],
+        typer.Option(help="S2 L2A: a STAC ItemCollection JSON, SAFE or Theia folders, or cubes"),
+    ],
+    s1: Annotated[
+        list[Path],
+        typer.Option(help="S1 backscatter: a STAC ItemCollection JSON, GeoTIFFs or NetCDF"),
+    ],
+    out: Annotated[Path, typer.Option(help="site directory to write (replaced if present)")],
+    bbox: Annotated[
+        str | None, typer.Option(help="xmin,ymin,xmax,ymax in --crs (default: the S2 extent)")
+    ] = None,
+    period: Annotated[
+        str | None, typer.Option(help="first,last day, e.g. 2024-03-01,2024-10-31 (default: all)")
+    ] = None,
+    crs: Annotated[
+        str | None, typer.Option(help="site CRS, e.g. EPSG:32631 (default: the S2 products')")
+    ] = None,
+    surveys: Annotated[
+        Path | None, typer.Option(help="field-survey table (any CRS; reprojected)")
+    ] = None,
+    meteo: Annotated[
+        Path | None,
+        typer.Option(help="daily drivers: a table (date, rainfall_mm, temperature_c) or AgERA5"),
+    ] = None,
+    s1_incidence: Annotated[
+        float | None,
+        typer.Option(help="incidence angle (degrees) of S1 products that carry none"),
+    ] = None,
+    s2_platform: Annotated[
+        str | None, typer.Option(help="platform (S2A/S2B) of S2 products that do not say it")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="site name (default: the folder's)")] = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Turn real S2 and S1 products into a site directory that passes every gate.
+
+    Writes the S2 and S1 contract cubes, the SNAP LAI reference, the surveys and meteo when
+    given, and site.json (sources, product ids, conversions, stated values). Version it with
+    `dvc add OUT`; `dvc repro` then runs on it (params.yaml: data_dir).
+    """
+    from releo.data.build import build_site
+
+    with stage("site build"):
+        window = _csv(period, str, "--period")
+        if window is not None and len(window) != 2:
+            raise typer.BadParameter(f"{period!r}: give first,last", param_hint="--period")
+        box = _csv(bbox, float, "--bbox")
+        if box is not None and len(box) != 4:
+            raise typer.BadParameter(f"{bbox!r}: give xmin,ymin,xmax,ymax", param_hint="--bbox")
+        root = load_params(params).quality.context_root if params.exists() else None
+        record = build_site(
+            s2=s2, s1=s1, out=out, bbox=tuple(box) if box else None,
+            period=tuple(window) if window else None, crs=crs, surveys=surveys, meteo=meteo,
+            s1_incidence=s1_incidence, s2_platform=s2_platform, name=name, context_root=root,
+            progress=lambda msg: typer.echo(f"  {msg}", err=True),
+        )  # fmt: skip
+        typer.echo(
+            f"{out}: site {record.name!r} in {record.crs}, {record.s2.acquisitions} S2 and "
+            f"{record.s1.acquisitions} S1 dates, {record.period.start}..{record.period.end}"
+        )
+
+
 class Contract(StrEnum):
     s2 = "s2"
     s1 = "s1"
     reference = "reference"
     survey = "survey"
     pixel_table = "pixel-table"
+    meteo = "meteo"
+    site = "site"
 
 
 @app.command()
 def validate(
     contract: Annotated[Contract, typer.Argument(help="which data contract to check")],
-    path: Annotated[Path, typer.Argument(help="the cube (Zarr/NetCDF) or table (CSV/Parquet)")],
+    path: Annotated[
+        Path, typer.Argument(help="the cube (Zarr/NetCDF), table (CSV/Parquet) or site directory")
+    ],
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Run a Great Expectations gate on one file; exit 1 with the failures if it fails."""
     from releo import quality
     from releo.data.io import open_cube
+    from releo.data.meteo import check_meteo, read_meteo
     from releo.data.readers import read_field_survey, read_pixel_table, read_s2_l2a
-    from releo.data.site import open_site
+    from releo.data.site import open_site, validate_site
 
     with stage(f"validate {contract}"):
         root = load_params(params).quality.context_root if params.exists() else None
@@ -74,6 +150,14 @@ def validate(
             result = quality.check_reference_product(open_cube(path), path, context_root=root)
         elif contract is Contract.pixel_table:
             result = quality.check_pixel_table(read_pixel_table(path), path, context_root=root)
+        elif contract is Contract.site:
+            results = validate_site(open_site(path), context_root=root)
+            typer.echo(f"{path}: site gates passed ({', '.join(results)})")
+            return
+        elif contract is Contract.meteo:
+            table = check_meteo(read_meteo(path), path)
+            typer.echo(f"{path}: meteo contract holds ({len(table)} days)")
+            return
         else:
             site = open_site(load_params(params).data_dir)
             survey = read_field_survey(path, target_crs=site.crs)

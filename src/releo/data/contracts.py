@@ -71,6 +71,13 @@ S2_PLATFORMS: tuple[str, ...] = ("S2A", "S2B", "S2C")
 S1_PLATFORMS: tuple[str, ...] = ("S1A", "S1B", "S1C")
 S1_ORBIT_DIRECTIONS: tuple[str, ...] = ("ascending", "descending")
 S1_RELATIVE_ORBIT_RANGE = (1, 175)
+S1_UNKNOWN_ORBIT_SLOTS = (-175, -1)
+"""``relative_orbit`` = −k: orbit number not in the product, k-th (direction, UTC time-of-day)
+acquisition slot of the site (see :mod:`releo.data.sources.s1`); nothing downstream needs the
+number, only that passes of one orbit share a code."""
+UNKNOWN_PLATFORM = "unknown"
+"""``platform`` of S1 acquisitions whose product does not name it (S2 products must: SNAP and
+PROSAIL use each platform's spectral responses)."""
 REFERENCE_LAI = "lai"
 """LAI variable of a reference-product cube (time, y, x), m²/m², NaN under clouds."""
 S2_MASK_VALUES: tuple[int, ...] = (MASK_CLEAR, MASK_CLOUD, MASK_SHADOW, MASK_NODATA)

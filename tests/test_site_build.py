@@ -1,0 +1,151 @@
+"""`releo site build`: real products → a site directory that passes every gate.
+
+The real Belgian S2 + S1 series (``shared/data/real_timeseries``, MIT) are the inputs; the
+readers of each format have their own tests (``test_sources_*.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import make_tiny_project, run
+from releo.data.build import build_site
+from releo.data.contracts import MASK_CLEAR, S1_INCIDENCE, S2_MASK
+from releo.data.errors import DataError
+from releo.data.io import open_cube, write_cube, write_table
+from releo.data.meteo import check_meteo, read_meteo
+from releo.data.site import open_site, validate_site
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_timeseries"
+SITES = sorted(REAL.glob("worldcereal_*"))
+pytestmark = pytest.mark.skipif(not SITES, reason=f"{REAL} not present")
+
+
+def sources(folder: Path) -> dict:
+    """The build arguments of one Belgian site folder."""
+    files = {f.name.split("_")[0]: f for f in folder.glob("*.nc")}
+    return {
+        "s2": sorted(folder.glob("S2_L2A_*.nc")),
+        "s1": [files["S1"]],
+        "meteo": files["AgERA5"],
+        "s1_incidence": 39.0,
+        "s2_platform": "S2A",
+    }
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site") / "data"
+    build_site(
+        **sources(SITES[-1]), out=out, period=("2019-03-01", "2019-07-31"),
+        context_root=out.parent / "gx",
+    )  # fmt: skip
+    return out
+
+
+def test_a_real_site_builds_and_passes_every_gate(built):
+    site = open_site(built)
+    assert not site.has_truth
+    assert site.metadata["kind"] == "real"
+    assert site.metadata["s1_incidence"] == {"source": "user", "value_deg": 39.0}
+    assert site.metadata["s2_platform_stated"] == "S2A"
+    assert site.s2.sizes["y"] == site.s2.sizes["x"] == 64  # 640 m at 10 m
+    assert np.array_equal(site.s1.x.values, site.s2.x.values)
+    assert pd.Timestamp(site.s2.time.values.min()) >= pd.Timestamp("2019-03-01")
+    assert pd.Timestamp(site.s2.time.values.max()) <= pd.Timestamp("2019-08-01")
+    clear = site.s2[S2_MASK].values == MASK_CLEAR
+    nir = site.s2["B08"].values[clear]
+    assert 0.2 < np.median(nir) < 0.6  # real vegetated farmland in spring and summer
+    assert float(site.s1[S1_INCIDENCE].max()) == float(site.s1[S1_INCIDENCE].min()) == 39.0
+    snap = site.reference["lai"].values
+    assert np.isfinite(snap[clear]).mean() > 0.95 and np.nanmax(snap) > 3.0
+    assert len(site.meteo) >= 150
+    results = validate_site(site, context_root=built.parent / "gx")
+    assert set(results) >= {"s2", "s1", "reference", "meteo"}
+
+
+def test_both_belgian_sites_build(tmp_path):
+    for folder in SITES[:-1]:
+        record = build_site(
+            **sources(folder), out=tmp_path / folder.name, period=("2018-04-01", "2018-05-31"),
+            context_root=tmp_path / "gx",
+        )  # fmt: skip
+        assert record.s2.acquisitions > 0 and record.s1.acquisitions > 0
+
+
+def test_site_build_cli_and_validate_site(tmp_path):
+    args = sources(SITES[-1])
+    out = tmp_path / "data"
+    command = [sys.executable, "-m", "releo.cli", "site", "build", "--out", str(out)]
+    command += [x for p in args["s2"] for x in ("--s2", str(p))]
+    command += ["--s1", str(args["s1"][0]), "--meteo", str(args["meteo"])]
+    command += ["--s1-incidence", "39", "--s2-platform", "S2A"]
+    command += ["--period", "2019-05-01,2019-05-31", "--bbox", "574680,5621800,575000,5622120"]
+    done = run(command, tmp_path)
+    assert "site build: done" in done.stderr
+    meta = json.loads((out / "site.json").read_text())
+    assert meta["bounds"] == [574680.0, 5621800.0, 575000.0, 5622120.0]
+    checked = run([sys.executable, "-m", "releo.cli", "validate", "site", str(out)], tmp_path)
+    assert "site gates passed" in checked.stdout
+
+
+def test_missing_statements_are_errors_not_guesses(tmp_path):
+    args = sources(SITES[-1])
+    with pytest.raises(DataError, match="incidence"):
+        build_site(**{**args, "s1_incidence": None}, out=tmp_path / "a")
+    with pytest.raises(DataError, match="--s2-platform"):
+        build_site(**{**args, "s2_platform": None}, out=tmp_path / "b")
+    with pytest.raises(DataError, match="outside"):
+        build_site(**args, out=tmp_path / "c", bbox=(0.0, 0.0, 100.0, 100.0))
+    assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_a_failed_build_keeps_the_previous_site(built, tmp_path):
+    before = (built / "site.json").read_bytes()
+    meteo = read_meteo(sources(SITES[-1])["meteo"])
+    gappy = tmp_path / "meteo.csv"
+    write_table(meteo.drop(index=[40, 41]), gappy)
+    with pytest.raises(DataError, match="gaps"):
+        build_site(
+            **{**sources(SITES[-1]), "meteo": gappy}, out=built,
+            period=("2019-03-01", "2019-07-31"),
+        )  # fmt: skip
+    assert (built / "site.json").read_bytes() == before
+
+
+def test_site_gate_catches_parts_that_disagree(built, tmp_path):
+    copy = tmp_path / "moved"
+    shutil.copytree(built, copy)
+    s1 = open_cube(built / "s1_grd.zarr")
+    write_cube(s1.assign_coords(x=s1.x + 20.0), copy / "s1_grd.zarr")
+    with pytest.raises(DataError, match=r"s1_grd.zarr: x grid"):
+        validate_site(open_site(copy))
+    write_cube(s1.rio.write_crs("EPSG:32632"), copy / "s1_grd.zarr")
+    with pytest.raises(DataError, match=r"s1_grd.zarr: crs is EPSG:32632"):
+        validate_site(open_site(copy))
+
+
+def test_meteo_contract_names_column_and_day(tmp_path):
+    table = read_meteo(sources(SITES[-1])["meteo"])
+    table.loc[10, "rainfall_mm"] = np.nan
+    with pytest.raises(DataError, match=r"m.csv: column 'rainfall_mm'.*2018-08-11"):
+        check_meteo(table, "m.csv")
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_on_a_built_real_site(built, tmp_path):
+    """The whole pipeline on a real site without truth (tiny budgets, 320 m chunks)."""
+    project = make_tiny_project(tmp_path / "project", data=built, chunk_m=320.0)
+    done = run([sys.executable, "-m", "dvc", "repro"], project)
+    for name in ("chunk", "train", "embed", "decode", "evaluate", "register"):
+        assert f"Running stage '{name}'" in done.stdout
+    evaluated = json.loads((project / "metrics" / "evaluate.json").read_text())
+    assert evaluated  # scored against SNAP: the site has no truth and no surveys
+    assert (project / "products").is_dir()
