@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 from pathlib import Path
 
 import dask.array as da
 import numpy as np
+import pystac
 import pytest
 import rasterio
+from odc.geo.geobox import GeoBox
 from pyproj import Transformer
 from rasterio.transform import from_origin
 from shapely.geometry import shape
@@ -186,8 +189,6 @@ def test_offset_mask_and_angles_per_convention(tmp_path, source, offset):
 
 
 def test_raster_bands_offset_is_not_applied_blindly():
-    import pystac
-
     item = pystac.Item.from_dict(json.loads(ES_0509.read_text()))
     assert item.assets["red"].extra_fields["raster:bands"][0]["offset"] == -0.1
     assert boa_offset(item)[0] == 0.0  # the flag says the offset is already in the pixels
@@ -207,6 +208,21 @@ def test_solar_day_groups_two_items_of_one_day(tmp_path):
     np.testing.assert_allclose(b02.ravel()[1:], 0.1, rtol=1e-6)
     assert cube["mask"].values[0, 0, 0] == MASK_CLEAR  # SCL 4, and B02 is now valid
     assert str(cube["time"].values[0]).startswith("2022-02-26T09:57:32")
+
+
+def test_one_day_items_with_different_offsets_are_fused(tmp_path):
+    """Same day, one item with the offset already applied: each keeps its own offset."""
+    first = s2_item(tmp_path, ES_0400, "first")
+    second = s2_item(tmp_path, ES_0400, "second", b02=np.full((6, 6), 3000, dtype=np.uint16))
+    second["id"] += "_harmonised"
+    second["properties"]["datetime"] = "2022-02-26T09:57:40.000000Z"
+    second["properties"]["earthsearch:boa_offset_applied"] = True
+    cube = read_stac_s2(dump(tmp_path, [first, second]), bbox=bbox_of(first), crs="EPSG:32633")
+    assert cube.sizes["time"] == 1
+    b02 = cube["B02"].values[0]
+    assert b02[0, 0] == pytest.approx(0.3, abs=1e-6)  # from the second item, DN/10000
+    np.testing.assert_allclose(b02.ravel()[1:], 0.1, rtol=1e-6)  # first item, (DN-1000)/10000
+    np.testing.assert_array_equal(cube["mask"].values[0, 0, 1:], expected_mask()[0, 1:])
 
 
 def test_period_and_bbox_crs(tmp_path):
@@ -252,12 +268,8 @@ def test_bbox_outside_the_items_is_an_error(tmp_path):
 
 def test_granule_metadata_angles_of_a_real_mtd_tl():
     """The real 05.09 tile metadata (EPSG:32601) sampled over a 1 km box inside the tile."""
-    from odc.geo.geobox import GeoBox
-
-    import pystac
-
     gbox = GeoBox.from_bbox((374500, 7629500, 375500, 7630500), crs="EPSG:32601", resolution=10)
-    item = pystac.Item("x", None, None, __import__("datetime").datetime(2023, 6, 25), {})
+    item = pystac.Item("x", None, None, datetime.datetime(2023, 6, 25), {})
     angles = _granule_angles(item, str(MTD_TL), gbox, None)
     assert angles["sun_zenith"] == pytest.approx(45.6, abs=1.5)  # tile mean 45.59
     assert angles["view_zenith"] == pytest.approx(10.48, abs=0.3)  # merged grid node (14, 15)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,7 +225,9 @@ def s1_cube(
 ) -> xr.Dataset:
     """Concatenate per-acquisition parts (VV, VH, incidence_angle on one grid, with per-time
     ``orbit_direction`` and ``platform``) into the S1 contract cube, sorted by time."""
-    cube = xr.concat(list(parts), dim="time", data_vars="all", coords="different", join="exact")
+    cube = xr.concat(
+        list(parts), dim="time", data_vars="all", coords="minimal", compat="override", join="exact"
+    )
     order = np.argsort(cube["time"].values, kind="stable")
     cube = cube.isel(time=order)
     orbits = [orbits[i] for i in order]
@@ -417,7 +420,10 @@ def quantity_in_text(text: str) -> str | None:
 def _read_netcdf(path: Path) -> _Source:
     try:
         # packed ints: decoding by hand keeps the _FillValue test on the stored integers
-        raw = xr.open_dataset(path, mask_and_scale=False, decode_coords="all").load()
+        with warnings.catch_warnings():
+            # some files put a free-text 'bounds' attribute that xarray takes for CF bounds
+            warnings.filterwarnings("ignore", message=".*referenced in bounds.*")
+            raw = xr.open_dataset(path, mask_and_scale=False, decode_coords="all").load()
     except Exception as err:  # netCDF/HDF5 raise many types for unreadable files
         raise DataError(f"{path}: cannot read: {type(err).__name__}: {err}") from err
     if "time" not in raw.dims:
