@@ -149,3 +149,63 @@ def test_dvc_repro_runs_on_a_built_real_site(built, tmp_path):
     evaluated = json.loads((project / "metrics" / "evaluate.json").read_text())
     assert evaluated  # scored against SNAP: the site has no truth and no surveys
     assert (project / "products").is_dir()
+
+
+def write_s1_files(folder: Path, crs: str, ul: tuple[float, float], size_m: float, days):
+    """σ0 GeoTIFFs in linear power, 20 m, without metadata: the builder must be told."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n = int(size_m // 20)
+    for i, day in enumerate(days):
+        for pol, level in (("VV", 0.08), ("VH", 0.015)):
+            data = np.full((n, n), level * (1 + 0.1 * i), dtype=np.float32)
+            with rasterio.open(
+                folder / f"S1A_{day}T172233_{pol}.tif", "w", driver="GTiff", width=n, height=n,
+                count=1, dtype="float32", crs=crs, transform=from_origin(*ul, 20.0, 20.0),
+                nodata=0.0,
+            ) as ds:  # fmt: skip
+                ds.write(data, 1)
+    return folder
+
+
+S1_STATED = {"quantity": "sigma0", "units": "linear", "orbit_direction": "descending"}
+
+
+def test_a_site_builds_from_a_local_stac_item_collection(tmp_path):
+    from test_sources_stac import ES_0400, SIZE_M, bbox_of, dump, s2_item
+
+    item = s2_item(tmp_path, ES_0400)
+    bbox = bbox_of(item)
+    crs = f"EPSG:{item['properties']['proj:epsg']}"
+    s1 = write_s1_files(tmp_path / "s1", crs, (bbox[0], bbox[3]), SIZE_M, ["20220224", "20220302"])
+    record = build_site(
+        s2=[dump(tmp_path, [item])], s1=[s1], bbox=bbox, crs=crs, out=tmp_path / "data",
+        s1_incidence=37.5, s1_stated=S1_STATED, context_root=tmp_path / "gx",
+    )  # fmt: skip
+    assert record.s2.reader == "stac" and record.s1.reader == "files"
+    assert record.s1_stated == S1_STATED
+    site = open_site(tmp_path / "data")
+    # Earth Search 04.00 without the offset applied: (DN − 1000) / 10000
+    clear = site.s2[S2_MASK].values == MASK_CLEAR
+    np.testing.assert_allclose(site.s2["B03"].values[clear], (2100 - 1000) / 1e4, rtol=1e-6)
+    np.testing.assert_allclose(site.s1["VV"].values[0], 10 * np.log10(0.08), rtol=1e-5)
+
+
+def test_a_site_builds_from_a_safe_folder(tmp_path):
+    from test_sources_safe import NODE_0509, REAL, _node_ul, _tile, make_safe
+
+    product = "S2A_MSIL2A_20230625T234621_N0509_R073_T01WCS_20230626T022157.SAFE"
+    tile_xml = f"{product}/GRANULE/L2A_T01WCS_A041826_20230625T234624/MTD_TL.xml"
+    ul = _node_ul(Path(tile_xml), *NODE_0509)
+    make_safe(tmp_path / "products", product, ul=ul, size_m=40)
+    crs = _tile(REAL / tile_xml)["crs"]
+    s1 = write_s1_files(tmp_path / "s1", str(crs), ul, 40.0, ["20230623", "20230629"])
+    record = build_site(
+        s2=[tmp_path / "products"], s1=[s1], out=tmp_path / "data", s1_incidence=41.0,
+        s1_stated=S1_STATED, context_root=tmp_path / "gx",
+    )  # fmt: skip
+    assert record.s2.reader == "safe"
+    assert record.s2.attrs["processing_baseline"] == ["05.09"]
+    assert validate_site(open_site(tmp_path / "data"), context_root=tmp_path / "gx")

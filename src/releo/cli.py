@@ -81,6 +81,18 @@ def site_build(
         float | None,
         typer.Option(help="incidence angle (degrees) of S1 products that carry none"),
     ] = None,
+    s1_quantity: Annotated[
+        str | None, typer.Option(help="sigma0 or gamma0, for S1 files that do not say it")
+    ] = None,
+    s1_units: Annotated[
+        str | None, typer.Option(help="linear or dB, for S1 files that do not say it")
+    ] = None,
+    s1_orbit_direction: Annotated[
+        str | None, typer.Option(help="ascending or descending, for S1 files that do not say it")
+    ] = None,
+    s1_relative_orbit: Annotated[
+        int | None, typer.Option(help="relative orbit (1-175) of S1 files that do not say it")
+    ] = None,
     s2_platform: Annotated[
         str | None, typer.Option(help="platform (S2A/S2B) of S2 products that do not say it")
     ] = None,
@@ -107,6 +119,10 @@ def site_build(
             s2=s2, s1=s1, out=out, bbox=tuple(box) if box else None,
             period=tuple(window) if window else None, crs=crs, surveys=surveys, meteo=meteo,
             s1_incidence=s1_incidence, s2_platform=s2_platform, name=name, context_root=root,
+            s1_stated={
+                "quantity": s1_quantity, "units": s1_units,
+                "orbit_direction": s1_orbit_direction, "relative_orbit": s1_relative_orbit,
+            },
             progress=lambda msg: typer.echo(f"  {msg}", err=True),
         )  # fmt: skip
         typer.echo(

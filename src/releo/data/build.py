@@ -55,6 +55,7 @@ def build_site(
     surveys: PathLike | None = None,
     meteo: PathLike | None = None,
     s1_incidence: float | None = None,
+    s1_stated: dict[str, Any] | None = None,
     s2_platform: str | None = None,
     name: str | None = None,
     context_root: PathLike | None = None,
@@ -66,9 +67,12 @@ def build_site(
     None); ``period`` is (first, last) day, inclusive. ``s1_incidence`` states the incidence
     angle (degrees) of S1 products that carry none; ``s2_platform`` the platform (S2A…) of S2
     products that do not say it (SNAP and PROSAIL use the platform's spectral responses).
-    Both are recorded in ``site.json``; nothing is assumed silently.
+    ``s1_stated`` states what S1 files without metadata hold (``quantity``: sigma0/gamma0,
+    ``units``: linear/dB, ``orbit_direction``, ``relative_orbit``). All are recorded in
+    ``site.json``; nothing is assumed silently.
     """
     window = _period(period)
+    s1_stated = {k: v for k, v in (s1_stated or {}).items() if v is not None}
     progress("reading S2")
     s2_cube, s2_reader = _read_s2(s2, bbox=bbox, crs=crs, period=window)
     s2_cube = _cut(s2_cube, bbox, window, "S2", s2)
@@ -78,7 +82,12 @@ def build_site(
 
     progress("reading S1")
     s1_cube, s1_reader = _read_s1(
-        s1, bbox=_bounds(s2_cube), crs=site_crs, period=window, incidence=s1_incidence
+        s1,
+        bbox=_bounds(s2_cube),
+        crs=site_crs,
+        period=window,
+        incidence=s1_incidence,
+        stated=s1_stated,
     )
     s1_cube = _on_s2_grid(_cut(s1_cube, None, window, "S1", s1), s2_cube, s1)
     progress(f"S1: {s1_cube.sizes['time']} dates")
@@ -105,6 +114,7 @@ def build_site(
             value_deg=s1_incidence if user_incidence else None,
         ),
         s2_platform_stated=stated,
+        s1_stated=s1_stated,
         reference={"product": "SNAP biophysical processor LAI", "version": SNAP_VERSION},
         surveys=str(surveys) if surveys else None,
         meteo=str(meteo) if meteo else None,
@@ -164,16 +174,29 @@ def _read_s2(
 
 
 def _read_s1(
-    sources: Sequence[PathLike], *, bbox: Bounds, crs: str, period: Any, incidence: float | None
+    sources: Sequence[PathLike],
+    *,
+    bbox: Bounds,
+    crs: str,
+    period: Any,
+    incidence: float | None,
+    stated: dict[str, Any],
 ) -> tuple[xr.Dataset, str]:
     paths = _paths(sources, "--s1")
+    conventions = {k: stated[k] for k in ("quantity", "units") if stated.get(k) is not None}
     if _kind(paths) == "stac":
         cubes = [
-            read_stac_s1(p, bbox=bbox, crs=crs, period=period, incidence_angle=incidence)
+            read_stac_s1(
+                p, bbox=bbox, crs=crs, period=period, incidence_angle=incidence, **conventions
+            )
             for p in paths
         ]
         return _concat(cubes, paths), "stac"
-    return read_s1_files(paths, crs=crs, bbox=bbox, incidence_angle=incidence), "files"
+    orbit = {k: stated[k] for k in ("orbit_direction", "relative_orbit") if stated.get(k)}
+    cube = read_s1_files(
+        paths, crs=crs, bbox=bbox, incidence_angle=incidence, **conventions, **orbit
+    )
+    return cube, "files"
 
 
 def _paths(sources: Sequence[PathLike], option: str) -> list[Path]:

@@ -52,6 +52,10 @@ class SiteRecord(BaseModel):
     s2: SourceRecord
     s1: SourceRecord
     s1_incidence: IncidenceRecord
+    s1_stated: dict[str, Any] = Field(
+        default_factory=dict,
+        description="S1 quantity, units, orbit direction or relative orbit stated by the user",
+    )
     s2_platform_stated: str | None = Field(
         None, description="platform stated by the user where the products do not say it"
     )
