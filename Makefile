@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 
 .PHONY: setup run test lint format bench bench-physics bench-data bench-train bench-products
-.PHONY: bench-capacity bench-bound clean
+.PHONY: bench-capacity bench-bound bench-site clean
 .PHONY: retrain ui screenshots
 
 setup: $(VENV)/.installed
@@ -39,6 +39,10 @@ bench-physics: setup
 
 bench-data: setup
 	$(BIN)/python benchmarks/data.py
+
+# releo site build on the real Belgian series: seconds, peak memory, ratio to the I/O floor.
+bench-site: setup
+	$(BIN)/python benchmarks/site_build.py
 
 # Needs chunks/index.parquet (`make run` first): 1 vs 2 Ray workers, start-up, PROSAIL share.
 bench-train: setup

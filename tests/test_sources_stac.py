@@ -45,7 +45,7 @@ MASK_20M = np.array(
     [
         [MASK_CLEAR, MASK_CLOUD, MASK_SHADOW],
         [MASK_CLOUD, MASK_CLOUD, MASK_CLEAR],
-        [MASK_CLEAR, MASK_SHADOW, MASK_CLEAR],
+        [MASK_CLEAR, MASK_SHADOW, MASK_CLOUD],  # SCL 11, snow: masked like cloud
     ],
     dtype=np.uint8,
 )

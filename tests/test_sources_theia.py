@@ -156,7 +156,7 @@ def masks() -> dict[str, np.ndarray]:
     clm[0, 5] = 16  # thinnest cloud without the summary bit: clear
     mg2[1, 0] = 8  # cloud shadow
     mg2[1, 1] = 16  # topographic shadow
-    mg2[1, 2] = 4  # snow: clear
+    mg2[1, 2] = 4  # snow: masked like cloud
     mg2[1, 3] = 1  # water: clear
     mg2[1, 4] = 32  # hidden by relief: no data
     mg2[1, 5] = 64  # sun too low for the slope correction: shadow in FRE only
@@ -169,7 +169,7 @@ def masks() -> dict[str, np.ndarray]:
 
 EXPECTED_MASK = np.zeros((8, 8), np.uint8)
 EXPECTED_MASK[0, 2:5] = [1, 2, 1]
-EXPECTED_MASK[1, :6] = [2, 2, 0, 0, 3, 2]
+EXPECTED_MASK[1, :6] = [2, 2, 1, 0, 3, 2]
 EXPECTED_MASK[2, :3] = [3, 3, 3]  # EDG, SAT, B3 nodata DN
 EXPECTED_MASK[6:8, 6:8] = 3
 EXPECTED_MASK[6:8, 0:2] = 3

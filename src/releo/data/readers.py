@@ -75,7 +75,7 @@ SCL_TO_MASK: dict[int, int] = {
     8: MASK_CLOUD,  # cloud, medium probability
     9: MASK_CLOUD,  # cloud, high probability
     10: MASK_CLOUD,  # thin cirrus
-    11: MASK_CLEAR,  # snow or ice
+    11: MASK_CLOUD,  # snow or ice: bright like cloud, and no canopy PROSAIL or SNAP explains
 }
 """Sen2Cor scene classification (SCL) → contract mask codes."""
 
@@ -710,8 +710,9 @@ PixelTableSchema = create_model(
     __doc__="One row of a pixel time-series table, in releo's column names.",
     point_id=(str | int, Field(..., description="measurement point id")),
     date=(datetime, Field(..., description="acquisition date (UTC)")),
-    **{b: (float, Field(..., description="BOA reflectance")) for b in S2_BANDS},
-    **{a: (float, Field(..., description="degrees")) for a in S2_ANGLES},
+    # Required columns, but a cloudy row may leave them empty (a requested date has neither).
+    **{b: (float | None, Field(..., description="BOA reflectance")) for b in S2_BANDS},
+    **{a: (float | None, Field(..., description="degrees")) for a in S2_ANGLES},
     cloud_mask=(int, Field(..., description="0 clear, 1 cloud, 2 shadow, 3 no data")),
     x=(float | None, Field(None, description="easting in the row's crs")),
     y=(float | None, Field(None, description="northing in the row's crs")),
@@ -728,10 +729,11 @@ def read_pixel_table(path: PathLike, column_map: dict[str, str] | None = None) -
     ``column_map`` renames the file's columns to releo's (``{"SZA": "sun_zenith", …}``); its
     targets must be fields of :data:`PixelTableSchema`. Required columns are
     ``contracts.PIXEL_TABLE_COLUMNS``, optional ones ``x, y, crs, VV, VH, incidence_angle``;
-    other columns pass through. Dates are parsed (naive UTC), numbers made numeric;
+    other columns pass through. Dates are parsed (naive UTC), numbers made numeric (empty or
+    blank cells become NaN: cloudy rows and requested dates may have no bands or angles);
     ``cloud_mask`` becomes uint8 (0 clear, 1 unusable; booleans → 0/1, missing → 1). Rows are
-    sorted by point and date. A missing or unknown column raises :class:`DataError` naming the
-    file and column.
+    sorted by point and date. Values are not range-checked (the gate judges clear rows). A
+    missing or unknown column raises :class:`DataError` naming the file and column.
     """
     source = Path(path)
     fields = PixelTableSchema.model_fields
@@ -828,6 +830,9 @@ def _dates(values: pd.Series, name: str, source: Path) -> pd.Series:
 
 
 def _numeric(values: pd.Series, name: str, source: Path) -> pd.Series:
+    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+        # Blank text cells (" " in a CSV, "" in a Parquet string column) are missing values.
+        values = values.mask(values.astype(str).str.strip() == "")
     numbers = pd.to_numeric(values, errors="coerce")
     bad = numbers.isna() & values.notna()
     if bad.any():

@@ -56,6 +56,7 @@ _CLM_CLOUD = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 7)
 _CLM_SHADOW = (1 << 5) | (1 << 6)
 # MG2 bits: 3 cloud shadow, 4 topographic shadow, 5 hidden by relief (never seen by the sensor),
 # 6-7 sun too low / tangent to the slope (the FRE slope correction is unreliable there).
+_MG2_SNOW = 1 << 2  # masked like cloud: no canopy PROSAIL or SNAP explains (as SCL 11)
 _MG2_CLOUD_SHADOW = 1 << 3
 _MG2_TOPO_SHADOW = 1 << 4
 _MG2_HIDDEN = 1 << 5
@@ -77,7 +78,8 @@ def read_theia(
     ``"FRE"`` (default, slope-corrected, as Theia recommends in relief) or ``"SRE"``; the
     choice is recorded in the cube's ``reflectance`` attribute.
 
-    Mask: EDG, SAT (any band), MG2 "hidden by relief" and nodata DNs → 3; CLM clouds → 1;
+    Mask: EDG, SAT (any band), MG2 "hidden by relief" and nodata DNs → 3; CLM clouds and MG2
+    snow → 1;
     CLM/MG2 cloud shadows and MG2 topographic shadow (and, for FRE, grazing sun) → 2.
     Angles come from the MTD_ALL grids over the area read (tile means where the grids are empty).
     """
@@ -171,7 +173,7 @@ def _granule(product: Path, kind: str) -> Granule:
         flagged = (clm & _CLM_ANY) != 0
         cloud_shadow_only = ((clm & _CLM_SHADOW) != 0) & ((clm & _CLM_CLOUD) == 0)
         # bit 0 with no detail bit is still "cloud or shadow": call it cloud, the safer side
-        cloud = flagged & ~cloud_shadow_only
+        cloud = (flagged & ~cloud_shadow_only) | ((mg2 & _MG2_SNOW) != 0)
         shadow_bits = _MG2_CLOUD_SHADOW | _MG2_TOPO_SHADOW | (_MG2_GRAZING if kind == "FRE" else 0)
         shadow = (flagged & cloud_shadow_only) | ((mg2 & shadow_bits) != 0)
         mask = xr.where(
