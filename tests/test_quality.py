@@ -173,6 +173,8 @@ def test_summaries_stream_over_dates_and_sample_deterministically(
     assert bands.loc[("B03", S2_DATES[0]), "nan_clear_fraction"] == 1 / (N * N)
     assert bands.loc[("B02", S2_DATES[1]), "nan_clear_fraction"] == 0.0  # NaN under cloud only
     assert bands.loc[("B02", S2_DATES[1]), "nan_fraction"] == 25 / (N * N)
+    assert bands.loc[("B02", S2_DATES[1]), "valid_fraction"] == 1 - 25 / (N * N)
+    assert bands.loc[("mask", S2_DATES[1]), "valid_fraction"] == 1.0  # the mask: every pixel
     acquisitions = whole["acquisitions"]
     assert acquisitions["cloud_fraction"].tolist() == [0.0, 25 / (N * N), 0.0, 0.0]
     meta = whole["metadata"].iloc[0]
@@ -180,6 +182,22 @@ def test_summaries_stream_over_dates_and_sample_deterministically(
     sample = whole["sample"]
     picked = ds["B04"].sel(time=sample["time"][0], y=sample["y"][0], x=sample["x"][0]).item()
     assert sample["B04"][0] == picked  # the sample holds the cube's values at its coordinates
+
+
+def test_band_statistics_are_over_clear_pixels() -> None:
+    ds = _under_the_mask(make_s2())
+    bands = summaries.cube_tables(ds, S2_CUBE)["bands"].set_index(["variable", "time"])
+    clear = ds[c.S2_MASK].values[1] == c.MASK_CLEAR
+    b04 = ds["B04"].values[1][clear]
+    row = bands.loc[("B04", S2_DATES[1])]
+    assert (row["min"], row["max"]) == (b04.min(), b04.max())  # not -10000, not 1.3
+    assert row["mean"] == pytest.approx(b04.mean(dtype="float64"))
+    assert bands.loc[("mask", S2_DATES[1]), "max"] == c.MASK_CLOUD  # the mask itself: all pixels
+    full = make_s2()
+    full[c.S2_MASK].values[0] = c.MASK_CLOUD  # a fully cloudy date: nothing to judge
+    row = summaries.cube_tables(full, S2_CUBE)["bands"].set_index(["variable", "time"])
+    row = row.loc[("B02", S2_DATES[0])]
+    assert np.isnan(row["min"]) and np.isnan(row["max"]) and row["valid_fraction"] == 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,6 +270,16 @@ def _scaled(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def _under_the_mask(ds: xr.Dataset) -> xr.Dataset:
+    """What real L2A holds where it is masked: > 1 (cloud, snow), < 0, NaN, 0 and -10000."""
+    mask = ds[c.S2_MASK].values
+    for band, value in zip(c.S2_BANDS, (1.3, -0.1, -10000.0, 0.0, 1.7) * 2, strict=True):
+        ds[band].values[mask == c.MASK_CLOUD] = value
+        ds[band].values[mask == c.MASK_SHADOW] = 1.3
+        ds[band].values[mask == c.MASK_NODATA] = -10000.0 if band < "B08" else np.nan
+    return ds
+
+
 def _duplicated_dates(ds: xr.Dataset) -> xr.Dataset:
     return ds.assign_coords(time=S2_DATES[[0, 1, 1, 2]])
 
@@ -313,6 +341,44 @@ def test_s2_corruption_is_caught(name: str, gx_root: Path) -> None:
     corrupt, expected = S2_CORRUPTIONS[name]
     source = f"data/s2_{name}.zarr"
     err = _fails(check_s2_cube, corrupt(make_s2()), source, expected, context_root=gx_root)
+    _assert_docs(err)
+
+
+def test_s2_values_under_the_mask_pass(gx_root: Path) -> None:
+    result = check_s2_cube(_under_the_mask(make_s2()), "data/s2_masked.zarr", context_root=gx_root)
+    assert result.success and result.statistics["unsuccessful_expectations"] == 0
+    assert result.rows["s2_cube.sample"] == len(S2_DATES) * N * N  # every pixel was sampled
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1.3, ["expect_column_values_to_be_between(column='max'", "variable=B04 -> max=1.3"]),
+        (-0.1, ["expect_column_values_to_be_between(column='min'", "variable=B04 -> min=-0.1"]),
+        (
+            np.nan,
+            [
+                "expect_column_values_to_be_between(column='nan_clear_fraction'",
+                "variable=B04 -> nan_clear_fraction=0.004329",  # 1 of the date's 231 clear
+            ],
+        ),
+    ],
+)
+def test_s2_the_same_value_on_a_clear_pixel_fails(gx_root: Path, value: float, expected) -> None:
+    ds = _under_the_mask(make_s2())
+    assert ds[c.S2_MASK].values[1, 8, 8] == c.MASK_CLEAR
+    ds["B04"].values[1, 8, 8] = value
+    source = f"data/s2_clear_{value}.zarr"
+    err = _fails(check_s2_cube, ds, source, ["[s2_cube.bands]", *expected], context_root=gx_root)
+    sample = [f for f in err.failures if f.table == "s2_cube.sample"]
+    assert [f.column for f in sample] == ["B04"]  # the clear pixel, not the masked ones
+    assert "where mask == 0" in sample[0].detail and "1/" in sample[0].detail
+    assert {f.column for f in err.failures if f.table == "s2_cube.bands"} <= {
+        "min",
+        "max",
+        "nan_clear_fraction",
+    }
+    assert "time=2024-04-07" in str(err)
     _assert_docs(err)
 
 
@@ -390,6 +456,15 @@ def test_s1_backscatter_above_range_is_caught(gx_root: Path) -> None:
         context_root=gx_root,
     )
     _assert_docs(err)
+
+
+def test_s1_non_finite_backscatter_is_no_data(gx_root: Path) -> None:
+    ds = make_s1()
+    ds["VV"].values[0, :4, :4] = -np.inf  # 10 log10(0): no signal, not a value
+    ds["VH"].values[1, 5, :] = np.nan
+    ds[c.S1_INCIDENCE].values[2, 0, 0] = np.nan
+    result = check_s1_cube(ds, "data/s1_nodata.zarr", context_root=gx_root)
+    assert result.success and result.statistics["unsuccessful_expectations"] == 0
 
 
 def test_s1_acquisition_metadata_is_checked(gx_root: Path) -> None:
@@ -525,6 +600,66 @@ def test_pixel_table_problems_are_caught(gx_root: Path) -> None:
         context_root=gx_root,
     )
     _assert_docs(err)
+
+
+def _campaign_pixels() -> pd.DataFrame:
+    """A real campaign's table: cloudy rows with any values, and requested dates."""
+    df = make_pixels()
+    cloudy = [5, 6, 7]
+    df.loc[cloudy, "cloud_mask"] = 1
+    df.loc[5, list(c.S2_BANDS)] = 1.42  # bright cloud
+    df.loc[6, list(c.S2_BANDS)] = -10000.0  # no data
+    df.loc[7, ["B02", "B03"]] = [0.0, np.nan]  # partly empty
+    requested = pd.DataFrame(
+        {"point_id": ["A", "C"], "date": pd.to_datetime(["2024-05-02", "2024-04-30"])}
+    )
+    requested["cloud_mask"] = 1  # no acquisition: no bands, no angles
+    return pd.concat([df, requested], ignore_index=True).sort_values(["point_id", "date"])
+
+
+def test_pixel_table_cloudy_rows_and_requested_dates_pass(gx_root: Path) -> None:
+    df = _campaign_pixels()
+    assert df[list(c.S2_BANDS)].isna().all(axis=1).sum() == 3  # row 4 and the two requested
+    result = check_pixel_table(df, "data/campaign.csv", context_root=gx_root)
+    assert result.success and result.statistics["unsuccessful_expectations"] == 0
+
+
+def test_pixel_table_clear_row_out_of_range_or_empty_fails(gx_root: Path) -> None:
+    df = _campaign_pixels()
+    df.loc[0, "B04"] = 1.7  # point A, 2024-04-02, clear
+    df.loc[1, "view_zenith"] = np.nan  # clear rows need their geometry
+    err = _fails(
+        check_pixel_table,
+        df,
+        "data/campaign_bright.csv",
+        [
+            "expect_column_values_to_be_between(column='B04'",
+            "where cloud_mask == 0",
+            "1/",
+            "point_id=A, date=2024-04-02 -> B04=1.7",
+            "expect_column_values_to_not_be_null(column='view_zenith'",
+            "point_id=A, date=2024-04-07",
+        ],
+        context_root=gx_root,
+    )
+    assert {f.column for f in err.failures} == {"B04", "view_zenith"}  # cloudy rows: not judged
+    _assert_docs(err)
+
+
+def test_campaign_csv_reads_and_passes_the_gate(gx_root: Path, tmp_path: Path) -> None:
+    from releo.data.readers import read_pixel_table
+
+    path = tmp_path / "campaign.csv"
+    _campaign_pixels().to_csv(path, index=False, na_rep="")
+    text = path.read_text().splitlines()
+    # A blank cell and an empty cloud flag, as hand-made tables have them.
+    last = text[-1].split(",")
+    last[-1] = " "
+    text[-1] = ",".join(last)
+    path.write_text("\n".join(text) + "\n")
+    df = read_pixel_table(path)
+    assert df["cloud_mask"].tolist().count(1) == 6  # an empty flag counts as cloudy
+    assert check_pixel_table(df, path, context_root=gx_root).success
 
 
 # ---------------------------------------------------------------------------------------------

@@ -267,6 +267,30 @@ def test_pixel_table(tmp_path: Path, name: str) -> None:
     assert (df["B8A"] == 0.1).all()
 
 
+@pytest.mark.parametrize("name", ["campaign.csv", "campaign.parquet"])
+def test_pixel_table_empty_cells_of_cloudy_rows(tmp_path: Path, name: str) -> None:
+    rows = _pixel_rows()
+    bands = [f"refl_{b}" for b in S2_BANDS]
+    rows[bands] = rows[bands].astype(object)
+    rows.loc[0, bands] = ""  # a cloudy row left empty (Parquet: empty strings)
+    rows.loc[2, bands[:3]] = [" ", None, -10000.0]  # blank, empty and no-data cells
+    requested = {"ID": "p3", "acq_date": "2024-06-05", "cloudy": None}  # no acquisition
+    rows = pd.concat([rows, pd.DataFrame([requested])], ignore_index=True)
+    if name.endswith(".parquet"):
+        rows[bands] = rows[bands].astype("string")  # a text column: Parquet has no mixed ones
+    df = read_pixel_table(write_table(rows, tmp_path / name), column_map=PIXEL_MAP)
+    assert len(df) == 5 and df["B02"].dtype == np.float64
+    assert list(df["cloud_mask"]) == [0, 1, 0, 1, 1]  # an empty flag is not a clear sky
+    # sorted by point and date: rows 0 and 2 of the file are now 3 and 1
+    assert df.loc[3, list(S2_BANDS)].isna().all()
+    assert df.loc[1, ["B02", "B03"]].isna().all() and df.loc[1, "B04"] == -10000.0
+    requested_row = df.iloc[4]
+    assert requested_row[[*S2_BANDS, "sun_zenith", "VV"]].isna().all()
+    rows.loc[0, "refl_B03"] = "cloud"  # text that is not a number is still an error
+    with pytest.raises(DataError, match=r"campaign.*'B03'.*\['cloud'\]"):
+        read_pixel_table(write_table(rows, tmp_path / name), column_map=PIXEL_MAP)
+
+
 def test_pixel_table_errors(tmp_path: Path) -> None:
     path = write_table(_pixel_rows().drop(columns=["VZA"]), tmp_path / "pixels.csv")
     without_vza = {k: v for k, v in PIXEL_MAP.items() if k != "VZA"}

@@ -49,7 +49,8 @@ VIEW_ZENITH = Range(*c.VIEW_ZENITH_RANGE)
 RELATIVE_AZIMUTH = Range(*c.RELATIVE_AZIMUTH_RANGE)
 LAI = Range(*c.LAI_RANGE)
 LAI_STD = Range(0.0, c.LAI_RANGE[1], strict_min=True)  # an uncertainty of 0 is not a measurement
-RELATIVE_ORBIT = Range(*c.S1_RELATIVE_ORBIT_RANGE)
+# a real orbit number, or a negative "unknown orbit" slot code (0 is neither)
+S1_ORBIT_CODE = Range(c.S1_UNKNOWN_ORBIT_SLOTS[0], c.S1_RELATIVE_ORBIT_RANGE[1])
 S2_MASK_RANGE = Range(min(c.S2_MASK_VALUES), max(c.S2_MASK_VALUES))
 RESOLUTION = Range(c.PIXEL_SIZE_M - RESOLUTION_TOLERANCE_M, c.PIXEL_SIZE_M + RESOLUTION_TOLERANCE_M)
 
@@ -60,13 +61,15 @@ class CubeSpec:
 
     contract: str
     pixel_ranges: Mapping[str, Range]
-    """(time, y, x) variables and their admissible range."""
+    """(time, y, x) variables and their admissible range, on usable observations only."""
     pixel_dtypes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     mask: str | None = None
     mask_values: Mapping[int, str] = field(default_factory=dict)
     """Mask value -> class name (the acquisitions table has a ``<name>_fraction`` per class)."""
-    nan_only_under_mask: tuple[str, ...] = ()
-    """Variables that may be NaN only where the mask is not clear."""
+    judged_where_clear: tuple[str, ...] = ()
+    """Variables judged only where the mask is clear (range, and NaN is an error there); under
+    the mask (cloud, shadow, no data) they may hold anything: real L2A exceeds 1 under clouds
+    and snow, and no data is 0 or -10000. Other float variables are judged where finite."""
     time_ranges: Mapping[str, Range] = field(default_factory=dict)
     """Per-acquisition (time,) numeric variables or coordinates and their range."""
     time_sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -89,7 +92,7 @@ S2_CUBE = CubeSpec(
     pixel_dtypes={**dict.fromkeys(c.S2_BANDS, ("float32",)), c.S2_MASK: ("uint8",)},
     mask=c.S2_MASK,
     mask_values=dict(zip(c.S2_MASK_VALUES, ("clear", "cloud", "shadow", "nodata"), strict=True)),
-    nan_only_under_mask=c.S2_BANDS,
+    judged_where_clear=c.S2_BANDS,
     time_ranges={
         "sun_zenith": SUN_ZENITH,
         "view_zenith": VIEW_ZENITH,
@@ -103,8 +106,11 @@ S1_CUBE = CubeSpec(
     pixel_ranges={**dict.fromkeys(c.S1_POLARISATIONS, BACKSCATTER_DB), c.S1_INCIDENCE: INCIDENCE},
     # Any float: an integer σ0 is a scaled product, not dB.
     pixel_dtypes=dict.fromkeys((*c.S1_POLARISATIONS, c.S1_INCIDENCE), FLOAT_DTYPES),
-    time_ranges={c.S1_RELATIVE_ORBIT: RELATIVE_ORBIT},
-    time_sets={c.S1_ORBIT_DIRECTION: c.S1_ORBIT_DIRECTIONS, c.PLATFORM: c.S1_PLATFORMS},
+    time_ranges={c.S1_RELATIVE_ORBIT: S1_ORBIT_CODE},
+    time_sets={
+        c.S1_ORBIT_DIRECTION: c.S1_ORBIT_DIRECTIONS,
+        c.PLATFORM: (*c.S1_PLATFORMS, c.UNKNOWN_PLATFORM),
+    },
     time_integer=(c.S1_RELATIVE_ORBIT,),
 )
 

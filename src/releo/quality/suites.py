@@ -90,17 +90,24 @@ def _cube_bands(spec: CubeSpec) -> list[Any]:
     gxe, _ = _gx()
     out: list[Any] = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
     for rng, names in _grouped(dict(spec.pixel_ranges)).items():
-        note = f"{', '.join(names)} must lie in {rng} on every acquisition."
         where = _which(names)
+        # min/max are taken over the pixels a variable is judged on (summaries._reduce).
+        if spec.mask is not None and set(names) <= set(spec.judged_where_clear):
+            on = f"the clear ({spec.mask} == {c.MASK_CLEAR}) pixels"
+        elif spec.mask is not None and names == [spec.mask]:
+            on = "every pixel"
+        else:
+            on = "the finite pixels"
+        note = f"{', '.join(names)} must lie in {rng} on {on} of every acquisition."
         out += [_between("min", rng, where, notes=note), _between("max", rng, where)]
     for dtypes, names in _grouped(dict(spec.pixel_dtypes)).items():
         out.append(_in_set("dtype", dtypes, _which(names)))
-    if spec.nan_only_under_mask:
+    if spec.judged_where_clear:
         out.append(
             _between(
                 "nan_clear_fraction",
                 Range(0.0, MAX_NAN_CLEAR_FRACTION),
-                _which(list(spec.nan_only_under_mask)),
+                _which(list(spec.judged_where_clear)),
                 notes="NaN is allowed only where the mask is not clear (cloud, shadow, no data).",
             )
         )
@@ -156,13 +163,16 @@ def _cube_metadata(spec: CubeSpec) -> list[Any]:
 def _cube_sample(spec: CubeSpec) -> list[Any]:
     gxe, Column = _gx()
     out: list[Any] = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
+    clear = Column(spec.mask) == c.MASK_CLEAR if spec.mask is not None else None
     for name, rng in spec.pixel_ranges.items():
-        if name != spec.mask:
-            out.append(_between(name, rng))
+        if name == spec.mask:
+            continue
+        # Masked observations may hold anything (> 1 under clouds, 0 or -10000 as no data).
+        where = clear if name in spec.judged_where_clear else None
+        out.append(_between(name, rng, where))
     if spec.mask is not None:
         out += [_not_null(spec.mask), _in_set(spec.mask, list(spec.mask_values))]
-        clear = Column(spec.mask) == c.MASK_CLEAR
-        out += [_not_null(name, clear) for name in spec.nan_only_under_mask]
+        out += [_not_null(name, clear) for name in spec.judged_where_clear]
     return out
 
 
@@ -238,10 +248,14 @@ def _pixel_table() -> list[Any]:
         _not_null("cloud_mask"),
         _in_set("cloud_mask", c.PIXEL_CLOUD_MASK_VALUES),
     ]
+    # Cloudy rows (cloud_mask 1) may hold any band value (> 1, 0, -10000, empty): only clear
+    # rows are judged. A cloudy row with no bands and no angles is a requested date (LAI is
+    # asked where there was no acquisition).
     for band in c.S2_BANDS:
-        out += [_between(band, REFLECTANCE), _not_null(band, clear)]
+        note = f"{band} must lie in {REFLECTANCE} on clear rows (cloud_mask == 0)."
+        out += [_between(band, REFLECTANCE, clear, notes=note), _not_null(band, clear)]
     for name, rng in PIXEL_TABLE_ANGLES.items():
-        out += [_not_null(name), _between(name, rng)]
+        out += [_not_null(name, clear), _between(name, rng)]
     out += [_between(name, rng) for name, rng in PIXEL_TABLE_OPTIONAL_RANGES.items()]
     return out
 

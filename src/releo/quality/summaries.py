@@ -2,7 +2,8 @@
 
 GE is tabular, so a cube becomes four tables:
 
-- ``bands``: one row per (date, variable): min, max, mean, NaN fractions, dtype;
+- ``bands``: one row per (date, variable): min, max, mean over the usable pixels (clear ones
+  for masked variables, finite ones otherwise), usable and NaN fractions, dtype;
 - ``acquisitions``: one row per date: the date, per-acquisition geometry/orbit, mask fractions;
 - ``metadata``: one row: CRS (present, projected, units), pixel spacing, dims, sizes;
 - ``sample``: a deterministic random sample of pixels (``SAMPLE_SIZE`` rows).
@@ -13,7 +14,6 @@ Reductions stream over blocks of dates, so a lazily opened Zarr cube is never lo
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -139,15 +139,34 @@ def _time_blocks(ds: xr.Dataset) -> list[slice]:
     return [slice(i, i + step) for i in range(0, n_time, step)]
 
 
-def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-(date, variable) statistics and per-date mask fractions, a block of dates at a time.
+def _usable(
+    values: np.ndarray, nan: np.ndarray, clear: np.ndarray | None, judged_where_clear: bool
+) -> np.ndarray:
+    """Which pixels a variable's range is judged on (see ``CubeSpec.judged_where_clear``).
 
-    Streaming over dates bounds memory without dask: a lazily opened Zarr cube is read one
-    block at a time, each block once for all statistics.
+    Clear, non-NaN pixels for masked variables (an infinite clear value stays in, to fail the
+    range; a clear NaN fails ``nan_clear_fraction`` instead); finite pixels for other float
+    variables (NaN and ±inf are no data: S1 σ0 of 0 is -inf dB); every pixel of integer ones.
     """
+    if values.dtype.kind != "f":
+        return np.ones(values.shape, bool)
+    if judged_where_clear and clear is not None:
+        return clear & ~nan
+    return np.isfinite(values)
+
+
+def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-(date, variable) statistics over usable pixels, and per-date mask fractions.
+
+    ``min``/``max``/``mean`` are taken over the pixels a variable is judged on (NaN on a date
+    with none), ``valid_fraction`` is their share, ``nan_fraction`` the share of NaN anywhere
+    and ``nan_clear_fraction`` the share of clear pixels that are NaN. Streaming over dates
+    bounds memory without dask: a lazily opened Zarr cube is read one block at a time, each
+    block once for all statistics.
+    """
+    keys = ("min", "max", "mean", "valid_fraction", "nan_fraction", "nan_clear_fraction")
     stats: dict[str, dict[str, list[np.ndarray]]] = {
-        name: {k: [] for k in ("min", "max", "mean", "nan_fraction", "nan_clear_fraction")}
-        for name in spec.pixel_vars
+        name: {k: [] for k in keys} for name in spec.pixel_vars
     }
     fractions: dict[str, list[np.ndarray]] = {
         f"{k}_fraction": [] for k in spec.mask_values.values()
@@ -166,12 +185,21 @@ def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame]
             values = np.asarray(ds[name].isel(time=block).values)
             values = values.reshape(values.shape[0], -1)
             nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+            usable = _usable(values, nan, clear, name in spec.judged_where_clear)
+            n_usable = usable.sum(axis=1)
             out = stats[name]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN dates (full cloud)
-                out["min"].append(np.nanmin(values, axis=1).astype("float64"))
-                out["max"].append(np.nanmax(values, axis=1).astype("float64"))
-                out["mean"].append(np.nanmean(values, axis=1, dtype="float64"))
+            if values.dtype.kind == "f":
+                # Unusable pixels as NaN, which fmin/fmax and nansum skip: a date without a
+                # usable pixel (fully cloudy) gets NaN statistics, which GE's between skips.
+                kept = values if usable.all() else np.where(usable, values, np.nan)
+                lo, hi = np.fmin.reduce(kept, axis=1), np.fmax.reduce(kept, axis=1)
+                total = np.nansum(kept, axis=1, dtype="float64")
+            else:
+                lo, hi, total = values.min(axis=1), values.max(axis=1), values.sum(axis=1)
+            out["min"].append(lo.astype("float64"))
+            out["max"].append(hi.astype("float64"))
+            out["mean"].append(np.where(n_usable > 0, total / np.maximum(n_usable, 1), np.nan))
+            out["valid_fraction"].append(n_usable / values.shape[1])
             out["nan_fraction"].append(nan.mean(axis=1))
             if clear is not None:
                 bad = (nan & clear).sum(axis=1)
@@ -204,7 +232,10 @@ def cube_acquisitions(ds: xr.Dataset, spec: CubeSpec, mask_fractions: pd.DataFra
 
 
 def cube_sample(ds: xr.Dataset, spec: CubeSpec) -> pd.DataFrame:
-    """A deterministic random sample of pixels: time, y, x and every (time, y, x) variable."""
+    """A deterministic random sample of pixels: time, y, x and every (time, y, x) variable.
+
+    Values are the cube's, except ±inf of variables judged where finite, which become NaN.
+    """
     shape = tuple(ds.sizes[d] for d in CUBE_DIMS)
     total = int(np.prod(shape))
     rng = np.random.default_rng(SAMPLE_SEED)
@@ -222,7 +253,11 @@ def cube_sample(ds: xr.Dataset, spec: CubeSpec) -> pd.DataFrame:
         }
     )
     for name in spec.pixel_vars:
-        table[name] = picked[name].values
+        values = picked[name].values
+        if values.dtype.kind == "f" and name not in spec.judged_where_clear:
+            # Judged where finite, as in the bands table: ±inf is no data, like NaN.
+            values = np.where(np.isfinite(values), values, np.nan).astype(values.dtype)
+        table[name] = values
     return table
 
 
