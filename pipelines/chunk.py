@@ -25,7 +25,10 @@ def main() -> None:
         write_table(index, INDEX)
         summary = chunk_summary(index)
         summary["site_has_truth"] = site.has_truth  # stages score against truth only where it is
-        summary["quality_gate_seconds"] = {k: round(r.seconds, 2) for k, r in gates.items()}
+        # GE gates report their seconds; plain checks (e.g. the meteo contract) a dict
+        summary["quality_gate_seconds"] = {
+            k: round(r.seconds, 2) for k, r in gates.items() if hasattr(r, "seconds")
+        }
         write_json(summary, METRICS)
 
 

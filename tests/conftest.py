@@ -114,8 +114,12 @@ def strip_to_real_site(root: Path, *, surveys: bool = True, meteo: bool = True) 
     from releo.data.site_record import SiteRecord
 
     data = root / "data"
-    shutil.rmtree(data / "truth")
+    shutil.rmtree(data / "truth", ignore_errors=True)
     simulated = json.loads((data / SITE_FILES["metadata"]).read_text())
+    if simulated.get("kind") == "real":  # stripped before: drop the parts asked for
+        simulated = SiteRecord.model_validate(simulated).model_dump(mode="json")
+        names = ("xmin", "ymin", "xmax", "ymax")
+        simulated["bounds"] = dict(zip(names, simulated["bounds"], strict=True))
 
     def source(part: str) -> dict:
         times = open_cube(data / SITE_FILES[part]).time.values

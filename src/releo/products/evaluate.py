@@ -449,9 +449,10 @@ def load_baseline(params: Params, root: Path) -> tuple[torch.nn.Module | None, s
     return model, "trained during evaluate"
 
 
-def _scatter_table(est: HeldOut, n: int, seed: int) -> pd.DataFrame:
-    """A random sample of held-out pixel-dates with a truth value: every estimate side by side."""
-    t_idx, p_idx = np.nonzero(np.isfinite(est.truth))
+def _scatter_table(est: HeldOut, n: int, seed: int, against: str = "truth") -> pd.DataFrame:
+    """A random sample of held-out pixel-dates with a value of ``against`` (``truth``, or
+    ``snap`` on sites without truth): every estimate side by side."""
+    t_idx, p_idx = np.nonzero(np.isfinite(est.truth if against == "truth" else est.snap))
     if len(t_idx) > n:
         pick = np.sort(np.random.default_rng(seed).choice(len(t_idx), n, replace=False))
         t_idx, p_idx = t_idx[pick], p_idx[pick]
@@ -459,13 +460,14 @@ def _scatter_table(est: HeldOut, n: int, seed: int) -> pd.DataFrame:
     land = est.land_cover[p_idx] if est.land_cover is not None else np.full(len(p_idx), -1)
     base = est.baseline if est.baseline is not None else np.full_like(est.lai, np.nan)
     dates = est.dates[t_idx]
+    truth = est.truth[t_idx, p_idx] if est.truth is not None else None
     return pd.DataFrame(
         {
             "date": dates.date.astype(str),
             "doy": dates.day_of_year,
             "land_cover": np.where(land >= 0, classes[np.clip(land, 0, None)], "unknown"),
             "sky": np.where(est.clear[t_idx, p_idx], "clear", "cloudy"),
-            "truth": est.truth[t_idx, p_idx],
+            **({"truth": truth} if truth is not None else {}),
             "lai": est.lai[t_idx, p_idx],
             "lai_low": est.low[t_idx, p_idx],
             "lai_high": est.high[t_idx, p_idx],
@@ -480,6 +482,7 @@ def write_plots(
     scatter: pd.DataFrame | None,
     field: pd.DataFrame | None,
     series: dict[str, pd.DataFrame],
+    snap_scatter: pd.DataFrame | None = None,
 ) -> list[str]:
     """The ``dvc plots`` tables and their PNG renderings, replacing the folder ``target``."""
     from releo.data.io import atomic_dir
@@ -487,6 +490,12 @@ def write_plots(
     written = []
     estimates = {"ours (embeddings)": "lai", "SNAP": "snap", "per-pixel": "baseline"}
     with atomic_dir(target) as tmp:
+        if snap_scatter is not None:
+            write_table(snap_scatter, tmp / "snap_scatter.csv")
+            ours = {k: v for k, v in estimates.items() if v != "snap"}
+            plots.scatter(snap_scatter, "snap", ours, tmp / "snap_scatter.png",
+                          "held-out pixel-dates vs the SNAP reference")  # fmt: skip
+            written += ["snap_scatter.csv", "snap_scatter.png"]
         if scatter is not None:
             write_table(scatter, tmp / "truth_scatter.csv")
             plots.scatter(scatter, "truth", estimates, tmp / "truth_scatter.png",
@@ -569,6 +578,7 @@ def run_evaluate(
         "field_surveys": site.surveys is not None,
     }
     metrics["references"] = references
+    metrics["site_has_truth"] = references["truth"]
     metrics.update({key: None for part, keys in HEADLINE.items() for key in keys})
     nested: dict = {}
     scatter = None
@@ -599,7 +609,11 @@ def run_evaluate(
             model, embeddings, site, truth, est, matches, mask,
             n_fields=cfg.sample_fields, interval=interval, calibration=calibration,
         )  # fmt: skip
-    metrics["plots"] = write_plots(root / PLOTS, scatter, matches, series)
+    # without truth, the reference product is what the held-out pixel-dates are drawn against
+    snap_scatter = None
+    if truth is None and site.reference is not None:
+        snap_scatter = _scatter_table(est, cfg.scatter_points, cfg.seed, against="snap")
+    metrics["plots"] = write_plots(root / PLOTS, scatter, matches, series, snap_scatter)
     metrics["absent"] = [part for part, present in references.items() if not present]
     metrics.update(nested)
     metrics["seconds"] = round(time.perf_counter() - started, 2)

@@ -52,4 +52,5 @@ def gate_training_inputs(params: Params, index_path: Path) -> dict:
         raise DataError(f"{index_path}: not found; run the chunk stage first")
     index = pd.read_parquet(index_path)
     check_index(index, index_path, (site.s2.sizes["y"], site.s2.sizes["x"]))
-    return {part: round(result.seconds, 2) for part, result in gates.items()}
+    # GE gates report their seconds; plain checks (e.g. the meteo contract) a dict
+    return {p: round(r.seconds, 2) for p, r in gates.items() if hasattr(r, "seconds")}

@@ -164,7 +164,14 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
 
     write_json(outcome.best_weights, root / BEST_WEIGHTS)
     rows = [
-        {"trial": t["trial_id"], "epoch": e, outcome.metric: v, "default": t["default"]}
+        # "objective" whatever the metric (dvc.yaml plots it); the metric's own column names it
+        {
+            "trial": t["trial_id"],
+            "epoch": e,
+            "objective": v,
+            outcome.metric: v,
+            "default": t["default"],
+        }
         for t in outcome.trials
         for e, v in enumerate(t["history"])
     ]
