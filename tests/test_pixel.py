@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from releo.cli import app
 from releo.config import ParamsError, load_params
 from releo.data.chunks import chunk_index
+from releo.data.contracts import S2_BANDS
 from releo.data.errors import DataError
 from releo.data.io import read_table, write_table
 from releo.data.simulate import SimulationConfig, simulate_site
@@ -33,7 +34,9 @@ from releo.models.pixel_train import (
     split_mask,
     train_pixel_inversion,
 )
+from releo.models.slots import SlotPooling
 from releo.products.pixel_table import (
+    DEFAULT_WINDOW_DAYS,
     PixelSeries,
     default_output,
     fine_tune,
@@ -42,6 +45,7 @@ from releo.products.pixel_table import (
     read_lai_table,
     site_pixel_table,
 )
+from releo.train.loop import collate_chunks
 
 # Wheat, grassland and water over April-May: LAI from 0 to ~6 on a 30 x 30 px site.
 SITE = SimulationConfig(
@@ -183,7 +187,7 @@ def _by_point_and_date(out: pd.DataFrame) -> pd.DataFrame:
 def test_lai_writes_the_table_back_with_each_points_series(files):
     result = runner.invoke(app, lai_args(files))
     assert result.exit_code == 0, result.output
-    assert "64 points" in result.output
+    assert "64 points" in result.output and "10-day windows, ±0 days of context" in result.output
     source = read_table(files / "pixels.csv")
     out = read_table(files / "pixels_lai.csv")
     assert list(out.columns) == [*source.columns, "lai", "lai_std"]
@@ -202,6 +206,7 @@ def test_lai_writes_the_table_back_with_each_points_series(files):
     args = lai_args(files, "pixels.csv", "--fine-tune-epochs", "1", "--lr", "1e-3")
     result = runner.invoke(app, [*args, "--out", str(files / "tuned.parquet")])
     assert result.exit_code == 0, result.output
+    assert "fine-tune epoch 1/1: loss " in result.output  # the loss of each epoch is printed
     tuned = read_table(files / "tuned.parquet")
     assert len(tuned) == len(out) and not np.allclose(tuned["lai"], out["lai"])
 
@@ -213,8 +218,12 @@ def test_fine_tuning_lowers_the_physics_loss(files):
     torch.manual_seed(0)
     model = build_model(TINY)
     before = predict_table_lai(model, table)[0]
-    losses = fine_tune(model, table, 4, lr=3e-3)
+    reported = []
+    losses = fine_tune(
+        model, table, 4, lr=3e-3, batch_windows=32, on_epoch=lambda *e: reported.append(e)
+    )
     assert len(losses) == 4 and losses[-1] < losses[0]
+    assert reported == [(i + 1, loss) for i, loss in enumerate(losses)]  # a loss per epoch
     assert not np.allclose(predict_table_lai(model, table)[0], before)
 
 
@@ -315,7 +324,7 @@ def test_each_row_is_decoded_from_its_own_series(files):
     changed.loc[row, "B08"] = changed.loc[row, "B08"] * 0.5  # one clear date of one point
     same_point = points == first
     days = (table["date"] - table["date"].min()).dt.days.to_numpy()
-    for window, context in ((None, 0), (10, 0), (10, 10)):
+    for window, context in ((10, 0), (10, 10), (5, 10)):
         torch.manual_seed(0)
         model = build_model(TINY.model_copy(update={"context_days": context})).eval()
         with torch.no_grad():  # a fresh model barely reacts to its inputs: amplify its weights
@@ -325,9 +334,6 @@ def test_each_row_is_decoded_from_its_own_series(files):
         after = predict_table_lai(model, changed, window_days=window)[0]
         moved = before != after
         assert moved[row] and not moved[points == second].any()
-        if window is None:  # the whole series is the context: every date of the point moves
-            assert moved[same_point].all()
-            continue
         # the dates of windows that read the changed date: its own, and with the context the
         # windows starting or ending within 10 days of it
         start = days // window * window
@@ -335,3 +341,133 @@ def test_each_row_is_decoded_from_its_own_series(files):
         assert moved[same_point & reads].all() and not moved[same_point & ~reads].any()
         own_window = same_point & (days // window == days[row] // window)
         assert (moved & ~own_window).any() == (context > 0)
+
+
+def _amplified(cfg: ModelConfig) -> torch.nn.Module:
+    """A fresh model whose weights are scaled up: an untrained one barely reacts to its inputs."""
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    return model
+
+
+def _two_years(table: pd.DataFrame) -> pd.DataFrame:
+    """The table's season twice: the same days of year in 2024 with another point's bands."""
+    earlier = table.copy()
+    earlier["date"] = earlier["date"] - pd.Timedelta(days=366)  # 2024 is a leap year
+    points = earlier["point_id"].unique()
+    other = dict(zip(points, np.roll(points, 1), strict=True))
+    donor = table.set_index(["point_id", "date"])
+    keys = list(zip(earlier["point_id"].map(other), table["date"], strict=True))
+    columns = [c for c in table.columns if c not in ("point_id", "date", "x", "y", "crs")]
+    earlier[columns] = donor.loc[keys, columns].to_numpy()
+    both = pd.concat([earlier, table], ignore_index=True)
+    return both.sort_values(["point_id", "date"], kind="stable").reset_index(drop=True)
+
+
+def test_series_are_read_in_the_models_windows(files):
+    _, table, _ = read_lai_table(files / "pixels.csv", RENAMED)
+    table = _two_years(table[table["point_id"].isin(table["point_id"].unique()[:8])])
+    series = PixelSeries.from_table(table)
+    windows = series.windows(DEFAULT_WINDOW_DAYS, 10)
+    # Ten-day windows of each point, never one multi-year chunk; each reads 10 days either side.
+    days = (table["date"] - table["date"].min()).dt.days.to_numpy()
+    assert all(np.ptp(days[w.rows[w.inside]]) < 10 for w in windows)
+    assert all(np.ptp(days[w.rows]) < 30 for w in windows)
+    assert len(windows) == table.groupby(["point_id", days // 10]).ngroups
+    model = _amplified(TINY.model_copy(update={"context_days": 10}))
+    lai, std = predict_table_lai(model, table, batch_windows=7, group_points=3)
+    # any batching (rounding aside), and the default window is the model's 10 days
+    again = predict_table_lai(model, table, window_days=10)[0]
+    np.testing.assert_allclose(lai, again, rtol=1e-5, atol=1e-6)
+    assert np.isfinite(lai).all() and (std > 0).all()
+    # Each window has its own embedding: LAI varies over a point's two seasons, and the same
+    # day of year gets another value in the other year (one chunk would give it one value).
+    point = table["point_id"] == table["point_id"].iloc[0]
+    assert np.unique(lai[point]).size > point.sum() // 2
+    doy = table["date"].dt.day_of_year
+    year = table["date"].dt.year
+    same = pd.DataFrame({"doy": doy, "year": year, "lai": lai})[point]
+    paired = same.pivot_table(index="doy", columns="year", values="lai").dropna()
+    assert len(paired) > 5 and (paired.iloc[:, 0] != paired.iloc[:, 1]).all()
+
+
+def test_cloudy_rows_and_requested_dates_get_lai(files):
+    """Cloudy rows may hold anything (> 1, -10000, empty) and a requested date (a field-survey
+    date without acquisition) has empty bands and angles: each gets its window's LAI. Built
+    here without the gate, which another change opens to such rows."""
+    _, table, _ = read_lai_table(files / "pixels.csv", RENAMED)
+    table = table[table["point_id"].isin(table["point_id"].unique()[:6])].reset_index(drop=True)
+    cloudy = table.index[table["cloud_mask"] == 1]
+    bright = table.copy()
+    bright.loc[cloudy[::2], list(S2_BANDS)] = 1.4
+    bright.loc[cloudy[1::2], list(S2_BANDS)] = -10000.0
+    requested = table.drop_duplicates("point_id").copy()
+    requested["date"] = requested["date"] + pd.Timedelta(days=23, hours=5)
+    requested[[*S2_BANDS, "sun_zenith", "view_zenith", "relative_azimuth", "platform"]] = np.nan
+    requested[["VV", "VH", "incidence_angle"]] = np.nan
+    requested["cloud_mask"] = 1
+    asked = pd.concat(
+        [bright.assign(requested=False), requested.assign(requested=True)], ignore_index=True
+    )
+    asked = asked.sort_values(["point_id", "date"], kind="stable").reset_index(drop=True)
+    model = _amplified(TINY.model_copy(update={"context_days": 10}))
+    lai, std = predict_table_lai(model, asked)
+    assert np.isfinite(lai).all() and np.isfinite(std).all() and (std > 0).all()
+    assert asked["requested"].sum() == 6 and np.unique(lai[asked["requested"]]).size == 6
+    # The cloudy rows' values are never read, nor do requested dates change the others' LAI.
+    acquired = ~asked["requested"].to_numpy()
+    plain = predict_table_lai(model, table)[0]
+    np.testing.assert_allclose(lai[acquired], plain, rtol=1e-5, atol=1e-6)
+
+
+def test_window_batches_are_the_chunk_items_collated(files):
+    _, table, _ = read_lai_table(files / "pixels.csv", RENAMED)
+    series = PixelSeries.from_table(table)
+    windows = series.windows(10, 10)[:40]
+    batch, rows = series.batch(windows)
+    expected = collate_chunks([series.item(w) for w in windows])
+    assert batch.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(batch[key], value, equal_nan=True, msg=key)
+        else:
+            assert batch[key] == value, key
+    for i, w in enumerate(windows):
+        assert (
+            np.array_equal(rows[i, : w.rows.size], w.rows) and (rows[i, w.rows.size :] == -1).all()
+        )
+
+
+@pytest.mark.parametrize(("slots", "power"), [(49, False), (9, True), (4, False)])
+def test_single_pixel_slot_pooling_is_the_fits(slots, power):
+    """A 1 × 1 chunk skips the cell fit: its slot code is what the fit gives (exactly for the
+    default Voronoi slots), and chunks of several pixels still go through the fit."""
+    torch.manual_seed(1)
+    pool = SlotPooling(16, slots, 2, iterations=5, fit_steps=100, power=power)
+    pixels, values = torch.randn(6, 16, 1, 1), 3 * torch.rand(6, 7, 11, 1, 1) - 1
+    observed = torch.rand(6, 7, 1, 1) > 0.4
+    observed[1], observed[2, 1:] = False, False  # overcast, one observed date
+    fast = pool(pixels, values, observed)
+    fitted = pool.pooled(pixels, *pool.fitted_cells(values, observed))
+    torch.testing.assert_close(fast, fitted, rtol=0, atol=0 if not power else 1e-6)
+    # the pixel's features in the slots holding it
+    code = fast.reshape(6, slots, -1)[..., 2 + power :]
+    features = pool.features(pixels).flatten(1)
+    held = code.abs().sum(-1) > 0
+    assert held.any(1).all()
+    torch.testing.assert_close(
+        code[held], features[:, None].expand_as(code)[held], rtol=1e-5, atol=1e-5
+    )
+    big = torch.rand(2, 3, 11, 4, 4), torch.rand(2, 3, 4, 4) > 0.2
+    torch.testing.assert_close(pool.cells(*big), pool.fitted_cells(*big), rtol=0, atol=0)
+
+
+def test_window_days_is_deprecated(files):
+    args = lai_args(files, "pixels.csv", "--out", str(files / "windowed.csv"))
+    result = runner.invoke(app, [*args, "--window-days", "10"])
+    assert result.exit_code == 0, result.output
+    assert "--window-days is deprecated" in result.output
+    assert "10-day windows" in result.output

@@ -326,27 +326,50 @@ def lai(
     ] = Path("models/model.pt"),
     window_days: Annotated[
         int | None,
-        typer.Option(min=1, help="cut each series into windows of N days (default: whole)"),
+        typer.Option(
+            min=1,
+            help="deprecated: the series is read in the model's windows (params.yaml "
+            "chunks.days); N overrides them with windows the model was not trained on",
+        ),
     ] = None,
     lr: Annotated[float, typer.Option(min=0.0, help="fine-tuning learning rate")] = 3e-4,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """LAI (and its σ) at every row of a pixel time-series table, from each point's series.
 
-    Writes the table back with `lai` and `lai_std` columns. See README: pixel tables.
+    Each point's series is read as the model's chunks: windows of the model's chunk days
+    (params.yaml chunks.days, 10) counted from the table's first date, each with the model's
+    context (model.context_days of acquisitions either side); every row, cloudy rows and
+    requested dates (empty bands, cloud_mask 1) included, gets the LAI of its window at its
+    date. Writes the table back with `lai` and `lai_std` columns. See README: pixel tables.
     """
     from releo.products.pixel_table import run_lai
 
     with stage("lai"):
-        root = load_params(params).quality.context_root if params.exists() else None
+        loaded = load_params(params) if params.exists() else None
+        root = loaded.quality.context_root if loaded is not None else None
+        chunk_days = loaded.chunks.days if loaded is not None else None
+        if window_days is not None:
+            typer.echo(
+                "--window-days is deprecated: releo lai reads each series in the model's "
+                f"windows (params.yaml chunks.days) with its context; {window_days}-day "
+                "windows are read as asked",
+                err=True,
+            )
         summary = run_lai(
             table, out, columns=columns, model_path=model, fine_tune_epochs=fine_tune_epochs,
-            lr=lr, window_days=window_days, context_root=root,
+            lr=lr, window_days=window_days, chunk_days=chunk_days, context_root=root,
+            progress=True, log=typer.echo,
         )  # fmt: skip
+        read = (
+            f"; {summary['window_days']}-day windows, ±{summary['context_days']} days of context"
+            if summary["window_days"] is not None
+            else ""
+        )
         typer.echo(
             f"{summary['out']}: LAI at {summary['lai_rows']} of {summary['rows']} rows of "
             f"{summary['points']} points ({summary['clear_s2_rows']} clear S2, "
-            f"{summary['s1_rows']} S1)"
+            f"{summary['s1_rows']} S1{read}) in {summary['seconds']:g} s"
         )
 
 

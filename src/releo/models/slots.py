@@ -146,8 +146,41 @@ class SlotPooling(nn.Module):
         self.iterations, self.fit_steps, self.power = iterations, fit_steps, power
         self.features = nn.Conv2d(channels, features, 1)
         self._cells: OrderedDict[bytes, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._single: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def cells(self, values: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Centres (B, K, 2) and powers (B, K) of each chunk's cells: :meth:`fitted_cells`,
+        or for 1 × 1-pixel chunks the single-pixel cells (:meth:`single_pixel_cells`)."""
+        b, h, w = values.shape[0], *values.shape[-2:]
+        if h * w == 1:
+            centre, power = self.single_pixel_cells(values.dtype)
+            return centre.expand(b, -1, -1).to(values.device), power.expand(b, -1).to(values.device)
+        return self.fitted_cells(values, observed)
+
+    def single_pixel_cells(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Centres (1, K, 2) and powers (1, K) that :meth:`fitted_cells` gives any 1 × 1-pixel
+        chunk, computed once per dtype.
+
+        One pixel has nothing to partition: standardised over its own dates its mean features
+        are 0, so the SLIC sees position alone, and a k-means energy of one pixel does not
+        depend on the cells (every cell holding it has it as its mean): its gradient vanishes
+        and the Adam steps leave the cells where the SLIC put them. The fit's result is thus a
+        function of the lattice only (the slots nearest the pixel's centre collapse onto it,
+        the others away from it), and fitting it once on any 1 × 1 input gives it exactly;
+        pooling over these cells returns the pixel's features, as the fit would."""
+        if dtype not in self._single:
+            values = torch.zeros(1, 1, 1, 1, 1, dtype=torch.float64)
+            observed = torch.ones(1, 1, 1, 1, dtype=torch.bool)
+            setting = (self.side, self.fit_steps, self.iterations, self.power)
+            cells = fit_power_cells(
+                _standardised_dates(values[0], observed[0])[None], observed, *setting
+            )
+            self._single[dtype] = tuple(c.to(dtype) for c in cells)
+        return self._single[dtype]
+
+    def fitted_cells(
+        self, values: torch.Tensor, observed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Centres (B, K, 2) and powers (B, K) of each chunk's fitted cells, memoised.
 
         Each chunk is fitted on its own, without the dates where nothing is observed (a
@@ -176,8 +209,14 @@ class SlotPooling(nn.Module):
     ) -> torch.Tensor:
         """Slot code of per-pixel features ``pixels`` pooled over the cells fitted to the dated
         inputs ``values`` (B, D, C', H, W) where ``observed`` (B, D, H, W)."""
+        return self.pooled(pixels, *self.cells(values, observed))
+
+    def pooled(
+        self, pixels: torch.Tensor, centre: torch.Tensor, power: torch.Tensor
+    ) -> torch.Tensor:
+        """Slot code of per-pixel features ``pixels`` (B, C, H, W) pooled over the cells of
+        centres (B, K, 2) and powers (B, K)."""
         b, _, h, w = pixels.shape
-        centre, power = self.cells(values, observed)
         position = pixel_centres(h, w, pixels).expand(b, -1, -1) * self.side
         member = power_diagram(position, centre, power, CELL_SHARPNESS)
         values = self.features(pixels).flatten(2).transpose(1, 2)  # (B, H·W, F)

@@ -1,13 +1,15 @@
 """``releo lai``: LAI for a pixel time-series table with the trained chunk autoencoder.
 
-Each point's series is a 1 × 1-pixel "chunk" of the autoencoder: its S2 rows (clear ones
-usable, cloudy ones masked) and its S1 rows (finite VV and VH) go through the encoder, and the
-latent decoder gives LAI (median and standard deviation) at every row's date, cloudy rows
-included. ``window_days`` cuts each series into consecutive windows like the training chunks
-(None: the whole series is one chunk), each read with the model's ``context_days`` around it.
-Optionally the model is first fine-tuned on the table's own series with its physics loss
-(self-supervised: no LAI is read). A per-pixel inversion model (:mod:`releo.models.pixel`) can
-stand in for the chunk model: LAI at the clear rows only, without temporal context.
+Each point's series is read as the model's chunks: 1 × 1-pixel chunks of the model's window
+(its chunk days, 10 by default, counted from the table's first date) with the model's temporal
+context (``context_days`` of acquisitions either side), never as one multi-year chunk, which the
+model never saw in training. Each window's S2 rows (clear ones usable; cloudy rows and requested
+dates, whatever their values, masked) and S1 rows (finite VV and VH) go through the encoder,
+and the latent decoder gives LAI (median and standard deviation) at every row's date, cloudy
+rows and requested dates included. Optionally the model is first fine-tuned on the table's own
+windows with its physics loss (self-supervised: no LAI is read). A per-pixel inversion model
+(:mod:`releo.models.pixel`) can stand in for the chunk model: LAI at the clear rows only,
+without temporal context.
 
 The column map (YAML or JSON) maps releo's canonical names to the table's columns::
 
@@ -22,7 +24,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,7 @@ import pandas as pd
 import torch
 import xarray as xr
 import yaml
+from tqdm.auto import tqdm
 
 from releo.data.contracts import (
     MASK_CLEAR,
@@ -46,15 +50,23 @@ from releo.data.io import open_cube, read_table, to_datetimes, write_table
 from releo.data.readers import PixelTableSchema, read_pixel_table
 from releo.data.site import open_site
 from releo.models import LossWeights, PhysicsAutoencoder
-from releo.train.loop import PAD_ANGLES, PAD_INCIDENCE, collate_chunks
+from releo.models.forward import platform_code
+from releo.train.loop import PAD_ANGLES, PAD_INCIDENCE
 
 PathLike = str | os.PathLike[str]
 
 CANONICAL_COLUMNS: tuple[str, ...] = (*PixelTableSchema.model_fields, "platform")
 """Names a column map may use: the pixel-table contract's fields and ``platform`` (S2A/S2B…)."""
 OUTPUT_COLUMNS = ("lai", "lai_std")
-PREDICT_POINTS = 256  # chunks encoded and decoded at once
-FINE_TUNE_POINTS = 16  # chunks per fine-tuning step
+DEFAULT_WINDOW_DAYS = 10
+"""Window of a point's series when the model's is not known: releo's chunk days (params.yaml
+``chunks.days``), what the shipped model is trained on."""
+PREDICT_WINDOWS = 2048  # point-windows encoded and decoded at once
+FINE_TUNE_WINDOWS = 1024
+"""Point-windows per fine-tuning step: a step also fits the cells of the loss's synthetic
+chunks (~1 s on 2 cores), so large steps keep an epoch of a 78,000-row table to ~30 steps (the
+whole-series chunks of 16 points per step gave as many)."""
+GROUP_POINTS = 256  # points whose windows are cut and decoded together (bounded memory)
 
 
 def load_column_map(path: PathLike) -> dict[str, str]:
@@ -121,6 +133,17 @@ def read_lai_table(
 
 
 @dataclass(frozen=True)
+class Window:
+    """One point-window chunk of a pixel table: the rows it reads (one point's, by date) and
+    which of them are its window's (the others are the encoder's temporal context)."""
+
+    rows: np.ndarray  # (n,) row positions, by date
+    inside: np.ndarray  # (n,) bool: in the window
+    start: np.datetime64  # the window's first and last day (datetime64[D])
+    end: np.datetime64
+
+
+@dataclass(frozen=True)
 class PixelSeries:
     """A pixel table in releo's names as arrays (one entry per row): what chunks are cut from."""
 
@@ -133,9 +156,13 @@ class PixelSeries:
     incidence: np.ndarray  # (N,) float32 degrees
     has_s1: np.ndarray  # (N,) bool: finite VV, VH and incidence
     platform: np.ndarray  # (N,) str
+    doy: np.ndarray  # (N,) float32 day of year
+    platform_code: np.ndarray  # (N,) int64: index of the platform's spectral responses
 
     @classmethod
     def from_table(cls, table: pd.DataFrame) -> PixelSeries:
+        """Rows of any kind: clear ones feed the encoder; cloudy rows and requested dates (empty
+        bands, ``cloud_mask`` 1) are masked, whatever their values, and still get an LAI."""
         n = len(table)
         bands = table[list(S2_BANDS)].to_numpy(np.float32)
         angles = table[list(S2_ANGLES)].to_numpy(np.float32)
@@ -148,79 +175,129 @@ class PixelSeries:
             s1, incidence = np.full((n, 2), np.nan, np.float32), np.full(n, np.nan, np.float32)
         has_s1 = np.isfinite(s1).all(1) & np.isfinite(incidence)
         platform = table["platform"] if "platform" in table else pd.Series(["S2A"] * n)
+        platform = platform.fillna("S2A").astype(str).to_numpy()  # requested dates: none
+        names, codes = np.unique(platform, return_inverse=True)
+        dates = pd.DatetimeIndex(table["date"])
         return cls(
             point=table["point_id"].to_numpy(),
-            day=table["date"].to_numpy().astype("datetime64[D]"),
+            day=dates.to_numpy().astype("datetime64[D]"),
             bands=np.where(usable[:, None], bands, np.nan).astype(np.float32),
             angles=np.where(geometry[:, None], angles, np.float32(PAD_ANGLES)),
             usable=usable,
             s1=np.where(has_s1[:, None], s1, 0.0).astype(np.float32),
             incidence=np.where(has_s1, incidence, PAD_INCIDENCE).astype(np.float32),
             has_s1=has_s1,
-            platform=platform.astype(str).to_numpy(),
+            platform=platform,
+            doy=dates.day_of_year.to_numpy().astype(np.float32),
+            platform_code=np.array([platform_code(p) for p in names], np.int64)[codes],
         )
 
-    def groups(self, window_days: int | None = None) -> list[np.ndarray]:
-        """Row positions of each chunk: one per point, or per point and ``window_days``
-        window (counted from the table's first date, like the chunk index)."""
-        keys = pd.DataFrame({"point": self.point})
-        if window_days is not None:
-            keys["window"] = (self.day - self.day.min()).astype(int) // window_days
-        return [np.sort(v) for v in keys.groupby(list(keys.columns), sort=False).indices.values()]
+    def points(self) -> list[np.ndarray]:
+        """Row positions of each point (points sorted by id), by date."""
+        codes, _ = pd.factorize(self.point, sort=True)
+        order = np.lexsort((self.day, codes))
+        return np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
 
-    def chunks(
-        self, window_days: int | None = None, context_days: int = 0
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each chunk's rows to read (its window's and, with ``window_days``, its point's rows
-        up to ``context_days`` either side of the window) and which of them are its window's."""
-        groups = self.groups(window_days)
-        if window_days is None or context_days == 0:
-            return [(rows, np.ones(rows.size, bool)) for rows in groups]
+    def windows(
+        self,
+        window_days: int = DEFAULT_WINDOW_DAYS,
+        context_days: int = 0,
+        points: list[np.ndarray] | None = None,
+    ) -> list[Window]:
+        """The ``window_days`` windows of each point (of ``points``, default all) that hold at
+        least one of its rows, counted from the table's first date like the chunk index, each
+        reading its point's rows up to ``context_days`` either side of it."""
         first = self.day.min()
-        by_point = {
-            p: np.sort(r) for p, r in pd.Series(self.point).groupby(self.point).indices.items()
-        }
         out = []
-        for rows in groups:
-            window = (self.day[rows[0]] - first).astype(int) // window_days
-            start = first + np.timedelta64(window * window_days - context_days, "D")
-            end = first + np.timedelta64((window + 1) * window_days - 1 + context_days, "D")
-            same = by_point[self.point[rows[0]]]
-            read = same[(self.day[same] >= start) & (self.day[same] <= end)]
-            out.append((read, np.isin(read, rows)))
+        for rows in self.points() if points is None else points:
+            day = (self.day[rows] - first).astype(np.int64)
+            index = day // window_days
+            for w in np.unique(index):
+                lo = np.searchsorted(day, w * window_days - context_days, "left")
+                hi = np.searchsorted(day, (w + 1) * window_days - 1 + context_days, "right")
+                start = first + np.timedelta64(int(w) * window_days, "D")
+                end = start + np.timedelta64(window_days - 1, "D")
+                out.append(Window(rows[lo:hi], index[lo:hi] == w, start, end))
         return out
 
-    def item(self, rows: np.ndarray, inside: np.ndarray | None = None) -> dict:
-        """Rows (of one point, by date) as a 1 × 1-pixel chunk item (``ChunkDataset``'s format);
-        ``inside`` marks the window's rows (default: all), the others are temporal context."""
-        inside = np.ones(rows.size, bool) if inside is None else inside
-        doy = pd.DatetimeIndex(self.day[rows]).day_of_year.to_numpy().astype(np.float32)
-        window = self.day[rows][inside]
-        span = float((window[-1] - window[0]).astype(int))
-        first = float(pd.Timestamp(window[0]).day_of_year)
+    def item(self, window: Window) -> dict:
+        """One window as a 1 × 1-pixel chunk item (``ChunkDataset``'s format)."""
+        rows, inside = window.rows, window.inside
+        first = pd.Timestamp(window.start)
+        span = int((window.end - window.start).astype(int))
         s1 = self.has_s1[rows]
         return {
             "chunk_id": str(self.point[rows[0]]),
-            "window_doy": torch.tensor([first, first + span]),
+            "window_doy": torch.tensor([first.day_of_year, first.day_of_year + span]).float(),
             "s2": torch.from_numpy(self.bands[rows][:, :, None, None]),
             "s2_mask": torch.from_numpy(self.usable[rows][:, None, None]),
             "s2_angles": torch.from_numpy(self.angles[rows]),
-            "s2_doy": torch.from_numpy(doy),
+            "s2_doy": torch.from_numpy(self.doy[rows]),
             "s2_platform": list(self.platform[rows]),
             "s2_in_window": torch.from_numpy(inside),
             "s1": torch.from_numpy(self.s1[rows[s1]][:, :, None, None]),
             "s1_incidence": torch.from_numpy(self.incidence[rows[s1]][:, None, None]),
-            "s1_doy": torch.from_numpy(doy[s1]),
+            "s1_doy": torch.from_numpy(self.doy[rows[s1]]),
             "s1_in_window": torch.from_numpy(inside[s1]),
         }
 
+    def batch(self, windows: Sequence[Window]) -> tuple[dict, np.ndarray]:
+        """The windows as one batch, what ``collate_chunks`` makes of their items but built
+        with a few array operations (thousands of windows per batch), and the row position
+        (B, T) of each of the batch's S2 dates (-1 at padding)."""
+        rows = np.concatenate([w.rows for w in windows])
+        inside = np.concatenate([w.inside for w in windows])
+        lengths = np.fromiter((w.rows.size for w in windows), np.int64, len(windows))
+        s2_at = _layout(lengths)
+        has_s1 = self.has_s1[rows]
+        s1_at = _layout(np.bincount(s2_at[0][has_s1], minlength=len(windows)))
+        rows1 = rows[has_s1]
+        start = pd.DatetimeIndex(np.array([w.start for w in windows], "datetime64[D]"))
+        span = np.array([w.end - w.start for w in windows]).astype(np.int64)
+        first = start.day_of_year.to_numpy()
+        s2 = {
+            "s2": _padded(self.bands[rows], 0.0, s2_at)[..., None, None],
+            "s2_mask": _padded(self.usable[rows], False, s2_at)[..., None, None],
+            "s2_valid": _padded(np.ones(rows.size, bool), False, s2_at),
+            "s2_angles": _padded(self.angles[rows], PAD_ANGLES, s2_at),
+            "s2_doy": _padded(self.doy[rows], 0.0, s2_at),
+            "s2_platform": _padded(self.platform_code[rows], 0, s2_at),
+            "s2_in_window": _padded(inside, False, s2_at),
+        }
+        s1 = {
+            "s1": _padded(self.s1[rows1], 0.0, s1_at)[..., None, None],
+            "s1_valid": _padded(np.ones(rows1.size, bool), False, s1_at),
+            "s1_incidence": _padded(self.incidence[rows1], PAD_INCIDENCE, s1_at)[..., None, None],
+            "s1_doy": _padded(self.doy[rows1], 0.0, s1_at),
+            "s1_in_window": _padded(inside[has_s1], False, s1_at),
+        }
+        batch = {
+            "chunk_id": [str(self.point[w.rows[0]]) for w in windows],
+            "window_doy": torch.from_numpy(np.stack([first, first + span], 1).astype(np.float32)),
+            **s2,
+            **s1,
+        }
+        return batch, _padded(rows, -1, s2_at).numpy()
 
-def _batches(
-    series: PixelSeries, chunks: list[tuple[np.ndarray, np.ndarray]], size: int
-) -> Iterator[tuple[list[tuple[np.ndarray, np.ndarray]], dict]]:
-    for start in range(0, len(chunks), size):
-        part = chunks[start : start + size]
-        yield part, collate_chunks([series.item(rows, inside) for rows, inside in part])
+
+Layout = tuple[np.ndarray, np.ndarray, int, int]
+
+
+def _layout(lengths: np.ndarray) -> Layout:
+    """Where the concatenated entries of B sequences of ``lengths`` go in a padded (B, T)
+    array: their sequence, their position in it, B and T."""
+    offsets = np.cumsum(lengths) - lengths
+    chunk = np.repeat(np.arange(lengths.size), lengths)
+    position = np.arange(int(lengths.sum())) - np.repeat(offsets, lengths)
+    return chunk, position, lengths.size, int(lengths.max(initial=0))
+
+
+def _padded(values: np.ndarray, fill, layout: Layout) -> torch.Tensor:
+    chunk, position, b, t = layout
+    out = np.empty((b, t, *values.shape[1:]), values.dtype)
+    out[...] = fill
+    out[chunk, position] = values
+    return torch.from_numpy(out)
 
 
 def _series(table: pd.DataFrame | PixelSeries) -> PixelSeries:
@@ -233,24 +310,40 @@ def predict_table_lai(
     table: pd.DataFrame | PixelSeries,
     *,
     window_days: int | None = None,
-    batch_points: int = PREDICT_POINTS,
+    batch_windows: int = PREDICT_WINDOWS,
+    group_points: int = GROUP_POINTS,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """LAI median and standard deviation (N,) at every row of a table in releo's names
-    (:func:`read_lai_table`), each decoded from its point's series (or window of it)."""
+    (:func:`read_lai_table`), cloudy rows and requested dates included.
+
+    Each point's series is read as the model's chunks: ``window_days`` windows (default
+    :data:`DEFAULT_WINDOW_DAYS`, the chunk days the model is trained on) counted from the
+    table's first date, each with ``model.cfg.context_days`` of acquisitions either side; a
+    row's LAI is decoded at its date from its window's embedding. Points are taken
+    ``group_points`` at a time (memory stays flat with the table's length) and
+    ``batch_windows`` windows go through the model at once.
+    """
     series = _series(table)
+    window_days = window_days or DEFAULT_WINDOW_DAYS
     model.eval()
     lai = np.full(len(series.point), np.nan, np.float32)
     std = np.full(len(series.point), np.nan, np.float32)
-    chunks = series.chunks(window_days, model.cfg.context_days)
-    for part, batch in _batches(series, chunks, batch_points):
-        z, context = model.encode_with_context(batch)
-        t = batch["s2_doy"]  # every row is a date of its chunk's S2 axis (then padding)
-        centre = torch.full_like(t, 0.5)
-        dist = model.decode(z, centre, centre, t, context)["lai"]
-        median, sigma = dist.median.numpy(), dist.stddev.numpy()
-        for i, (rows, inside) in enumerate(part):
-            at = np.flatnonzero(inside)
-            lai[rows[at]], std[rows[at]] = median[i, at], sigma[i, at]
+    points = series.points()
+    with tqdm(total=len(lai), unit="row", desc="LAI", disable=not progress) as bar:
+        for start in range(0, len(points), group_points):
+            group = points[start : start + group_points]
+            windows = series.windows(window_days, model.cfg.context_days, group)
+            for first in range(0, len(windows), batch_windows):
+                batch, rows = series.batch(windows[first : first + batch_windows])
+                z, context = model.encode_with_context(batch)
+                t = batch["s2_doy"]  # every row is a date of its window's S2 axis
+                centre = torch.full_like(t, 0.5)
+                dist = model.decode(z, centre, centre, t, context)["lai"]
+                at = batch["s2_in_window"].numpy()
+                lai[rows[at]] = dist.median.numpy()[at]
+                std[rows[at]] = dist.stddev.numpy()[at]
+            bar.update(sum(r.size for r in group))
     return lai, std
 
 
@@ -262,36 +355,59 @@ def fine_tune(
     weights: LossWeights | None = None,
     lr: float = 3e-4,
     window_days: int | None = None,
-    batch_points: int = FINE_TUNE_POINTS,
+    batch_windows: int = FINE_TUNE_WINDOWS,
     seed: int = 0,
+    progress: bool = False,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> list[float]:
     """Fine-tune ``model`` in place on the table's own series with its physics loss
     (self-supervised: the table's LAI, if any, is never read); returns each epoch's mean
-    total loss. AdamW from ``lr``, cosine-decayed to 0; points shuffled with ``seed``."""
+    total loss (also passed to ``on_epoch(epoch, loss)``). The series is read in the same
+    windows as :func:`predict_table_lai`, ``batch_windows`` per step, shuffled with ``seed``;
+    AdamW from ``lr``, cosine-decayed to 0. ``progress``: a progress bar per epoch."""
     series = _series(table)
-    chunks = series.chunks(window_days, model.cfg.context_days)
+    windows = series.windows(window_days or DEFAULT_WINDOW_DAYS, model.cfg.context_days)
     weights = weights or LossWeights()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * -(-len(chunks) // batch_points)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+    steps = -(-len(windows) // batch_windows)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs * steps, 1))
     losses = []
-    for _ in range(epochs):
-        model.train()
-        total, n = 0.0, 0
-        shuffled = [chunks[i] for i in rng.permutation(len(chunks))]
-        for _, batch in _batches(series, shuffled, batch_points):
-            optimizer.zero_grad(set_to_none=True)
-            loss = model.loss(batch, weights)["total"]
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
-            total, n = total + float(loss.detach()), n + 1
-        losses.append(total / max(n, 1))
+    with _eager_prosail(model):
+        for epoch in range(epochs):
+            model.train()
+            total, n = 0.0, 0
+            order = rng.permutation(len(windows))
+            desc = f"fine-tune {epoch + 1}/{epochs}"
+            for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress):
+                part = order[step * batch_windows : (step + 1) * batch_windows]
+                batch, _ = series.batch([windows[i] for i in part])
+                optimizer.zero_grad(set_to_none=True)
+                loss = model.loss(batch, weights)["total"]
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                optimizer.step()
+                scheduler.step()
+                total, n = total + float(loss.detach()), n + 1
+            losses.append(total / max(n, 1))
+            if on_epoch is not None:
+                on_epoch(epoch + 1, losses[-1])
     model.eval()
     return losses
+
+
+@contextmanager
+def _eager_prosail(model: PhysicsAutoencoder) -> Iterator[None]:
+    """The model with eager PROSAIL for a while: the compiled one costs minutes to build on
+    first use (and rebuilds as the observations per step vary), more than a fine-tuning of
+    ~1,000 pixel-dates per step spends in PROSAIL; both compute the same reflectances."""
+    cfg = model.cfg
+    model.cfg = cfg.model_copy(update={"fused_prosail": False})
+    try:
+        yield
+    finally:
+        model.cfg = cfg
 
 
 def default_output(path: PathLike) -> Path:
@@ -321,17 +437,24 @@ def run_lai(
     fine_tune_epochs: int = 0,
     lr: float = 3e-4,
     window_days: int | None = None,
+    chunk_days: int | None = None,
     context_root: PathLike | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> dict:
     """``releo lai``: read and gate a pixel table, (fine-tune,) predict, write it back.
 
     ``model_path`` is the trained chunk autoencoder (``models/model.pt``), or a per-pixel
     inversion saved by ``releo.models.pixel.save_pixel_inversion`` (no temporal context:
-    clear rows only, NaN elsewhere; no fine-tuning). The output is the file's table, rows
-    and columns as they were, plus ``lai`` and ``lai_std``, written atomically to ``out``
-    (default :func:`default_output`). The Great Expectations gate (``check_pixel_table``)
-    runs first; a failed gate raises ``QualityGateError``, bad files or columns
-    :class:`DataError`. Returns a summary.
+    clear rows only, NaN elsewhere; no fine-tuning). The chunk model reads each point's series
+    in its own windows: the chunk days saved with the model, else ``chunk_days`` (params.yaml
+    ``chunks.days``), else :data:`DEFAULT_WINDOW_DAYS`, with its ``context_days`` either side;
+    ``window_days`` overrides the window (windows the model was not trained on). The output is
+    the file's table, rows and columns as they were, plus ``lai`` and ``lai_std``, written
+    atomically to ``out`` (default :func:`default_output`). The Great Expectations gate
+    (``check_pixel_table``) runs first; a failed gate raises ``QualityGateError``, bad files or
+    columns :class:`DataError`. ``progress`` shows progress bars, ``log`` receives the
+    fine-tuning loss of each epoch. Returns a summary.
     """
     from releo.models.pixel import load_pixel_inversion, predict_pixel_lai
     from releo.products.embed import load_autoencoder
@@ -345,6 +468,8 @@ def run_lai(
     check_pixel_table(table, table_path, context_root=context_root)
     series = PixelSeries.from_table(table)
     losses: list[float] = []
+    timing: dict[str, float] = {}
+    windows: dict[str, int | None] = {"window_days": None, "context_days": None}
     if model_path.is_file() and _is_pixel_model(model_path):
         if fine_tune_epochs:
             raise DataError(f"{model_path}: a per-pixel inversion model is not fine-tuned here")
@@ -353,12 +478,24 @@ def run_lai(
         lai, std = predict_pixel_lai(pixel_model, bands, series.angles)
     else:
         model, payload = load_autoencoder(model_path)
+        days = window_days or payload.get("chunk_days") or chunk_days or DEFAULT_WINDOW_DAYS
+        windows = {"window_days": int(days), "context_days": model.cfg.context_days}
         if fine_tune_epochs:
             weights = LossWeights(**payload.get("weights", {}))
+
+            def report(epoch: int, loss: float) -> None:
+                if log is not None:
+                    log(f"fine-tune epoch {epoch}/{fine_tune_epochs}: loss {loss:.4f}")
+
+            tic = time.perf_counter()
             losses = fine_tune(
-                model, series, fine_tune_epochs, weights=weights, lr=lr, window_days=window_days
-            )
-        lai, std = predict_table_lai(model, series, window_days=window_days)
+                model, series, fine_tune_epochs, weights=weights, lr=lr, window_days=days,
+                progress=progress, on_epoch=report,
+            )  # fmt: skip
+            timing["fine_tune_seconds"] = round(time.perf_counter() - tic, 1)
+        tic = time.perf_counter()
+        lai, std = predict_table_lai(model, series, window_days=days, progress=progress)
+        timing["decode_seconds"] = round(time.perf_counter() - tic, 1)
     result = raw.copy()
     for name, values in zip(OUTPUT_COLUMNS, (lai, std), strict=True):
         column = np.full(len(raw), np.nan, np.float32)
@@ -372,7 +509,9 @@ def run_lai(
         "clear_s2_rows": int(series.usable.sum()),
         "s1_rows": int(series.has_s1.sum()),
         "lai_rows": int(np.isfinite(lai).sum()),
+        **windows,
         "fine_tune_losses": losses,
+        **timing,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
