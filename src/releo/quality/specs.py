@@ -15,6 +15,10 @@ RESOLUTION_TOLERANCE_M = 0.01
 """Pixel spacing may differ from ``PIXEL_SIZE_M`` by float rounding only, not by a grid."""
 MAX_NAN_CLEAR_FRACTION = 0.0
 """Fraction of clear (mask == 0) pixels allowed to be NaN: reflectance is NaN only under mask."""
+CLEAR_OUTLIER_SHARE = 0.001
+"""Share of clear pixels per date and band left out at each end of the min/max a range is
+judged on: real L2A marks a few bright or dark pixels clear (Sen2Cor misses a cloud edge or a
+glint; 1–3 of ~4,000 clear pixels on some real Belgian dates), which is not a broken cube."""
 SAMPLE_SIZE = 4000
 """Pixels drawn (without replacement) from a cube for the pixel-level suite."""
 SAMPLE_SEED = 0

@@ -13,6 +13,7 @@ from typing import Any
 
 from releo.data import contracts as c
 from releo.quality.specs import (
+    CLEAR_OUTLIER_SHARE,
     INTEGER_DTYPES,
     LAI,
     LAI_STD,
@@ -168,8 +169,11 @@ def _cube_sample(spec: CubeSpec) -> list[Any]:
         if name == spec.mask:
             continue
         # Masked observations may hold anything (> 1 under clouds, 0 or -10000 as no data).
-        where = clear if name in spec.judged_where_clear else None
-        out.append(_between(name, rng, where))
+        if name in spec.judged_where_clear:
+            # as the bands' trimmed min/max: a few clear-marked outliers are real L2A
+            out.append(_between(name, rng, clear, mostly=1.0 - CLEAR_OUTLIER_SHARE))
+        else:
+            out.append(_between(name, rng))
     if spec.mask is not None:
         out += [_not_null(spec.mask), _in_set(spec.mask, list(spec.mask_values))]
         out += [_not_null(name, clear) for name in spec.judged_where_clear]

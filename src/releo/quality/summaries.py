@@ -24,6 +24,7 @@ import xarray as xr
 from releo.data import contracts as c
 from releo.quality.errors import Failure, QualityGateError
 from releo.quality.specs import (
+    CLEAR_OUTLIER_SHARE,
     PIXEL_TABLE_OPTIONAL_RANGES,
     RESOLUTION_TOLERANCE_M,
     SAMPLE_SEED,
@@ -159,7 +160,8 @@ def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame]
     """Per-(date, variable) statistics over usable pixels, and per-date mask fractions.
 
     ``min``/``max``/``mean`` are taken over the pixels a variable is judged on (NaN on a date
-    with none), ``valid_fraction`` is their share, ``nan_fraction`` the share of NaN anywhere
+    with none; for variables judged where clear, min/max leave out ``CLEAR_OUTLIER_SHARE``
+    of the pixels at each end), ``valid_fraction`` is their share, ``nan_fraction`` the share of NaN anywhere
     and ``nan_clear_fraction`` the share of clear pixels that are NaN. Streaming over dates
     bounds memory without dask: a lazily opened Zarr cube is read one block at a time, each
     block once for all statistics.
@@ -192,7 +194,10 @@ def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame]
                 # Unusable pixels as NaN, which fmin/fmax and nansum skip: a date without a
                 # usable pixel (fully cloudy) gets NaN statistics, which GE's between skips.
                 kept = values if usable.all() else np.where(usable, values, np.nan)
-                lo, hi = np.fmin.reduce(kept, axis=1), np.fmax.reduce(kept, axis=1)
+                if name in spec.judged_where_clear:
+                    lo, hi = _trimmed_range(kept, usable, n_usable)
+                else:
+                    lo, hi = np.fmin.reduce(kept, axis=1), np.fmax.reduce(kept, axis=1)
                 total = np.nansum(kept, axis=1, dtype="float64")
             else:
                 lo, hi, total = values.min(axis=1), values.max(axis=1), values.sum(axis=1)
@@ -219,6 +224,20 @@ def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame]
         {k: np.concatenate(v) for k, v in fractions.items() if v}, index=range(len(times))
     )
     return bands, masks
+
+
+def _trimmed_range(
+    values: np.ndarray, usable: np.ndarray, n_usable: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row min and max of the usable values without the ``CLEAR_OUTLIER_SHARE`` most
+    extreme at each end (none on a small image: the share rounds down)."""
+    lo, hi = np.fmin.reduce(values, axis=1), np.fmax.reduce(values, axis=1)
+    trim = np.floor(CLEAR_OUTLIER_SHARE * n_usable).astype(int)
+    for row in np.nonzero(trim)[0]:
+        k, kept = int(trim[row]), values[row][usable[row]]
+        lo[row] = np.partition(kept, k)[k]
+        hi[row] = np.partition(kept, kept.size - 1 - k)[kept.size - 1 - k]
+    return lo, hi
 
 
 def cube_acquisitions(ds: xr.Dataset, spec: CubeSpec, mask_fractions: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,6 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from releo.data.contracts import (
-    BACKSCATTER_DB_RANGE,
     PLATFORM,
     S1_INCIDENCE,
     S1_ORBIT_DIRECTION,
@@ -33,6 +32,8 @@ from releo.physics import wcm_backscatter_db
 
 OPEN_WATER_DB = {"VV": (-22.0, -0.30), "VH": (-29.0, -0.10)}
 """σ0 of calm open water at 35° incidence (dB) and its slope (dB per degree)."""
+SIMULATED_DB_RANGE = (-40.0, 10.0)
+"""Clip of simulated σ0 (dB): speckle's deep fades stay above the sensor's noise floor."""
 
 
 def open_water_db(incidence_deg: np.ndarray, polarisation: str) -> np.ndarray:
@@ -97,7 +98,7 @@ def simulate_s1(scene: Scene, acquisitions: pd.DataFrame, progress: bool = True)
             )
             speckle = rng.gamma(config.s1_enl, 1.0 / config.s1_enl, size=(ny, nx))
             observed = clean + 10.0 * np.log10(speckle)
-            sigma0[pol][i] = np.clip(observed, *BACKSCATTER_DB_RANGE)
+            sigma0[pol][i] = np.clip(observed, *SIMULATED_DB_RANGE)
 
     data = {pol: (("time", "y", "x"), sigma0[pol]) for pol in S1_POLARISATIONS}
     data[S1_INCIDENCE] = (("time", "y", "x"), incidence)
