@@ -52,6 +52,8 @@ folder, out = Path(sys.argv[1]), Path(sys.argv[2])
 t0 = time.perf_counter()
 for f in sorted(folder.glob("S[12]_*.nc")):
     ds = xr.open_dataset(f, mask_and_scale=False, decode_coords="all").load()
+    for v in ds.variables.values():  # packing attributes stay undecoded: raw bytes only
+        v.attrs, v.encoding = {}, {}
     write_cube(ds.rename(timestamp="time").rio.write_crs("EPSG:32631"), out / (f.stem + ".zarr"))
 print(json.dumps({
     "seconds": time.perf_counter() - t0,
