@@ -208,3 +208,18 @@ def test_a_site_builds_from_a_safe_folder(tmp_path):
     assert record.s2.reader == "safe"
     assert record.s2.attrs["processing_baseline"] == ["05.09"]
     assert validate_site(open_site(tmp_path / "data"), context_root=tmp_path / "gx")
+
+
+def test_a_site_builds_from_theia_folders(tmp_path):
+    from test_sources_theia import NAME_A, NAME_B, NODE, ULX, ULY, make_theia
+
+    for name in (NAME_A, NAME_B):
+        make_theia(tmp_path / "theia", name)
+    ul = (ULX + NODE[1] * 5000 - 40, ULY - NODE[0] * 5000 + 40)
+    s1 = write_s1_files(tmp_path / "s1", "EPSG:32631", ul, 80.0, ["20230608", "20230614"])
+    record = build_site(
+        s2=[tmp_path / "theia"], s1=[s1], out=tmp_path / "data", s1_incidence=36.0,
+        s1_stated=S1_STATED, context_root=tmp_path / "gx",
+    )  # fmt: skip
+    assert record.s2.reader == "theia" and record.s2.acquisitions == 2
+    assert record.s2.attrs["reflectance"] == "FRE"
