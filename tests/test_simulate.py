@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 import torch
 import xarray as xr
 
+from conftest import REPO, TINY_SITE, run
 from releo.data.contracts import (
     INCIDENCE_RANGE,
     LAND_COVER_CLASSES,
@@ -28,11 +32,18 @@ from releo.data.contracts import (
     SURVEY_COLUMNS,
     VIEW_ZENITH_RANGE,
 )
-from releo.data.io import open_cube, read_table
-from releo.data.simulate import SITE_FILES, SimulationConfig, simulate_drop, simulate_site
+from releo.data.io import open_cube, read_table, write_cube
+from releo.data.simulate import (
+    SITE_FILES,
+    Scene,
+    SimulationConfig,
+    simulate_drop,
+    simulate_site,
+)
 from releo.data.simulate.clouds import cover_quantile
 from releo.data.simulate.geometry import incidence_raster, s2_acquisitions, solar_position
 from releo.data.simulate.s1 import noise_free_backscatter_db
+from releo.data.simulate.s2 import quantise_l2a, zone_reflectance
 from releo.physics import prosail_s2_bands
 
 SMALL = SimulationConfig(
@@ -333,3 +344,167 @@ def test_geometry_sun_view_and_incidence() -> None:
     desc = incidence_raster(x, y, 33.5, 281.3, 693.0)
     assert asc[0, -1] > asc[0, 0] and desc[0, 0] > desc[0, -1]  # far range east / west
     assert 0.05 < np.ptp(asc) < 0.3  # ~0.07°/km across a 2 km site
+
+
+# --- Bit-identical sites on any machine ------------------------------------------------------
+
+CHECKSUMS = Path(__file__).parent / "data" / "tiny_site_checksums.json"
+"""md5 of every file of ``TINY_SITE`` simulated (DVC's file hashes) and the DVC directory hash."""
+
+_SIMULATE = """
+import json, sys
+import torch
+torch.set_num_threads(int(sys.argv[2]))
+from releo.data.simulate import SimulationConfig, simulate_site
+simulate_site(SimulationConfig(**json.loads(sys.argv[3])), sys.argv[1], progress=False)
+"""
+
+
+def _numpy_simd_targets() -> str:
+    """numpy's runtime-dispatched SIMD targets (AVX2, AVX-512, ...): disabling them makes
+    numpy run the kernels of a CPU without them."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__
+    except ImportError:  # private API: without it, this check runs the native kernels
+        return ""
+    return " ".join(__cpu_dispatch__)
+
+
+CPU_VARIANTS: dict[str, dict[str, str]] = {
+    # Distinct hash seeds too: no set or str-keyed dict order may reach the bytes.
+    "one_thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "1"},
+    "two_threads": {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "PYTHONHASHSEED": "2"},
+    # Another CPU: torch's, numpy's and MKL's portable kernels instead of the AVX2/AVX-512 ones.
+    "portable_kernels": {
+        "OMP_NUM_THREADS": "1",
+        "PYTHONHASHSEED": "3",
+        "ATEN_CPU_CAPABILITY": "default",
+        "NPY_DISABLE_CPU_FEATURES": _numpy_simd_targets(),
+        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+    },
+}
+
+
+def _file_md5s(root: Path) -> dict[str, str]:
+    return {
+        f.relative_to(root).as_posix(): hashlib.md5(f.read_bytes()).hexdigest()
+        for f in sorted(root.rglob("*"))
+        if f.is_file()
+    }
+
+
+def dvc_directory_md5(files: dict[str, str]) -> str:
+    """DVC's hash of a directory (``md5`` of ``data.dvc``) from the md5 of each of its files:
+    the md5 of the sorted JSON list of ``{"md5", "relpath"}`` entries, with ``.dir``."""
+    entries = [{"md5": md5, "relpath": rel} for rel, md5 in sorted(files.items())]
+    listing = json.dumps(entries, sort_keys=True).encode("utf-8")
+    return hashlib.md5(listing).hexdigest() + ".dir"
+
+
+def _environment() -> dict[str, str]:
+    """Versions that define the bytes besides releo: codecs, Zarr writer, CRS WKT."""
+    import numcodecs
+    import pyproj
+    import zarr
+
+    return {
+        "numpy": np.__version__,
+        "torch": torch.__version__.split("+")[0],
+        "zarr": zarr.__version__,
+        "numcodecs": numcodecs.__version__,
+        "xarray": xr.__version__,
+        "pyproj": pyproj.__version__,
+        "proj": pyproj.proj_version_str,
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """TINY_SITE simulated in a fresh interpreter under each of ``CPU_VARIANTS``."""
+    root = tmp_path_factory.mktemp("tiny_sites")
+    sites = {}
+    for name, env in CPU_VARIANTS.items():
+        threads = env["OMP_NUM_THREADS"]
+        out = root / name
+        run(
+            [sys.executable, "-c", _SIMULATE, str(out), threads, json.dumps(TINY_SITE)],
+            REPO,
+            env=env,
+        )
+        sites[name] = out
+    return sites
+
+
+def test_site_bytes_do_not_depend_on_threads_or_cpu_kernels(tiny_sites: dict[str, Path]) -> None:
+    reference = _file_md5s(tiny_sites["one_thread"])
+    assert len(reference) > 100
+    for name, root in tiny_sites.items():
+        files = _file_md5s(root)
+        differ = sorted(
+            k for k in reference.keys() | files.keys() if reference.get(k) != files.get(k)
+        )
+        assert not differ, f"{name}: these files differ from the one-thread site: {differ}"
+
+
+def test_tiny_site_matches_the_committed_checksums(tiny_sites: dict[str, Path]) -> None:
+    """The tiny site's bytes are pinned; after a deliberate change of the simulator, rewrite
+    the file with ``RELEO_UPDATE_SITE_CHECKSUMS=1`` and re-add the default site (data.dvc)."""
+    files = _file_md5s(tiny_sites["one_thread"])
+    current = {
+        "site": TINY_SITE,
+        "environment": _environment(),
+        "dvc_md5": dvc_directory_md5(files),
+        "nfiles": len(files),
+        "size": sum(f.stat().st_size for f in tiny_sites["one_thread"].rglob("*") if f.is_file()),
+        "files": files,
+    }
+    if os.environ.get("RELEO_UPDATE_SITE_CHECKSUMS"):
+        CHECKSUMS.write_text(json.dumps(current, indent=1) + "\n")
+    committed = json.loads(CHECKSUMS.read_text())
+    assert committed["site"] == TINY_SITE, "TINY_SITE changed: update the checksums"
+    differ = sorted(
+        k
+        for k in committed["files"].keys() | files.keys()
+        if committed["files"].get(k) != files.get(k)
+    )
+    versions = {
+        k: (committed["environment"].get(k), v)
+        for k, v in current["environment"].items()
+        if committed["environment"].get(k) != v
+    }
+    assert not differ, (
+        f"the tiny site's bytes changed in {differ}; environment changes (committed, now): "
+        f"{versions or 'none'}"
+    )
+    assert committed["dvc_md5"] == current["dvc_md5"]
+
+
+def test_prosail_reflectance_does_not_depend_on_the_batch_size() -> None:
+    scene = Scene.build(SMALL, SMALL.start_date)
+    day = np.array([np.datetime64(SMALL.start_date)], dtype="datetime64[D]")
+    canopy = scene.canopy(day)
+    zones = np.arange(scene.parcels.n_zones)
+    angles = (40.123, 5.5, 97.25)
+    whole = zone_reflectance(canopy, 0, zones, angles, "S2A", batch_size=zones.size)
+    for batch_size in (1, 7, 64):
+        chunked = zone_reflectance(canopy, 0, zones, angles, "S2A", batch_size=batch_size)
+        assert np.array_equal(whole, chunked), batch_size
+
+
+def test_in_memory_reflectance_is_the_stored_one(tmp_path: Path) -> None:
+    values = np.random.default_rng(1).uniform(0.0, 1.0, (3, 8, 8))
+    values[0, 0, 0], values[0, 0, 1], values[1, 2, 3] = 0.0, 1.0, np.nan
+    quantised = quantise_l2a(values)
+    assert quantised.dtype == np.float32 and np.nanmax(np.abs(quantised - values)) <= 5.01e-5
+    ds = xr.Dataset(
+        {"B04": (("time", "y", "x"), quantised)},
+        coords={
+            "time": np.arange(3).astype("datetime64[D]").astype("datetime64[ns]"),
+            "y": 4_830_000.0 - 10.0 * np.arange(8) - 5.0,
+            "x": 360_000.0 + 10.0 * np.arange(8) + 5.0,
+        },
+    ).rio.write_crs("EPSG:32631")
+    write_cube(ds, tmp_path / "s2.zarr")
+    stored = open_cube(tmp_path / "s2.zarr")["B04"].values
+    np.testing.assert_array_equal(stored, quantised)
+    np.testing.assert_array_equal(quantise_l2a(quantised), quantised)

@@ -27,7 +27,9 @@ def snap_reference(s2: xr.Dataset, version: str = SNAP_VERSION) -> xr.Dataset:
     for i in range(n):  # date by date keeps the network's broadcast inputs small
         date = s2.isel(time=i)
         clear = date[S2_MASK].values == MASK_CLEAR
-        bands = {b: np.where(clear, date[b].values, np.nan).astype(np.float32) for b in SNAP_BANDS}
+        # float64 network, rounded to float32 once: float32 matmul/tanh results depend on the
+        # CPU's vectorised kernels and BLAS blocking, and would be stored as they come.
+        bands = {b: np.where(clear, date[b].values, np.nan).astype(np.float64) for b in SNAP_BANDS}
         angles = {a: float(date[a]) for a in SNAP_ANGLES}
         result = snap_lai(bands, angles, version=version, platform=str(date[PLATFORM].values))
         lai[i] = np.where(clear & ~np.asarray(result.output_flag, bool), result.lai, np.nan)
@@ -50,7 +52,6 @@ def snap_reference(s2: xr.Dataset, version: str = SNAP_VERSION) -> xr.Dataset:
     ds["input_flag"].attrs.update(long_name="reflectance outside the SNAP definition domain")
     ds["output_flag"].attrs.update(long_name="SNAP LAI outside the tolerated output range")
     ds.attrs.update(
-        title=f"SNAP S2 LAI (version {version}) of the L2A cube; NaN where mask != 0 "
-        "or output_flag"
+        title=f"SNAP S2 LAI (version {version}) of the L2A cube; NaN where mask != 0 or output_flag"
     )
     return ds.rio.write_crs(s2.rio.crs)

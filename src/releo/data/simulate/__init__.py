@@ -6,6 +6,14 @@ PROSAIL with real geometry, clouds and noise; Sentinel-1 from the Water Cloud Mo
 exclusive effects whose ODEs are known (ground truth for residual models and SINDy); field
 surveys; the SNAP LAI reference product; and the truth kept apart. Entry points:
 :func:`simulate_site` and :func:`simulate_drop`.
+
+A site's bytes are a function of its configuration and of the library versions (numpy, torch,
+zarr, numcodecs, xarray, PROJ), not of the machine: thread counts, CPU instruction sets and
+batch sizes change float32 results in the last bits, so the physics (PROSAIL, SNAP) runs in
+float64 and is rounded once to the stored precision, and every random draw comes from a keyed
+numpy stream. ``tests/data/tiny_site_checksums.json`` pins a small site. To check the default
+site against ``data.dvc`` on a new machine: ``releo simulate`` (it writes ``data/``), then
+``dvc status data.dvc`` reports nothing to do when the bytes are the recorded ones.
 """
 
 from releo.data.simulate.config import SimulationConfig

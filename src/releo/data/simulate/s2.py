@@ -6,7 +6,8 @@ added; clouds replace and shadows darken the surface signal; then L2A-level nois
 Gaussian with σ = σ_abs + σ_rel·ρ (defaults 0.005 + 2 %, the order of the residual
 atmospheric-correction error of Sen2Cor/MAJA over land, e.g. Doxani et al. 2018, Remote Sens.
 10, 352). Cloudy pixels keep a bright, nearly flat cloud reflectance (not NaN), as in real L2A
-products: the mask says which pixels are usable. Reflectances are clipped to [0, 1].
+products: the mask says which pixels are usable. Reflectances are clipped to [0, 1] and put on
+the uint16 L2A grid (1e-4) that the cube stores, so the in-memory cube is the stored one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from releo.data.contracts import MASK_CLOUD, MASK_SHADOW, PLATFORM, S2_BANDS, S2_MASK
+from releo.data.io import REFLECTANCE_OFFSET, REFLECTANCE_SCALE
 from releo.data.simulate.clouds import cloud_cover, cloud_scene
 from releo.data.simulate.effects import OPTICAL_BROWNING, OPTICAL_SPECTRUM
 from releo.data.simulate.meteo import RainClimate
@@ -41,7 +43,14 @@ def zone_reflectance(
     batch_size: int,
 ) -> np.ndarray:
     """PROSAIL S2 bands (n_zones_selected, 10) of ``zones`` at one date and geometry
-    (sun zenith, view zenith, relative azimuth in degrees)."""
+    (sun zenith, view zenith, relative azimuth in degrees), float32.
+
+    The inputs are the float32 values the truth and the cube record; PROSAIL runs in float64
+    and only its result is rounded to float32. In float32, torch's per-CPU vectorised kernels
+    (exp, pow, expint, matmul blocking) and the batch boundaries change the last bits, which
+    the uint16 L2A quantisation then turns into different bytes on another machine; float64
+    differences of an ulp or two almost never survive the rounding to float32.
+    """
     geometry = dict(zip(("tts", "tto", "psi"), angles, strict=True))
     out = np.empty((zones.size, len(S2_BANDS)), dtype=np.float32)
     with torch.no_grad():
@@ -54,9 +63,21 @@ def zone_reflectance(
                 else:
                     values = canopy[name]  # (n_dates, n_zones) or static (n_zones,)
                     values = values[date_index, batch] if values.ndim == 2 else values[batch]
-                args.append(torch.as_tensor(np.asarray(values, dtype=np.float32)))
-            out[start : start + batch.size] = prosail_s2_bands(*args, platform=platform).numpy()
+                values = np.asarray(values, dtype=np.float32).astype(np.float64)
+                args.append(torch.as_tensor(values))
+            bands = prosail_s2_bands(*args, platform=platform).numpy()
+            out[start : start + batch.size] = bands.astype(np.float32)
     return out
+
+
+def quantise_l2a(reflectance: np.ndarray) -> np.ndarray:
+    """float32 reflectance on the uint16 L2A grid, exactly as ``write_cube`` stores it and
+    ``open_cube`` reads it back (NaN kept): the reference product and any other consumer of
+    the in-memory cube then see the stored values, not the last bits before quantisation."""
+    values = np.asarray(reflectance, dtype=np.float64)
+    digital = np.round((values - REFLECTANCE_OFFSET) / REFLECTANCE_SCALE)
+    # Decoded the way xarray decodes CF packing: dn * scale_factor + add_offset, in float64.
+    return (digital * REFLECTANCE_SCALE + REFLECTANCE_OFFSET).astype(np.float32)
 
 
 def noise_sigma(reflectance: np.ndarray, absolute: float, relative: float) -> np.ndarray:
@@ -109,7 +130,7 @@ def simulate_s2(
         rng = keyed_rng(config.seed, "s2_noise", day_key(day))
         sigma = noise_sigma(observed, config.s2_noise_absolute, config.s2_noise_relative)
         observed = observed + sigma * rng.standard_normal(observed.shape)
-        reflectance[:, i] = np.clip(observed, 0.0, 1.0)
+        reflectance[:, i] = quantise_l2a(np.clip(observed, 0.0, 1.0))
 
     table = acquisitions.copy()
     table["cloud_cover"] = covers[:, 0]
