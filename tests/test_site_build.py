@@ -140,13 +140,22 @@ def test_meteo_contract_names_column_and_day(tmp_path):
 
 @pytest.mark.slow
 def test_dvc_repro_runs_on_a_built_real_site(built, tmp_path):
-    """The whole pipeline on a real site without truth (tiny budgets, 320 m chunks)."""
+    """The whole pipeline on a real site without truth or surveys (tiny budgets, 320 m
+    chunks): it selects, scores and registers on SNAP, and discovers with the real meteo."""
     project = make_tiny_project(tmp_path / "project", data=built, chunk_m=320.0)
     done = run([sys.executable, "-m", "dvc", "repro"], project)
     for name in ("chunk", "train", "embed", "decode", "evaluate", "register"):
         assert f"Running stage '{name}'" in done.stdout
-    evaluated = json.loads((project / "metrics" / "evaluate.json").read_text())
-    assert evaluated  # scored against SNAP: the site has no truth and no surveys
+    metrics = {
+        name: json.loads((project / "metrics" / f"{name}.json").read_text())
+        for name in ("train", "evaluate", "register", "discover")
+    }
+    assert all(m["site_has_truth"] is False for m in metrics.values())
+    assert metrics["train"]["select_metric"] == "val_truth_free_ratio"
+    evaluated = metrics["evaluate"]  # scored against SNAP: no truth, no surveys
+    assert evaluated["absent"] == ["truth", "field_surveys"] and evaluated["lai_rmse_snap"] > 0
+    assert metrics["register"]["metric"] == "lai_rmse_snap"
+    assert metrics["discover"]["skipped"] is None  # the AgERA5 meteo drives it
     assert (project / "products").is_dir()
 
 
