@@ -63,6 +63,11 @@ bench-bound: setup
 bench-products: setup
 	$(BIN)/python benchmarks/products.py
 
+# releo lai on campaign-shaped pixel tables (79,296 and 101,244 rows): rows/s, peak memory,
+# one fine-tuning epoch, SNAP on the same rows (~5 min).
+bench-lai: setup
+	$(BIN)/python benchmarks/pixel_table.py
+
 # Retrain on new data as CI's retrain workflow does (pull, dvc repro, registry decision, metrics
 # and plots diff against the last commit); DROP=N first simulates data drop N of the site.
 DROP ?= 0
