@@ -9,6 +9,7 @@ from releo.data.site import open_site
 from releo.models.pixel import save_pixel_inversion
 from releo.models.pixel_train import evaluate_pixel_inversion, train_pixel_inversion
 from releo.stage import stage
+from releo.timings import timed
 from releo.train.inputs import gate_training_inputs
 from releo.train.pipeline import INDEX
 
@@ -17,15 +18,16 @@ METRICS = Path("metrics/baseline.json")
 
 
 def main() -> None:
-    with stage("baseline"):
+    with stage("baseline"), timed("baseline") as clock:
         params = load_params()
-        gate_training_inputs(params, INDEX)
+        with clock.part("gates"):
+            gate_training_inputs(params, INDEX)
         model, history = train_pixel_inversion(params.data_dir, INDEX, params.baseline)
         save_pixel_inversion(model, MODEL)
+        clock.record(train_seconds=round(history[-1]["elapsed"], 2))
         has_truth = open_site(params.data_dir).has_truth
         scores = {
             "train_steps": params.baseline.steps,
-            "train_seconds": history[-1]["elapsed"],
             "site_has_truth": has_truth,
         }
         if has_truth:  # scored here where truth exists; stage evaluate scores it on any site

@@ -10,15 +10,17 @@ from releo.products.calibrate import run_calibrate
 from releo.products.gates import check_embeddings, check_site_surveys
 from releo.products.stages import EMBEDDINGS
 from releo.stage import stage
+from releo.timings import timed
 
 
 def main() -> None:
-    with stage("calibrate"):
+    with stage("calibrate"), timed("calibrate") as clock:
         params = load_params()
         root = params.quality.context_root
         site = open_site(params.data_dir)
-        check_site_surveys(site, context_root=root)
-        check_embeddings(open_cube(EMBEDDINGS), EMBEDDINGS, context_root=root)
+        with clock.part("gates"):
+            check_site_surveys(site, context_root=root)
+            check_embeddings(open_cube(EMBEDDINGS), EMBEDDINGS, context_root=root)
         m = run_calibrate(params, Path.cwd())
         if m["fitted"]:
             print(

@@ -6,6 +6,7 @@ from pathlib import Path
 from releo.config import load_params
 from releo.discover.pipeline import INDEX, run_discover
 from releo.stage import stage
+from releo.timings import timed
 from releo.train.inputs import gate_training_inputs
 
 
@@ -14,9 +15,10 @@ def _num(value) -> str:
 
 
 def main() -> None:
-    with stage("discover"):
+    with stage("discover"), timed("discover") as clock:
         params = load_params()
-        gate_training_inputs(params, INDEX)
+        with clock.part("gates"):
+            gate_training_inputs(params, INDEX)
         metrics = run_discover(params, Path.cwd())
         if metrics["skipped"]:
             return  # run_discover said why; metrics/discover.json says it too

@@ -5,13 +5,15 @@ from pathlib import Path
 from releo.config import load_params
 from releo.products.stages import INDEX, run_embed
 from releo.stage import stage
+from releo.timings import timed
 from releo.train.inputs import gate_training_inputs
 
 
 def main() -> None:
-    with stage("embed"):
+    with stage("embed"), timed("embed") as clock:
         params = load_params()
-        gate_training_inputs(params, INDEX)
+        with clock.part("gates"):
+            gate_training_inputs(params, INDEX)
         metrics = run_embed(params, Path.cwd())
         error = metrics["quantisation_max_abs_error"]
         print(

@@ -12,6 +12,7 @@ from releo.products.evaluate import run_evaluate
 from releo.products.gates import check_embeddings, check_lai_product, check_site_surveys
 from releo.products.stages import CALIBRATION, EMBEDDINGS, LAI_CUBE
 from releo.stage import stage
+from releo.timings import timed
 
 
 def _gate(params) -> None:
@@ -25,9 +26,10 @@ def _gate(params) -> None:
 
 
 def main() -> None:
-    with stage("evaluate"):
+    with stage("evaluate"), timed("evaluate") as clock:
         params = load_params()
-        _gate(params)
+        with clock.part("gates"):
+            _gate(params)
         m = run_evaluate(params, Path.cwd(), calibration=LaiCalibration.load(CALIBRATION))
         fmt = lambda k: "n/a" if m.get(k) is None else f"{m[k]:.3f}"  # noqa: E731
         print(

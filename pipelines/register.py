@@ -11,6 +11,7 @@ from releo.products.evaluate import EVALUATE_METRICS
 from releo.products.registry import run_register
 from releo.products.stages import CALIBRATION, MODEL
 from releo.stage import stage
+from releo.timings import timed
 
 
 def _evaluation() -> dict:
@@ -23,7 +24,7 @@ def _evaluation() -> dict:
 
 
 def main() -> None:
-    with stage("register"):
+    with stage("register"), timed("register"):
         params = load_params()
         if not MODEL.is_file():
             raise DataError(f"{MODEL}: not found; run the train stage first")

@@ -4,14 +4,16 @@ from pathlib import Path
 
 from releo.config import load_params
 from releo.stage import stage
+from releo.timings import timed
 from releo.train.inputs import gate_training_inputs
 from releo.train.pipeline import INDEX, run_train
 
 
 def main() -> None:
-    with stage("train"):
+    with stage("train"), timed("train") as clock:
         params = load_params()
-        gate_training_inputs(params, INDEX)
+        with clock.part("gates"):
+            gate_training_inputs(params, INDEX)
         metrics = run_train(params, Path.cwd())
         if metrics["site_has_truth"]:
             lai = (

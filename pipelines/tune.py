@@ -4,14 +4,16 @@ from pathlib import Path
 
 from releo.config import load_params
 from releo.stage import stage
+from releo.timings import timed
 from releo.train.inputs import gate_training_inputs
 from releo.train.pipeline import INDEX, run_tune
 
 
 def main() -> None:
-    with stage("tune"):
+    with stage("tune"), timed("tune") as clock:
         params = load_params()
-        gate_training_inputs(params, INDEX)
+        with clock.part("gates"):
+            gate_training_inputs(params, INDEX)
         summary = run_tune(params, Path.cwd())
         print(
             f"objective {summary['metric']}: default {summary['objective_default']:.4g}, "

@@ -28,9 +28,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from releo.config import Params
 from releo.models import LossWeights
+from releo.timings import timed
 from releo.train.config import TrainConfig, TuneConfig
 from releo.train.pipeline import run_train, run_tune
-from releo.train.ray_train import RunSpec, fit, spread_subset
+from releo.train.ray_train import RunSpec, fit, quiet_logging, spread_subset
 from releo.train.task import Task
 from releo.train.tune import CooperativeASHA, StopBoard
 
@@ -158,7 +159,7 @@ def local_ray():
         # Ray Train's controller collects reports every 2 s by default: 0.5 s keeps the many
         # short epochs here quick (the setting travels to the controller and workers).
         patch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(num_cpus=2, include_dashboard=False, **quiet_logging())  # as the stages do
         yield
         ray.shutdown()
 
@@ -374,7 +375,10 @@ def test_train_stage_writes_model_metrics_and_mlflow_run(project):
     root, params = project
     (root / "tune").mkdir()
     (root / "tune" / "best_weights.json").write_text(json.dumps({"s2": 1.5, "prior": 1e-3}))
-    metrics = run_train(params, root, task=tiny_task())
+    with timed("train", root) as clock:
+        with clock.part("gates"):
+            time.sleep(0.01)  # the stage's gates: timed apart, their share reported
+        metrics = run_train(params, root, task=tiny_task())
     assert metrics["epochs"] == 2 and metrics["attempts"] == [0]
     # the tiny task reports no goal_ratio (train.select_metric): the last epoch is kept
     assert metrics["selected_epoch"] == 1 and metrics["select_metric"] is None
@@ -392,12 +396,21 @@ def test_train_stage_writes_model_metrics_and_mlflow_run(project):
     assert set(state["model"]) == {"net.0.weight", "net.0.bias", "net.1.weight", "net.1.bias"}
     curve = pd.read_csv(root / "metrics" / "train_curve.csv")
     assert curve["epoch"].tolist() == [0, 1]
+    # timings change every run: in MLflow and metrics/timings/, never in DVC's metrics or plots
+    assert not {"seconds", "train_samples_per_s"} & set(saved)
+    assert not {"train_time_s", "epoch_time_s"} & set(curve.columns)
+    timings = json.loads((root / "metrics" / "timings" / "train.json").read_text())
+    assert timings["stage"] == "train" and timings["seconds"] >= timings["fit_seconds"] > 0
+    assert len(timings["epoch_seconds"]) == 2 and 0 < timings["gates_share"] < 1
 
     mlflow.set_tracking_uri(params.tracking.resolved_uri(root))
     run = mlflow.get_run(metrics["mlflow_run_id"])
     assert run.data.params["loss_weights.s2"] == "1.5"
     assert run.data.params["loss_weights.source"] == "tune/best_weights.json"
     assert run.data.tags["data_md5"] == "0123abcd.dir"
+    assert run.data.metrics["fit_seconds"] == timings["fit_seconds"]
+    assert run.data.metrics["stage_seconds"] == timings["seconds"]
+    assert "seconds" not in run.data.metrics
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert "loss_curves.png" in artifacts
     model = mlflow.pytorch.load_model(card["mlflow_model_uri"])

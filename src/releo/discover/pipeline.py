@@ -53,6 +53,7 @@ from releo.discover.trajectories import Drivers, is_constant
 from releo.discover.truth import planted_equations
 from releo.models import PhysicsAutoencoder
 from releo.models.checkpoint import load_autoencoder
+from releo.timings import record
 
 MODEL = Path("models/model.pt")
 OUT_DIR = Path("discover")
@@ -322,11 +323,10 @@ def run_discover(params: Params, root: Path = Path(), log_mlflow: bool = True) -
         targets=entries,
         residual_analysis=analysis,
         notes=notes,
-        seconds=round(time.perf_counter() - started, 1),
     )
     metrics = _clean(metrics)
     if log_mlflow:
-        metrics["mlflow_run_id"] = _log_run(params, root, metrics, written)
+        metrics["mlflow_run_id"] = _log_run(params, root, metrics, written, started)
     write_json(metrics, root / METRICS)
     return metrics
 
@@ -364,17 +364,17 @@ def _skip(
         targets={},
         residual_analysis={},
         notes=[f"discovery skipped: {reason}"],
-        seconds=round(time.perf_counter() - started, 1),
     )
     print(f"discover skipped: {reason}")
     if log_mlflow:
-        metrics["mlflow_run_id"] = _log_run(params, root, metrics, written)
+        metrics["mlflow_run_id"] = _log_run(params, root, metrics, written, started)
     write_json(metrics, root / METRICS)
     return metrics
 
 
-def _log_run(params: Params, root: Path, metrics: dict, written: list[Path]) -> str:
-    """An MLflow run with the discover params, the headline metrics and the outputs."""
+def _log_run(params: Params, root: Path, metrics: dict, written: list[Path], started: float) -> str:
+    """An MLflow run with the discover params, the headline metrics, the outputs and (through
+    :func:`releo.timings.record`) the stage's timings."""
     import mlflow
 
     from releo import tracking
@@ -401,4 +401,5 @@ def _log_run(params: Params, root: Path, metrics: dict, written: list[Path]) -> 
             folder = path.parent.relative_to(root).as_posix()
             mlflow.log_artifact(str(path), artifact_path=folder)
         mlflow.log_dict(metrics, "discover.json")
+        record(discover_seconds=round(time.perf_counter() - started, 1))
         return run.info.run_id

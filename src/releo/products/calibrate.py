@@ -39,6 +39,7 @@ from releo.products.decode import LaiCalibration, decode_distribution, pair_quer
 from releo.products.embed import load_autoencoder
 from releo.products.evaluate import held_out_mask, json_safe, survey_pixels
 from releo.products.stages import CALIBRATION, EMBEDDINGS, INDEX, MODEL
+from releo.timings import record
 
 CALIBRATE_METRICS = Path("metrics/calibrate.json")
 
@@ -164,6 +165,6 @@ def run_calibrate(params: Params, root: Path = Path()) -> dict:
         {k: result[k] for k in ("spread_scale", "detection_limit", "interval", "surveys")},
         root / CALIBRATION,
     )
-    result["seconds"] = round(time.perf_counter() - started, 2)
+    record(calibrate_seconds=round(time.perf_counter() - started, 2))
     write_json(json_safe(result), root / CALIBRATE_METRICS)
     return result

@@ -38,6 +38,7 @@ from releo.products.decode import LaiCalibration, decode_pairs, decode_pixels
 from releo.products.embed import load_autoencoder
 from releo.products.scores import grouped_scores, parcel_split, scores
 from releo.products.stages import EMBEDDINGS, INDEX, LAI_CUBE, MODEL
+from releo.timings import record
 
 EVALUATE_METRICS = Path("metrics/evaluate.json")
 PLOTS = Path("metrics/evaluate_plots")
@@ -616,7 +617,7 @@ def run_evaluate(
     metrics["plots"] = write_plots(root / PLOTS, scatter, matches, series, snap_scatter)
     metrics["absent"] = [part for part, present in references.items() if not present]
     metrics.update(nested)
-    metrics["seconds"] = round(time.perf_counter() - started, 2)
+    record(evaluate_seconds=round(time.perf_counter() - started, 2))
     write_json(json_safe(metrics), root / EVALUATE_METRICS)
     return metrics
 

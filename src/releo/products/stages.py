@@ -1,10 +1,19 @@
-"""The ``embed`` and ``decode`` stages (and ``releo decode``) as library calls."""
+"""The ``embed`` and ``decode`` stages (and ``releo decode``) as library calls.
+
+Both run as Ray tasks over regions of their output cube (:mod:`releo.products.distributed`):
+``embed`` over blocks of chunks (``EMBED_REGION`` windows × rows × cols of chunks), ``decode``
+over blocks of the product (``DECODE_REGION`` dates × rows × cols of pixels). Each task reads
+the site or the embeddings from their stores and writes its region; the values are those of
+the one-process functions (:func:`encode_chunks`, :func:`decode_grid`), bit for bit.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +21,24 @@ import pandas as pd
 
 from releo.config import Params
 from releo.data.chunks import INDEX, ChunkDataset
-from releo.data.io import open_cube, write_cube, write_json
-from releo.data.site import open_site
+from releo.data.io import atomic_dir, open_cube, write_json
+from releo.data.site import SITE_FILES, open_site
+from releo.products import plots
 from releo.products.config import DecodeConfig
-from releo.products.decode import LaiCalibration, decode_grid
+from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_grid_arrays, lai_cube
+from releo.products.distributed import (
+    create_region_cube,
+    finish_cube,
+    map_tasks,
+    ray_session,
+    regions,
+    use_ray,
+    write_region,
+)
 from releo.products.embed import embeddings_cube, encode_chunks, file_sha256, load_autoencoder
-from releo.products.export import write_products
+from releo.products.export import write_geotiffs
 from releo.products.grid import ChunkLayout, Grid, query_dates
+from releo.timings import record
 
 MODEL = Path("models/model.pt")
 EMBEDDINGS = Path("embeddings/embeddings.zarr")
@@ -27,6 +47,40 @@ PRODUCTS = Path("products")
 LAI_CUBE = PRODUCTS / "lai.zarr"
 EMBED_METRICS = Path("metrics/embed.json")
 DECODE_METRICS = Path("metrics/decode.json")
+EMBED_REGION = (4, 16, 16)
+"""Chunks per embed task and per Zarr chunk of the cube: windows, rows, cols (≤ 1,024 chunks,
+2 MiB of float16 at 256 features)."""
+DECODE_REGION = (8, 512, 512)
+"""Pixel-dates per decode task and per Zarr chunk of the product: dates, rows, cols (2.1 M,
+8 MiB per variable)."""
+
+
+# ------------------------------------------------------------------ inputs, cached per worker
+# A Ray worker process runs many tasks of a stage: it opens the model and the stores once.
+
+
+def _stamp(path: Path, probe: Path | None = None) -> tuple[str, int]:
+    """A cache key of ``path`` that changes when the file or cube at ``probe`` (default:
+    ``path``) is rewritten."""
+    path = Path(path).resolve()
+    probe = path if probe is None else Path(probe)
+    probe = probe / "zarr.json" if probe.is_dir() else probe
+    return str(path), probe.stat().st_mtime_ns
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_model(key: tuple[str, int]):
+    return load_autoencoder(key[0])[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_site(key: tuple[str, int]):
+    return open_site(key[0])
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_cube(key: tuple[str, int]):
+    return open_cube(key[0])
 
 
 def model_card(model_path: Path) -> dict:
@@ -37,21 +91,50 @@ def model_card(model_path: Path) -> dict:
         return {}
 
 
-def run_embed(params: Params, root: Path = Path()) -> dict:
-    """Stage ``embed``: encode every chunk of the site; write the cube and its metrics."""
-    root = Path(root)
+def embed_region(
+    *,
+    data_dir: str,
+    model_path: str,
+    rows: pd.DataFrame,
+    region: tuple[slice, slice, slice],
+    batch_size: int,
+    dtype: str,
+    out: str,
+) -> dict:
+    """Encode the chunks ``rows`` (all inside ``region``: windows, rows, cols) and write the
+    region of the embeddings cube at ``out``; returns the quantisation figures."""
+    model = _cached_model(_stamp(model_path))
+    site = _cached_site(_stamp(data_dir, Path(data_dir) / SITE_FILES["s2"]))
+    chunks = ChunkDataset(site.s2, site.s1, rows, context_days=model.cfg.context_days)
+    z = encode_chunks(model, chunks, batch_size)
+    names = ("window", "row", "col")
+    at = tuple(rows[k].to_numpy() - s.start for k, s in zip(names, region, strict=True))
+    block = np.full((*(s.stop - s.start for s in region), z.shape[1]), np.nan, np.float32)
+    block[at] = z
+    block = block.astype(dtype)  # as embeddings_cube: float32 rounded once to the stored dtype
+    write_region(Path(out), "embedding", (*region, slice(None)), block)
+    error = np.abs(block[at].astype(np.float32) - z)
+    return {
+        "quantisation_max_abs_error": float(error.max()) if z.size else -math.inf,
+        "embedding_abs_max": float(np.abs(z).max()) if z.size else -math.inf,
+    }
+
+
+def run_embed(
+    params: Params, root: Path = Path(), *, region: tuple[int, int, int] = EMBED_REGION
+) -> dict:
+    """Stage ``embed``: encode every chunk of the site as Ray tasks over blocks of ``region``
+    chunks (windows, rows, cols); write the cube and its metrics."""
+    root = Path(root).resolve()
     cfg = params.products.embed
     started = time.perf_counter()
     model, _ = load_autoencoder(root / MODEL)
     site = open_site(root / params.data_dir)
     index = pd.read_parquet(root / INDEX)
-    chunks = ChunkDataset(
-        site.s2.load(), site.s1.load(), index, context_days=model.cfg.context_days
-    )
-    z = encode_chunks(model, chunks, cfg.batch_size)
+    dim = model.cfg.embedding_dim
     period = site.period
-    ds = embeddings_cube(
-        z,
+    template = embeddings_cube(
+        None,
         index,
         crs=site.crs,
         pixel_size_m=float(abs(site.s2.x.values[1] - site.s2.x.values[0])),
@@ -63,20 +146,49 @@ def run_embed(params: Params, root: Path = Path()) -> dict:
             "data_start": str(period[0].date()),
             "data_end": str(period[1].date()),
         },
+        embedding_dim=dim,
+        chunks=region,
     )
-    write_cube(ds, root / EMBEDDINGS)
-    w, r, c = (index[k].to_numpy() for k in ("window", "row", "col"))
-    stored = ds["embedding"].values[w, r, c].astype(np.float32)
+    place = index[["window", "row", "col"]].to_numpy()
+    tasks = []
+    for block in regions(template["embedding"].shape[:3], region):
+        bounds = zip(place.T, block, strict=True)
+        inside = np.all([(p >= s.start) & (p < s.stop) for p, s in bounds], axis=0)
+        if inside.any():
+            tasks.append(
+                {
+                    "data_dir": str(root / params.data_dir),
+                    "model_path": str(root / MODEL),
+                    "rows": index[inside],
+                    "region": block,
+                    "batch_size": cfg.batch_size,
+                    "dtype": cfg.dtype,
+                }
+            )
+    parallel = use_ray(len(tasks))
+    with atomic_dir(root / EMBEDDINGS) as tmp:
+        create_region_cube(template, tmp, {"embedding": (*region, dim)})
+        with ray_session(cfg.workers) if parallel else nullcontext():
+            parts = map_tasks(
+                embed_region,
+                [{**task, "out": str(tmp)} for task in tasks],
+                workers=cfg.workers,
+                in_process=not parallel,
+            )
+        finish_cube(tmp)
+    error = max((p["quantisation_max_abs_error"] for p in parts), default=math.nan)
     metrics = {
         "chunks": len(index),
-        "embedding_dim": int(z.shape[1]),
+        "embedding_dim": dim,
         "dtype": cfg.dtype,
-        "bytes_per_chunk": int(z.shape[1] * np.dtype(cfg.dtype).itemsize),
-        "quantisation_max_abs_error": float(np.abs(stored - z).max()) if z.size else math.nan,
-        "embedding_abs_max": float(np.abs(z).max()) if z.size else math.nan,
+        "bytes_per_chunk": int(dim * np.dtype(cfg.dtype).itemsize),
+        "quantisation_max_abs_error": error,
+        "embedding_abs_max": max((p["embedding_abs_max"] for p in parts), default=math.nan),
         "site_has_truth": site.has_truth,  # never used here: the record of what the site holds
-        "seconds": round(time.perf_counter() - started, 2),
+        "tasks": len(tasks),
     }
+    # timings stay out of DVC's metrics (releo.timings)
+    record(embed_seconds=round(time.perf_counter() - started, 2), embed_ray=parallel)
     write_json(metrics, root / EMBED_METRICS)
     return metrics
 
@@ -89,38 +201,83 @@ def request_dates(cfg: DecodeConfig, layout: ChunkLayout, attrs: dict) -> pd.Dat
     return query_dates(dates=cfg.dates, start=start, end=end, step_days=cfg.step_days)
 
 
+def decode_region(
+    *,
+    embeddings_path: str,
+    model_path: str,
+    grid: Grid,
+    dates: pd.DatetimeIndex,
+    region: tuple[slice, slice, slice],
+    interval: float,
+    calibration: LaiCalibration | None,
+    batch_queries: int,
+    out: str,
+) -> None:
+    """Decode ``region`` (dates, rows, cols) of the product on ``grid`` at ``dates`` and write
+    it into the LAI cube at ``out``."""
+    model = _cached_model(_stamp(model_path))
+    embeddings = _cached_cube(_stamp(embeddings_path))
+    t, r, c = region
+    sub = Grid(x=grid.x[c], y=grid.y[r], crs=grid.crs, resolution=grid.resolution)
+    values = decode_grid_arrays(
+        model, embeddings, sub, dates[t],
+        interval=interval, calibration=calibration, batch_queries=batch_queries,
+    )  # fmt: skip
+    for name, value in values.items():
+        write_region(Path(out), name, region, value)
+
+
 def decode_to_folder(
     cfg: DecodeConfig,
     embeddings_path: Path,
     model_path: Path,
     target: Path,
     calibration: LaiCalibration | None = None,
+    *,
+    region: tuple[int, int, int] = DECODE_REGION,
 ) -> dict:
     """Decode the request ``cfg`` from the embeddings cube (with the LAI ``calibration``, None:
-    as decoded) and write the product folder."""
+    as decoded) as Ray tasks over blocks of ``region`` pixel-dates (dates, rows, cols), and
+    write the product folder (the layout of :mod:`releo.products.export`)."""
     started = time.perf_counter()
-    model, _ = load_autoencoder(model_path)
+    embeddings_path, model_path = Path(embeddings_path).resolve(), Path(model_path).resolve()
     embeddings = open_cube(embeddings_path)
     layout = ChunkLayout.from_embeddings(embeddings)
     grid = Grid.from_bounds(cfg.bounds or layout.bounds, cfg.resolution_m, layout.crs)
     dates = request_dates(cfg, layout, embeddings.attrs)
-    t0 = time.perf_counter()
-    ds = decode_grid(
-        model, embeddings, grid, dates, interval=cfg.interval, calibration=calibration,
-        batch_queries=cfg.batch_queries,
+    template = lai_cube(
+        None, grid, dates, interval=cfg.interval, calibration=calibration,
+        source_model_sha256=str(embeddings.attrs.get("model_sha256", "")), chunks=region,
     )  # fmt: skip
-    decode_s = time.perf_counter() - t0
-    counts = write_products(
-        ds,
-        target,
-        geotiff=cfg.geotiff,
-        quicklooks=cfg.quicklooks,
-        overview_panels=cfg.overview_panels,
-        vmax=cfg.lai_max_display,
-    )
+    blocks = regions(template["lai"].shape, region)
+    parallel = use_ray(len(blocks))
+    counts = {"dates": len(dates)}
+    with atomic_dir(Path(target)) as tmp:
+        cube = tmp / LAI_CUBE.name
+        create_region_cube(template, cube, dict.fromkeys(LAI_VARIABLES, region))
+        tasks = [
+            {"embeddings_path": str(embeddings_path), "model_path": str(model_path),
+             "grid": grid, "dates": dates, "region": block, "interval": cfg.interval,
+             "calibration": calibration, "batch_queries": cfg.batch_queries, "out": str(cube)}
+            for block in blocks
+        ]  # fmt: skip
+        with ray_session(cfg.workers) if parallel else nullcontext():
+            t0 = time.perf_counter()  # after Ray's start: the decoding rate, not the start-up
+            map_tasks(decode_region, tasks, workers=cfg.workers, in_process=not parallel)
+            decode_s = time.perf_counter() - t0
+        finish_cube(cube)
+        # The per-date files of a whole map (as releo.products.export.write_products)
+        ds = open_cube(cube)
+        if cfg.geotiff:
+            counts["geotiffs"] = len(write_geotiffs(ds, tmp / "geotiff"))
+        if cfg.quicklooks:
+            looks = plots.quicklooks(ds, tmp / "quicklooks", cfg.lai_max_display)
+            counts["quicklooks"] = len(looks)
+        if len(dates):
+            plots.overview(ds, tmp / "overview.png", cfg.overview_panels, cfg.lai_max_display)
     valid = np.isfinite(ds["lai"].values)
     pixel_dates = int(valid.size)
-    return {
+    metrics = {
         **counts,
         "first_date": str(dates[0].date()),
         "last_date": str(dates[-1].date()),
@@ -130,10 +287,16 @@ def decode_to_folder(
         "dates_with_gaps": int((~valid).reshape(len(dates), -1).any(axis=1).sum()),
         "lai_mean": float(np.nanmean(ds["lai"].values)) if valid.any() else math.nan,
         "lai_std_mean": float(np.nanmean(ds["lai_std"].values)) if valid.any() else math.nan,
-        "decode_seconds": round(decode_s, 2),
-        "pixel_dates_per_s": round(pixel_dates / decode_s, 1) if decode_s > 0 else math.nan,
-        "seconds": round(time.perf_counter() - started, 2),
+        "tasks": len(blocks),
     }
+    # timings stay out of DVC's metrics (releo.timings)
+    record(
+        decode_seconds=round(decode_s, 2),
+        pixel_dates_per_s=round(pixel_dates / decode_s, 1) if decode_s > 0 else math.nan,
+        decode_ray=parallel,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    return metrics
 
 
 def run_decode(

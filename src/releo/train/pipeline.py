@@ -23,6 +23,7 @@ from releo.data.chunks import INDEX
 from releo.data.io import write_json, write_table
 from releo.data.site import SITE_FILES
 from releo.models.checkpoint import save_autoencoder
+from releo.timings import record
 from releo.train.config import TrainConfig, site_metric
 from releo.train.ray_train import RunSpec, TrainOutcome, fit
 from releo.train.task import Task, physics_task
@@ -35,6 +36,8 @@ TRAIN_METRICS, TRAIN_PLOT = Path("metrics/train.json"), Path("metrics/train_curv
 HEADLINE = ("s2_reconstruction_rmse", "s1_reconstruction_rmse_db")
 LAI = ("lai_rmse_vs_truth", "snap_lai_rmse_vs_truth", "lai_rmse_vs_snap")
 CURVES = ("train_loss", "val_loss", "val_lai_rmse_vs_truth", "val_s2_reconstruction_rmse")
+# Per-epoch seconds: in MLflow and metrics/timings/, not in the DVC plot (they change every run)
+EPOCH_TIMINGS = ("train_time_s", "epoch_time_s")
 
 
 def _clean(value: Any) -> Any:
@@ -140,6 +143,7 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
             mlflow.get_tracking_uri(), experiment_id, run.info.run_id, tags, epochs=cfg.epochs
         )
         storage = root / params.train.storage_path / "tune"
+        started = time.perf_counter()
         outcome = search_weights(
             base,
             cfg,
@@ -147,7 +151,9 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
             name=name,
             callbacks=[trial_runs],
             board=StopBoard.remote(),
+            progress=True,
         )
+        record(search_seconds=round(time.perf_counter() - started, 2))
         best, default = outcome.best, outcome.default
         final = {
             "objective_best": best["objective"],
@@ -194,12 +200,21 @@ def _validation(record: dict) -> dict[str, float]:
     return {k.removeprefix("val_"): v for k, v in record.items() if k.startswith("val_")}
 
 
+def _train_timings(outcome: TrainOutcome, params: Params) -> dict:
+    """The run's seconds, its training throughput and the seconds of each epoch."""
+    samples = sum(r["train_samples"] for r in outcome.history) * params.train.num_workers
+    train_s = sum(r["train_time_s"] for r in outcome.history)
+    return {
+        "fit_seconds": round(outcome.seconds, 2),
+        "train_samples_per_s": round(samples / train_s, 3) if train_s else math.nan,
+        "epoch_seconds": [round(r["epoch_time_s"], 2) for r in outcome.history],
+    }
+
+
 def _train_metrics(outcome: TrainOutcome, params: Params) -> dict:
     """Headline metrics of the kept (selected) epoch, with the last epoch's for comparison."""
     last = outcome.history[-1]
     val = _validation(next(r for r in outcome.history if r["epoch"] == outcome.selected_epoch))
-    samples = sum(r["train_samples"] for r in outcome.history) * params.train.num_workers
-    train_s = sum(r["train_time_s"] for r in outcome.history)
     return {
         **{k: val.get(k, math.nan) for k in HEADLINE},
         **{f"{k}_val": val.get(k, math.nan) for k in LAI},
@@ -209,8 +224,6 @@ def _train_metrics(outcome: TrainOutcome, params: Params) -> dict:
         "select_metric": outcome.best["metric"] if outcome.best else None,
         "attempts": outcome.attempts,
         "workers": params.train.num_workers,
-        "seconds": outcome.seconds,
-        "train_samples_per_s": samples / train_s if train_s else math.nan,
         "val": val,
         "val_last_epoch": _validation(last),
     }
@@ -256,8 +269,9 @@ def run_train(
             }
         )
         storage = root / params.train.storage_path / "train"
-        outcome = fit(spec, name=name, storage_path=storage)
+        outcome = fit(spec, name=name, storage_path=storage, progress="train")
         metrics = _train_metrics(outcome, params)
+        record(**_train_timings(outcome, params))
         metrics["select_metric_configured"] = params.train.select_metric
         metrics["site_has_truth"] = has_truth
         tracking.log_history(outcome.history)
@@ -286,7 +300,8 @@ def run_train(
         "mlflow_model_uri": model_uri,
     }
     write_json(card, root / MODEL_DIR / "model.json")
-    write_table(pd.DataFrame(outcome.history), root / TRAIN_PLOT)
+    curve = pd.DataFrame(outcome.history).drop(columns=list(EPOCH_TIMINGS), errors="ignore")
+    write_table(curve, root / TRAIN_PLOT)
     metrics["mlflow_run_id"] = run.info.run_id
     write_json(_clean(metrics), root / TRAIN_METRICS)
     return metrics

@@ -1,7 +1,8 @@
 """Distributed training with Ray Train (TorchTrainer, DDP), checkpointed every epoch.
 
 Ray runs locally by default (a light instance: no dashboard, worker logs kept out of the
-driver's output). Set ``RAY_ADDRESS`` (e.g. ``ray://head:10001`` or ``auto``) to train on a
+driver's output, Ray's own warnings quieted through its logging configuration: see
+:func:`init_ray`). Set ``RAY_ADDRESS`` (e.g. ``ray://head:10001`` or ``auto``) to train on a
 cluster: every node needs releo installed, and ``train.storage_path`` must then be shared
 storage (NFS, S3) so that a restarted worker finds the checkpoints.
 
@@ -18,11 +19,13 @@ while its validation error grows again keeps the epoch that generalised best.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,20 +99,48 @@ class TrainOutcome:
         return self.best["model"] if self.best else self.state["model"]
 
 
+RAY_LOG_LEVEL = "ERROR"
+"""Level of Ray's own loggers in every process of the job (driver, workers, helper actors)."""
+TRAIN_LOG_LEVEL = "WARNING"
+"""Level of Ray Train's controller and worker logs (their files; a failed worker is a warning)."""
+
+
+def quiet_logging() -> dict[str, Any]:
+    """``ray.init`` arguments that keep Ray's internal chatter out of a stage's output.
+
+    Without a dashboard Ray's State API is unavailable, so Ray Train's detached
+    ``PlacementGroupCleaner`` logs a warning every second of a run ("Failed to query Ray Train
+    Controller actor state"); other actors log their start-up details. The job's logging
+    config sets the ``ray`` loggers of every process of the job to ERROR, the driver's too;
+    workers' output stays in Ray's session logs (``log_to_driver=False``), where the stages'
+    progress bars do not depend on it.
+    """
+    import ray
+
+    return {
+        "log_to_driver": False,
+        "configure_logging": True,
+        "logging_level": getattr(logging, RAY_LOG_LEVEL),
+        "logging_config": ray.LoggingConfig(log_level=RAY_LOG_LEVEL),
+    }
+
+
 def init_ray(train: TrainConfig) -> None:
     """Join ``$RAY_ADDRESS``'s cluster, else start a light local Ray (no-op when connected)."""
     import ray
 
+    # Tune's experiment banner ignores RunConfig(verbose=0) in the new output engine; the
+    # legacy one honours it (an explicit setting of the variable wins).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+        ray.init(address=os.environ["RAY_ADDRESS"], **quiet_logging())
         return
     ray.init(
         num_cpus=train.ray_num_cpus or os.cpu_count(),
         include_dashboard=False,
-        log_to_driver=False,  # workers' tqdm/warnings would flood `dvc repro` output
-        configure_logging=False,
+        **quiet_logging(),
     )
 
 
@@ -321,20 +352,48 @@ def fit(
     name: str,
     storage_path: Path | None = None,
     callbacks: list | None = None,
+    progress: str | None = None,
 ) -> TrainOutcome:
     """Train ``spec`` on ``spec.train.num_workers`` Ray workers; returns the outcome.
 
     ``name`` is the run folder under ``storage_path`` (default ``spec.train.storage_path``).
     A run folder that already holds checkpoints is resumed by Ray, so names must be unique
-    per run unless resuming is intended.
+    per run unless resuming is intended. ``progress``: the label of a progress bar on the
+    driver (epoch, loss, last validation metrics), None for none.
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from releo.train.progress import follow_run
 
     cfg = spec.train
     init_ray(cfg)
+    shown = [cfg.select_metric] if cfg.select_metric else []
+    bar = follow_run(progress, spec.n_epochs, shown, spec.eval_split) if progress else None
+    with bar or nullcontext() as reporter:
+        trainer = _trainer(
+            spec, name, storage_path, [*(callbacks or []), *filter(None, [reporter])]
+        )
+        started = time.perf_counter()
+        result = trainer.fit()
+        seconds = time.perf_counter() - started
+    value = result.return_value or {}
+    state = load_state(result.checkpoint) if result.checkpoint is not None else {}
+    return TrainOutcome(
+        history=value.get("history", state.get("history", [])),
+        attempts=value.get("attempts", state.get("attempts", [])),
+        state=state,
+        path=str(result.path),
+        seconds=seconds,
+        stopped_early=bool(value.get("stopped_early", False)),
+        best=state.get("best"),
+    )
+
+
+def _trainer(spec: RunSpec, name: str, storage_path: Path | None, callbacks: list) -> Any:
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    cfg = spec.train
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
-    trainer = TorchTrainer(
+    return TorchTrainer(
         _worker_loop,
         train_loop_config={"spec": spec},
         scaling_config=ScalingConfig(
@@ -347,19 +406,6 @@ def fit(
             # The latest checkpoint is all a resume needs; keep one more in case it is partial.
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=callbacks,
+            logging_config=LoggingConfig(log_level=TRAIN_LOG_LEVEL),
         ),
-    )
-    started = time.perf_counter()
-    result = trainer.fit()
-    seconds = time.perf_counter() - started
-    value = result.return_value or {}
-    state = load_state(result.checkpoint) if result.checkpoint is not None else {}
-    return TrainOutcome(
-        history=value.get("history", state.get("history", [])),
-        attempts=value.get("attempts", state.get("attempts", [])),
-        state=state,
-        path=str(result.path),
-        seconds=seconds,
-        stopped_early=bool(value.get("stopped_early", False)),
-        best=state.get("best"),
     )

@@ -114,13 +114,16 @@ def search_weights(
     name: str,
     callbacks: list | None = None,
     board: Any = None,
+    progress: bool = False,
 ) -> StudyOutcome:
     """Run the study: ``cfg.num_samples`` trials of ``cfg.epochs`` epochs, the default weights
     (``base.loss_weights``) first, then ``cfg.warm_start``, then Optuna's choices; the best
     trial has the lowest final objective among those that ran the full budget (all trials when
-    none did)."""
+    none did); ``progress``: a bar over the trials' epochs on the driver."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
+
+    from releo.train.progress import TuneProgress
 
     init_ray(base.train)
     metric = f"{base.eval_split}_{cfg.metric}"
@@ -146,6 +149,9 @@ def search_weights(
         eval_max_batches=cfg.eval_max_batches,
     )
     storage = Path(storage_path).resolve()
+    callbacks = [*(callbacks or [])]
+    if progress:
+        callbacks.append(TuneProgress(cfg.num_samples, cfg.epochs, metric, base.eval_split))
     trainable = tune.with_parameters(_trial, base=spec, board=board, storage=str(storage))
     # The trial function only waits on its TorchTrainer: no CPU of its own (else 2 workers
     # on 2 cores could never start), but Tune needs a non-empty bundle.
@@ -163,7 +169,7 @@ def search_weights(
             reuse_actors=False,
         ),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(storage), callbacks=callbacks or [], verbose=0
+            name=name, storage_path=str(storage), callbacks=callbacks, verbose=0
         ),
     )
     grid = tuner.fit()
