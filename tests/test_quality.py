@@ -47,6 +47,11 @@ def _grid(res: float = 10.0) -> dict[str, np.ndarray]:
     return {"y": Y0 - res / 2 - res * np.arange(N), "x": X0 + res / 2 + res * np.arange(N)}
 
 
+SOIL = (0.08, 0.11, 0.14, 0.17, 0.2, 0.22, 0.24, 0.25, 0.32, 0.27)
+LEAF = (0.03, 0.07, 0.04, 0.12, 0.3, 0.4, 0.45, 0.46, 0.24, 0.11)
+"""Reflectance of bare soil and of a dense crop in the order of ``c.S2_BANDS``."""
+
+
 def make_s2(res: float = 10.0) -> xr.Dataset:
     rng = np.random.default_rng(1)
     shape = (len(S2_DATES), N, N)
@@ -55,8 +60,11 @@ def make_s2(res: float = 10.0) -> xr.Dataset:
     mask[2, 10:, 10:] = c.MASK_SHADOW
     mask[3, :, 0] = c.MASK_NODATA
     data = {}
-    for band in c.S2_BANDS:
-        values = rng.uniform(0.01, 0.6, shape).astype("float32")
+    # Plausible clear spectra (the plausibility suite judges them): a mix of soil and crop.
+    crop = rng.uniform(0.0, 1.0, shape)
+    for band, soil, leaf in zip(c.S2_BANDS, SOIL, LEAF, strict=True):
+        values = soil + crop * (leaf - soil) + rng.normal(0.0, 0.005, shape)
+        values = values.clip(0.005, 0.9).astype("float32")
         values[mask != c.MASK_CLEAR] = np.nan  # NaN only under the mask: legal
         data[band] = (("time", "y", "x"), values)
     data[c.S2_MASK] = (("time", "y", "x"), mask)

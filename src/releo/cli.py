@@ -44,6 +44,28 @@ def ensure_data_command(params: ParamsOption = DEFAULT_PARAMS) -> None:
         typer.echo(f"{p.data_dir}: {ensure_data(p.data_dir, p.site)}")
 
 
+@app.command()
+def params(
+    path: Annotated[Path, typer.Argument(help="params.yaml to read")] = DEFAULT_PARAMS,
+    section: Annotated[
+        str | None, typer.Option(help="only this section, e.g. train or products.decode")
+    ] = None,
+) -> None:
+    """Print the effective configuration: every knob, its value and what it means."""
+    from releo.config import described
+
+    with stage("params"):
+        rows = described(load_params(path))
+        if section:
+            rows = [r for r in rows if r[0] == section or r[0].startswith(f"{section}.")]
+            if not rows:
+                raise typer.BadParameter(f"{section!r}: no such section", param_hint="--section")
+        width = max(len(key) for key, _, _ in rows)
+        for key, value, meaning in rows:
+            shown = "" if value == "" else f"= {value}"
+            typer.echo(f"{key:<{width}} {shown:<24} {meaning}".rstrip())
+
+
 site_app = typer.Typer(
     help="Sites from real products: build, and validate with `releo validate site`."
 )
@@ -148,6 +170,10 @@ def validate(
         Path, typer.Argument(help="the cube (Zarr/NetCDF), table (CSV/Parquet) or site directory")
     ],
     params: ParamsOption = DEFAULT_PARAMS,
+    date_format: Annotated[
+        str | None,
+        typer.Option(help="how a table writes its dates, e.g. %d/%m/%Y (day/month is not guessed)"),
+    ] = None,
 ) -> None:
     """Run a Great Expectations gate on one file; exit 1 with the failures if it fails."""
     from releo import quality
@@ -165,7 +191,8 @@ def validate(
         elif contract is Contract.reference:
             result = quality.check_reference_product(open_cube(path), path, context_root=root)
         elif contract is Contract.pixel_table:
-            result = quality.check_pixel_table(read_pixel_table(path), path, context_root=root)
+            table = read_pixel_table(path, date_format=date_format)
+            result = quality.check_pixel_table(table, path, context_root=root)
         elif contract is Contract.site:
             results = validate_site(open_site(path), context_root=root)
             typer.echo(f"{path}: site gates passed ({', '.join(results)})")
@@ -176,7 +203,7 @@ def validate(
             return
         else:
             site = open_site(load_params(params).data_dir)
-            survey = read_field_survey(path, target_crs=site.crs)
+            survey = read_field_survey(path, target_crs=site.crs, date_format=date_format)
             result = quality.check_field_survey(
                 survey, path, site_bounds=site.bounds, period=site.period,
                 site_crs=site.crs, context_root=root,

@@ -85,3 +85,6 @@ REFERENCE_LAI = "lai"
 S2_MASK_VALUES: tuple[int, ...] = (MASK_CLEAR, MASK_CLOUD, MASK_SHADOW, MASK_NODATA)
 PIXEL_CLOUD_MASK_VALUES: tuple[int, ...] = (0, 1)
 """``cloud_mask`` of a pixel time-series table: 0 clear, 1 cloudy (or shadow, or no data)."""
+DATE_FORMAT_KEY = "date_format"
+"""Column-map key naming how a table writes its dates (``strftime`` codes, e.g. ``%d/%m/%Y``):
+required when they are day/month-first text (``06/01/2025``), which is never guessed."""

@@ -27,6 +27,7 @@ from pyproj.exceptions import CRSError
 from rasterio.enums import Resampling
 
 from releo.data.contracts import (
+    DATE_FORMAT_KEY,
     MASK_CLEAR,
     MASK_CLOUD,
     MASK_NODATA,
@@ -42,7 +43,13 @@ from releo.data.contracts import (
     SURVEY_COLUMNS,
 )
 from releo.data.errors import DataError
-from releo.data.io import MANIFEST_ATTR, open_cube, read_table, to_datetimes
+from releo.data.io import (
+    MANIFEST_ATTR,
+    AmbiguousDatesError,
+    open_cube,
+    read_table,
+    to_datetimes,
+)
 
 __all__ = [
     "NATIVE_RESOLUTION_M",
@@ -723,7 +730,9 @@ PixelTableSchema = create_model(
 """Pydantic row model of a pixel table; its fields are the required and optional columns."""
 
 
-def read_pixel_table(path: PathLike, column_map: dict[str, str] | None = None) -> pd.DataFrame:
+def read_pixel_table(
+    path: PathLike, column_map: dict[str, str] | None = None, *, date_format: str | None = None
+) -> pd.DataFrame:
     """Read a pixel time-series table (CSV/Parquet) in releo's column names.
 
     ``column_map`` renames the file's columns to releo's (``{"SZA": "sun_zenith", …}``); its
@@ -734,12 +743,17 @@ def read_pixel_table(path: PathLike, column_map: dict[str, str] | None = None) -
     ``cloud_mask`` becomes uint8 (0 clear, 1 unusable; booleans → 0/1, missing → 1). Rows are
     sorted by point and date. Values are not range-checked (the gate judges clear rows). A
     missing or unknown column raises :class:`DataError` naming the file and column.
+
+    ``date_format`` (e.g. ``"%d/%m/%Y"``; also a ``date_format`` entry of ``column_map``, as
+    ``{"date_format": fmt}`` or inverted ``{fmt: "date_format"}``) says how dates are written:
+    without it, ``06/01/2025``-like dates are a DataError (day/month order unknown).
     """
     source = Path(path)
     fields = PixelTableSchema.model_fields
-    df = _renamed(read_table(source), column_map, tuple(fields), source)
+    column_map, date_format = _date_format(column_map, date_format, source)
+    df = _renamed(read_table(source, date_format=date_format), column_map, tuple(fields), source)
     _require(df, PIXEL_TABLE_COLUMNS, source)
-    df["date"] = _dates(df["date"], "date", source)
+    df["date"] = _dates(df["date"], "date", source, date_format)
     for name in (*S2_BANDS, *S2_ANGLES, "x", "y", *S1_POLARISATIONS, S1_INCIDENCE):
         if name in df.columns:
             df[name] = _numeric(df[name], name, source)
@@ -748,7 +762,11 @@ def read_pixel_table(path: PathLike, column_map: dict[str, str] | None = None) -
 
 
 def read_field_survey(
-    path: PathLike, target_crs: str, column_map: dict[str, str] | None = None
+    path: PathLike,
+    target_crs: str,
+    column_map: dict[str, str] | None = None,
+    *,
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """Read a field-survey table and reproject its points to ``target_crs``.
 
@@ -756,13 +774,15 @@ def read_field_survey(
     ``crs`` (e.g. ``EPSG:4326``, with x = longitude and y = latitude). ``x``/``y`` are
     replaced by coordinates in ``target_crs`` (pyproj, always x/y order) and ``crs`` by its
     ``EPSG:…`` name. Rows are sorted by point and date. Missing columns, unknown CRSs or
-    points outside the target CRS raise :class:`DataError` naming the file.
+    points outside the target CRS raise :class:`DataError` naming the file. ``date_format``:
+    as in :func:`read_pixel_table` (ambiguous day/month dates without it are a DataError).
     """
     source = Path(path)
     target = _parse_crs(target_crs, source)
-    df = _renamed(read_table(source), column_map, SURVEY_COLUMNS, source)
+    column_map, date_format = _date_format(column_map, date_format, source)
+    df = _renamed(read_table(source, date_format=date_format), column_map, SURVEY_COLUMNS, source)
     _require(df, SURVEY_COLUMNS, source)
-    df["date"] = _dates(df["date"], "date", source)
+    df["date"] = _dates(df["date"], "date", source, date_format)
     for name in ("x", "y", "lai", "lai_std"):
         df[name] = _numeric(df[name], name, source)
     if df["crs"].isna().any():
@@ -818,11 +838,29 @@ def _require(df: pd.DataFrame, required: Sequence[str], source: Path) -> None:
         )
 
 
-def _dates(values: pd.Series, name: str, source: Path) -> pd.Series:
+def _date_format(
+    column_map: dict[str, str] | None, date_format: str | None, source: Path
+) -> tuple[dict[str, str] | None, str | None]:
+    """Take a ``date_format`` entry out of a column map (either direction of the mapping)."""
+    if not column_map:
+        return column_map, date_format
+    rest = {k: v for k, v in column_map.items() if DATE_FORMAT_KEY not in (k, v)}
+    named = [v if k == DATE_FORMAT_KEY else k for k, v in column_map.items() if k not in rest]
+    if named and date_format is not None and named[0] != date_format:
+        raise DataError(
+            f"{source}: date_format {date_format!r} and the column map's {named[0]!r} disagree"
+        )
+    return rest, date_format if date_format is not None else (named[0] if named else None)
+
+
+def _dates(values: pd.Series, name: str, source: Path, date_format: str | None = None) -> pd.Series:
     try:
-        dates = to_datetimes(values, utc=True)
+        dates = to_datetimes(values, utc=True, date_format=date_format)
+    except AmbiguousDatesError as err:
+        raise DataError(f"{source}: column {name!r} {err}") from err
     except (ValueError, TypeError) as err:
-        raise DataError(f"{source}: column {name!r} holds unparsable dates: {err}") from err
+        what = f"dates not in date_format {date_format!r}" if date_format else "unparsable dates"
+        raise DataError(f"{source}: column {name!r} holds {what}: {err}") from err
     if dates.isna().any():
         rows = values.index[dates.isna()].tolist()[:5]
         raise DataError(f"{source}: column {name!r} is empty in row(s) {rows}")

@@ -25,6 +25,54 @@ SAMPLE_SEED = 0
 """Fixed seed: the same cube always gives the same sample, so reruns are comparable."""
 PARTIAL_UNEXPECTED_COUNT = 5
 """Offending values quoted per failed expectation."""
+
+# Plausibility: wrong data inside the ranges (unit mix-ups, exchanged bands, unmasked clouds).
+# Judged per date on a strided subset of each date's pixels, taken from the blocks the band
+# statistics already read (no extra pass over the cube).
+PLAUSIBILITY_PIXELS = 4096
+"""Pixels per date (a regular stride over the image) the distribution and spectra checks use."""
+MIN_JUDGED_PIXELS = 100
+"""A date with fewer clear (S2) or finite (S1) subset pixels gets no share/median (NaN, which
+the expectations skip): 16 clear pixels on a cloudy real date are one cloud edge, not a rate."""
+S1_MIN_SPREAD_DB = 1.0
+"""Per-date p90 - p10 of σ0 (dB) must reach this: real land spreads 4.7-20 dB (speckle, fields,
+water); linear power read as dB spreads < 0.6 (real Belgian and simulated series)."""
+MAX_ZERO_SPECTRUM_SHARE = 0.01
+"""Share of clear pixels per date whose ten bands are all exactly 0 (nodata written as 0 with a
+clear mask); none on any valid site."""
+NDVI_EXCHANGE_THRESHOLD = -0.2
+"""NDVI (B08 - B04)/(B08 + B04) below this on a clear land pixel is red above NIR: soils are
+above 0, vegetation far above; only water (and swapped B04/B08) go below."""
+WATER_SWIR_MAX = 0.05
+"""B11 and B12 both below this: a water-like spectrum, whose negative NDVI is real."""
+MAX_NEGATIVE_NDVI_SHARE = 0.03
+"""Share of clear non-water pixels per date with NDVI < ``NDVI_EXCHANGE_THRESHOLD``: valid
+sites reach 0.0056 (simulated) and 0.001 (real Belgian); B04/B08 swapped gives 0.05-0.54."""
+HAZE_BLUE_MIN = 0.2
+"""B02 above this on a flat visible spectrum is a cloud or thick haze, not land."""
+HAZE_FLATNESS = 0.02
+""""Blue highest" allows this much: B02 >= B03 - 0.02 and B03 >= B04 - 0.02 (clouds are flat)."""
+SNOW_NDSI_MIN = 0.4
+"""(B03 - B11)/(B03 + B11) above this is snow (bright and flat too, but dark in SWIR): real L2A
+may mark it clear, and it is not a cloud."""
+MAX_HAZE_SHARE = 0.5
+"""Share of clear pixels per date with a cloud/haze spectrum: real Belgian dates reach 0.36 (an
+87 %-cloudy date whose 13 % "clear" are cloud edges Sen2Cor missed); a cloud cover marked clear
+gives about its cover."""
+MAX_MEAN_HAZE_SHARE = 0.1
+"""Mean of that share over the dates judged: 0.024 and 0.014 on the real Belgian series."""
+SATURATED_REFLECTANCE = 0.999
+"""A clear band at or above this is saturated (clipped at 1): clear land never gets there."""
+MAX_SATURATED_SHARE = 0.01
+"""Share of clear pixels per date with any band saturated: real dates reach 0.0008 (snow)."""
+SUN_ZENITH_TOLERANCE_DEG = 5.0
+"""Allowed distance (degrees) of sun_zenith outside the zenith range the sun can have at the
+site's centre on that day in the overpass window: radians (0.3-1.4) miss it by 20° or more
+outside the tropics."""
+OVERPASS_HOUR_ANGLE_DEG = 45.0
+"""The overpass window: within 3 h of local solar noon (S2 crosses at 10:30; swath edges and
+high latitudes shift it by less than an hour)."""
+
 FLOAT_DTYPES: tuple[str, ...] = ("float32", "float64")
 INTEGER_DTYPES: tuple[str, ...] = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32")
 NUMERIC_DTYPES: tuple[str, ...] = FLOAT_DTYPES + INTEGER_DTYPES
@@ -57,6 +105,9 @@ LAI_STD = Range(0.0, c.LAI_RANGE[1], strict_min=True)  # an uncertainty of 0 is 
 S1_ORBIT_CODE = Range(c.S1_UNKNOWN_ORBIT_SLOTS[0], c.S1_RELATIVE_ORBIT_RANGE[1])
 S2_MASK_RANGE = Range(min(c.S2_MASK_VALUES), max(c.S2_MASK_VALUES))
 RESOLUTION = Range(c.PIXEL_SIZE_M - RESOLUTION_TOLERANCE_M, c.PIXEL_SIZE_M + RESOLUTION_TOLERANCE_M)
+S1_MEDIAN_DB = {"VV": Range(-30.0, -2.0), "VH": Range(-35.0, -5.0)}
+"""Per-date median σ0 (dB) over finite pixels: real land is VV -6…-16, VH -14…-24 (water and
+wet snow lower, towns higher); linear power read as dB gives 0.02-0.2."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +131,16 @@ class CubeSpec:
     """Per-acquisition (time,) categorical variables or coordinates and their values."""
     time_integer: tuple[str, ...] = ()
     check_resolution: bool = True
+    median_ranges: Mapping[str, Range] = field(default_factory=dict)
+    """Per-date median (and ``S1_MIN_SPREAD_DB`` spread) of these variables: units, not range."""
+    clear_spectra: bool = False
+    """Judge the clear spectra per date: all-zero, red above NIR, cloud/haze, saturated."""
+    sun_zenith: str | None = None
+    """Per-date sun zenith judged against the date and the site's latitude."""
+
+    @property
+    def plausibility(self) -> bool:
+        return bool(self.median_ranges) or self.clear_spectra or self.sun_zenith is not None
 
     @property
     def pixel_vars(self) -> tuple[str, ...]:
@@ -103,6 +164,8 @@ S2_CUBE = CubeSpec(
         "relative_azimuth": RELATIVE_AZIMUTH,
     },
     time_sets={c.PLATFORM: c.S2_PLATFORMS},
+    clear_spectra=True,
+    sun_zenith="sun_zenith",
 )
 
 S1_CUBE = CubeSpec(
@@ -116,6 +179,7 @@ S1_CUBE = CubeSpec(
         c.PLATFORM: (*c.S1_PLATFORMS, c.UNKNOWN_PLATFORM),
     },
     time_integer=(c.S1_RELATIVE_ORBIT,),
+    median_ranges=S1_MEDIAN_DB,
 )
 
 REFERENCE_PRODUCT = CubeSpec(

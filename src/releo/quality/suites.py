@@ -17,12 +17,20 @@ from releo.quality.specs import (
     INTEGER_DTYPES,
     LAI,
     LAI_STD,
+    MAX_HAZE_SHARE,
+    MAX_MEAN_HAZE_SHARE,
     MAX_NAN_CLEAR_FRACTION,
+    MAX_NEGATIVE_NDVI_SHARE,
+    MAX_SATURATED_SHARE,
+    MAX_ZERO_SPECTRUM_SHARE,
+    NDVI_EXCHANGE_THRESHOLD,
     NUMERIC_DTYPES,
     PIXEL_TABLE_ANGLES,
     PIXEL_TABLE_OPTIONAL_RANGES,
     REFLECTANCE,
     RESOLUTION,
+    S1_MIN_SPREAD_DB,
+    SUN_ZENITH_TOLERANCE_DEG,
     SURVEY_NUMERIC,
     SURVEY_TEXT,
     CubeSpec,
@@ -180,15 +188,69 @@ def _cube_sample(spec: CubeSpec) -> list[Any]:
     return out
 
 
+def _share(column: str, most: float, note: str) -> Any:
+    return _between(column, Range(0.0, most), notes=note)
+
+
+def _cube_plausibility(spec: CubeSpec) -> list[Any]:
+    """Per-date distributions and clear spectra (``plausibility``): wrong data in range."""
+    from releo.quality import plausibility as p
+
+    out: list[Any] = []
+    for name, rng in spec.median_ranges.items():
+        note = f"Median {name} of a date in {rng} dB: a median near 0-1 is linear power, not dB."
+        out += [
+            _between(f"{name}_median", rng, notes=note),
+            _between(
+                f"{name}_spread",
+                Range(S1_MIN_SPREAD_DB, float("inf")),
+                notes=f"{name} p90 - p10 of a date >= {S1_MIN_SPREAD_DB:g} dB (real land: 5+).",
+            ),
+        ]
+    if spec.clear_spectra:
+        out += [
+            _share(
+                p.ZERO,
+                MAX_ZERO_SPECTRUM_SHARE,
+                "Clear pixels with all bands 0 are nodata written as 0 under a clear mask.",
+            ),
+            _share(
+                p.NEGATIVE_NDVI,
+                MAX_NEGATIVE_NDVI_SHARE,
+                f"Clear land pixels with NDVI < {NDVI_EXCHANGE_THRESHOLD:g} (B04 above B08): "
+                "exchanged bands.",
+            ),
+            _share(p.HAZE, MAX_HAZE_SHARE, "Bright flat blue-highest clear spectra: clouds."),
+            _share(p.HAZE_MEAN, MAX_MEAN_HAZE_SHARE, "Clouds marked clear on many dates."),
+            _share(p.SATURATED, MAX_SATURATED_SHARE, "Clear pixels at 1 are saturated."),
+        ]
+    if spec.sun_zenith is not None:
+        tol = SUN_ZENITH_TOLERANCE_DEG
+        out.append(
+            _between(
+                p.SUN_OFF,
+                Range(-tol, tol),
+                notes=f"{spec.sun_zenith} within {tol:g}° of the range the sun can have on "
+                "that day at the site's latitude (radians are far below it).",
+            )
+        )
+    return out
+
+
 def cube_suites(spec: CubeSpec) -> tuple[TableSuite, ...]:
-    """The four table suites of a cube contract (see ``summaries.cube_tables``)."""
+    """The table suites of a cube contract (see ``summaries.cube_tables``)."""
     p = spec.contract
-    return (
+    suites = (
         TableSuite(f"{p}.bands", ("time", "variable"), lambda: _cube_bands(spec)),
         TableSuite(f"{p}.acquisitions", ("time",), lambda: _cube_acquisitions(spec)),
         TableSuite(f"{p}.metadata", (), lambda: _cube_metadata(spec)),
         TableSuite(f"{p}.sample", ("time", "y", "x"), lambda: _cube_sample(spec)),
     )
+    if spec.plausibility:
+        # the sun zenith is quoted next to each offending date: it is the value at fault
+        index = ("time", spec.sun_zenith) if spec.sun_zenith else ("time",)
+        suites += (TableSuite(f"{p}.plausibility", index, lambda: _cube_plausibility(spec)),)
+    return suites
 
 
 def _param(name: str) -> dict[str, str]:

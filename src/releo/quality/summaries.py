@@ -6,7 +6,9 @@ GE is tabular, so a cube becomes four tables:
   for masked variables, finite ones otherwise), usable and NaN fractions, dtype;
 - ``acquisitions``: one row per date: the date, per-acquisition geometry/orbit, mask fractions;
 - ``metadata``: one row: CRS (present, projected, units), pixel spacing, dims, sizes;
-- ``sample``: a deterministic random sample of pixels (``SAMPLE_SIZE`` rows).
+- ``sample``: a deterministic random sample of pixels (``SAMPLE_SIZE`` rows);
+- ``plausibility`` (S2, S1): one row per date: σ0 median/spread, shares of implausible clear
+  spectra, sun zenith against the date and latitude (see ``plausibility``).
 
 Reductions stream over blocks of dates, so a lazily opened Zarr cube is never loaded whole
 (no dask needed), and the sample reads only the sampled pixels.
@@ -22,6 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from releo.data import contracts as c
+from releo.quality import plausibility
 from releo.quality.errors import Failure, QualityGateError
 from releo.quality.specs import (
     CLEAR_OUTLIER_SHARE,
@@ -156,15 +159,16 @@ def _usable(
     return np.isfinite(values)
 
 
-def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per-(date, variable) statistics over usable pixels, and per-date mask fractions.
 
     ``min``/``max``/``mean`` are taken over the pixels a variable is judged on (NaN on a date
     with none; for variables judged where clear, min/max leave out ``CLEAR_OUTLIER_SHARE``
-    of the pixels at each end), ``valid_fraction`` is their share, ``nan_fraction`` the share of NaN anywhere
-    and ``nan_clear_fraction`` the share of clear pixels that are NaN. Streaming over dates
-    bounds memory without dask: a lazily opened Zarr cube is read one block at a time, each
-    block once for all statistics.
+    of the pixels at each end), ``valid_fraction`` is their share, ``nan_fraction`` the share
+    of NaN anywhere and ``nan_clear_fraction`` the share of clear pixels that are NaN.
+    Streaming over dates bounds memory without dask: a lazily opened Zarr cube is read one
+    block at a time, each block once for all statistics, the per-date plausibility ones (on a
+    strided subset of the pixels, ``plausibility.subset_index``) included.
     """
     keys = ("min", "max", "mean", "valid_fraction", "nan_fraction", "nan_clear_fraction")
     stats: dict[str, dict[str, list[np.ndarray]]] = {
@@ -173,7 +177,10 @@ def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame]
     fractions: dict[str, list[np.ndarray]] = {
         f"{k}_fraction": [] for k in spec.mask_values.values()
     }
+    plaus: dict[str, list[np.ndarray]] = {}
+    subset = plausibility.subset_index(ds.sizes["y"] * ds.sizes["x"])
     for block in _time_blocks(ds):
+        picked: dict[str, np.ndarray] = {}
         clear = None
         if spec.mask is not None:
             mask = np.asarray(ds[spec.mask].isel(time=block).values).reshape(
@@ -186,6 +193,8 @@ def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame]
         for name in spec.pixel_vars:
             values = np.asarray(ds[name].isel(time=block).values)
             values = values.reshape(values.shape[0], -1)
+            if name in spec.median_ranges or (spec.clear_spectra and name in c.S2_BANDS):
+                picked[name] = values[:, subset]
             nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
             usable = _usable(values, nan, clear, name in spec.judged_where_clear)
             n_usable = usable.sum(axis=1)
@@ -212,6 +221,8 @@ def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame]
                 out["nan_clear_fraction"].append(
                     np.where(n_clear > 0, bad / np.maximum(n_clear, 1), 0.0)
                 )
+        for key, column in _plausible(spec, picked, clear, subset).items():
+            plaus.setdefault(key, []).append(column)
     times = pd.DatetimeIndex(ds["time"].values)
     frames = []
     for name in spec.pixel_vars:
@@ -223,7 +234,21 @@ def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame]
     masks = pd.DataFrame(
         {k: np.concatenate(v) for k, v in fractions.items() if v}, index=range(len(times))
     )
-    return bands, masks
+    plaus_table = pd.DataFrame({"time": times, **{k: np.concatenate(v) for k, v in plaus.items()}})
+    return bands, masks, plaus_table
+
+
+def _plausible(
+    spec: CubeSpec, picked: dict[str, np.ndarray], clear: np.ndarray | None, subset: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The per-date plausibility statistics of one block, from its subset pixels."""
+    out: dict[str, np.ndarray] = {}
+    for name in spec.median_ranges:
+        out[f"{name}_median"], out[f"{name}_spread"] = plausibility.distribution(picked[name])
+    if spec.clear_spectra and clear is not None:
+        bands = {b: picked[b] for b in c.S2_BANDS}
+        out.update(plausibility.spectra_shares(bands, clear[:, subset]))
+    return out
 
 
 def _trimmed_range(
@@ -281,14 +306,24 @@ def cube_sample(ds: xr.Dataset, spec: CubeSpec) -> pd.DataFrame:
 
 
 def cube_tables(ds: xr.Dataset, spec: CubeSpec) -> dict[str, pd.DataFrame]:
-    """The four tables a cube gate validates, keyed by table name."""
-    bands, mask_fractions = _reduce(ds, spec)
-    return {
+    """The tables a cube gate validates, keyed by table name (``plausibility`` for S2/S1)."""
+    bands, mask_fractions, plaus = _reduce(ds, spec)
+    tables = {
         "bands": bands,
         "acquisitions": cube_acquisitions(ds, spec, mask_fractions),
         "metadata": cube_metadata(ds, spec),
         "sample": cube_sample(ds, spec),
     }
+    if spec.plausibility:
+        if plausibility.HAZE in plaus:
+            # the same on every row; 0 when no date has enough clear pixels to judge
+            judged = plaus[plausibility.HAZE].dropna()
+            plaus[plausibility.HAZE_MEAN] = float(judged.mean()) if len(judged) else 0.0
+        if spec.sun_zenith is not None:
+            for key, values in plausibility.sun_zenith_table(ds, spec, _crs(ds)).items():
+                plaus[key] = values
+        tables["plausibility"] = plaus
+    return tables
 
 
 def _as_datetime(values: pd.Series) -> pd.Series:
