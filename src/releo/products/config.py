@@ -16,6 +16,12 @@ class EmbedConfig(BaseModel):
 
     dtype: Literal["float16", "float32"] = Field("float16", description="stored precision")
     batch_size: int = Field(8, ge=1, description="chunks encoded at once")
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Ray tasks run at once (None: every core of the machine, or of"
+        " the $RAY_ADDRESS cluster)",
+    )
 
 
 class DecodeConfig(BaseModel):
@@ -38,6 +44,12 @@ class DecodeConfig(BaseModel):
     )
     interval: float = Field(0.9, gt=0, lt=1, description="central interval of lai_low/high")
     batch_queries: int = Field(65536, ge=1, description="pixel-dates decoded per model call")
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Ray tasks run at once (None: every core of the machine, or of"
+        " the $RAY_ADDRESS cluster)",
+    )
     geotiff: bool = Field(True, description="one GeoTIFF (lai, lai_std) per date")
     quicklooks: bool = Field(True, description="one PNG per date")
     overview_panels: int = Field(12, ge=1, description="dates shown in overview.png")

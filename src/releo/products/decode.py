@@ -265,6 +265,75 @@ def decode_pairs(
     return out
 
 
+def decode_grid_arrays(
+    model: PhysicsAutoencoder,
+    embeddings: xr.Dataset,
+    grid: Grid,
+    dates: pd.DatetimeIndex,
+    *,
+    interval: float = 0.9,
+    calibration: LaiCalibration | None = None,
+    batch_queries: int = 65536,
+) -> dict[str, np.ndarray]:
+    """:func:`decode_grid`'s values: float32 arrays (time, y, x) per :data:`LAI_VARIABLES`."""
+    x, y = grid.points()
+    dates = pd.DatetimeIndex(dates)
+    per_call = max(1, MAX_QUERIES_IN_MEMORY // max(len(x), 1))
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in LAI_VARIABLES}
+    for start in range(0, len(dates), per_call):
+        values = decode_pixels(
+            model, embeddings, x, y, dates[start : start + per_call],
+            interval=interval, calibration=calibration, batch_queries=batch_queries,
+        )  # fmt: skip
+        for k, value in values.items():
+            parts[k].append(value.reshape(-1, *grid.shape))
+    return {
+        k: np.concatenate(v) if v else np.zeros((0, *grid.shape), np.float32)
+        for k, v in parts.items()
+    }
+
+
+def lai_cube(
+    values: dict[str, np.ndarray] | None,
+    grid: Grid,
+    dates: pd.DatetimeIndex,
+    *,
+    interval: float = 0.9,
+    calibration: LaiCalibration | None = None,
+    source_model_sha256: str = "",
+    chunks: tuple[int, int, int] | None = None,
+) -> xr.Dataset:
+    """The LAI product cube (time, y, x) of ``values``; with None, a lazy all-NaN template in
+    dask chunks of ``chunks`` (dates, rows, cols) whose regions Ray tasks fill."""
+    dates = pd.DatetimeIndex(dates)
+    if values is None:
+        import dask.array as da
+
+        shape = (len(dates), *grid.shape)
+        values = {
+            k: da.full(shape, np.nan, dtype=np.float32, chunks=chunks or -1) for k in LAI_VARIABLES
+        }
+    q = (1.0 - interval) / 2
+    meta = {
+        "lai": {"long_name": "leaf area index (median)", "units": "m2 m-2"},
+        "lai_std": {"long_name": "leaf area index standard deviation", "units": "m2 m-2"},
+        "lai_low": {"long_name": f"leaf area index, quantile {q:g}", "units": "m2 m-2"},
+        "lai_high": {"long_name": f"leaf area index, quantile {1 - q:g}", "units": "m2 m-2"},
+    }
+    ds = xr.Dataset(
+        {k: (("time", "y", "x"), values[k], meta[k]) for k in LAI_VARIABLES},
+        coords={"time": dates.values.astype("datetime64[ns]"), "y": grid.y, "x": grid.x},
+        attrs={
+            "title": "releo LAI decoded from chunk embeddings alone",
+            "interval": interval,
+            **(calibration or LaiCalibration()).fields("calibration_"),
+            "resolution_m": grid.resolution,
+            "source_model_sha256": source_model_sha256,
+        },
+    )
+    return ds.rio.write_crs(grid.crs)
+
+
 def decode_grid(
     model: PhysicsAutoencoder,
     embeddings: xr.Dataset,
@@ -277,33 +346,11 @@ def decode_grid(
 ) -> xr.Dataset:
     """LAI maps (time, y, x) of :data:`LAI_VARIABLES` on ``grid`` at ``dates``, from the
     embeddings alone; NaN outside the chunks and their windows."""
-    x, y = grid.points()
-    dates = pd.DatetimeIndex(dates)
-    per_call = max(1, MAX_QUERIES_IN_MEMORY // max(len(x), 1))
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in LAI_VARIABLES}
-    for start in range(0, len(dates), per_call):
-        values = decode_pixels(
-            model, embeddings, x, y, dates[start : start + per_call],
-            interval=interval, calibration=calibration, batch_queries=batch_queries,
-        )  # fmt: skip
-        for k, value in values.items():
-            parts[k].append(value.reshape(-1, *grid.shape))
-    q = (1.0 - interval) / 2
-    meta = {
-        "lai": {"long_name": "leaf area index (median)", "units": "m2 m-2"},
-        "lai_std": {"long_name": "leaf area index standard deviation", "units": "m2 m-2"},
-        "lai_low": {"long_name": f"leaf area index, quantile {q:g}", "units": "m2 m-2"},
-        "lai_high": {"long_name": f"leaf area index, quantile {1 - q:g}", "units": "m2 m-2"},
-    }
-    ds = xr.Dataset(
-        {k: (("time", "y", "x"), np.concatenate(v), meta[k]) for k, v in parts.items()},
-        coords={"time": dates.values.astype("datetime64[ns]"), "y": grid.y, "x": grid.x},
-        attrs={
-            "title": "releo LAI decoded from chunk embeddings alone",
-            "interval": interval,
-            **(calibration or LaiCalibration()).fields("calibration_"),
-            "resolution_m": grid.resolution,
-            "source_model_sha256": str(embeddings.attrs.get("model_sha256", "")),
-        },
-    )
-    return ds.rio.write_crs(grid.crs)
+    values = decode_grid_arrays(
+        model, embeddings, grid, dates,
+        interval=interval, calibration=calibration, batch_queries=batch_queries,
+    )  # fmt: skip
+    return lai_cube(
+        values, grid, dates, interval=interval, calibration=calibration,
+        source_model_sha256=str(embeddings.attrs.get("model_sha256", "")),
+    )  # fmt: skip

@@ -44,7 +44,7 @@ def encode_chunks(model: PhysicsAutoencoder, dataset: Dataset, batch_size: int =
 
 
 def embeddings_cube(
-    z: np.ndarray,
+    z: np.ndarray | None,
     index: pd.DataFrame,
     *,
     crs: str,
@@ -52,10 +52,18 @@ def embeddings_cube(
     chunk_days: int,
     dtype: str = "float16",
     attrs: dict | None = None,
+    embedding_dim: int | None = None,
+    chunks: tuple[int, int, int] | None = None,
 ) -> xr.Dataset:
-    """Arrange embeddings ``z`` (one row per ``index`` row) as a (time, y, x, feature) cube."""
-    if len(z) != len(index):
+    """Arrange embeddings ``z`` (one row per ``index`` row) as a (time, y, x, feature) cube.
+
+    With ``z`` None the ``embedding`` variable is a lazy all-NaN template of ``embedding_dim``
+    features in dask chunks of ``chunks`` (windows, rows, cols): the metadata of a cube whose
+    regions Ray tasks fill (:mod:`releo.products.distributed`).
+    """
+    if z is not None and len(z) != len(index):
         raise ValueError(f"{len(z)} embeddings for {len(index)} chunks")
+    dim = int(z.shape[1]) if z is not None else int(embedding_dim)
     rows, cols = int(index["row"].max()) + 1, int(index["col"].max()) + 1
     windows = index.drop_duplicates("window").sort_values("window")
     n_w = int(windows["window"].max()) + 1
@@ -70,8 +78,16 @@ def embeddings_cube(
     y_edge = float(index["y_max"].max()) + pixel_size_m / 2
     w, r, c = (index[k].to_numpy() for k in ("window", "row", "col"))
 
-    cube = np.full((n_w, rows, cols, z.shape[1]), np.nan, dtype=np.float32)
-    cube[w, r, c] = z
+    if z is None:
+        import dask.array as da
+
+        cube = da.full(
+            (n_w, rows, cols, dim), np.nan, dtype=dtype, chunks=(*(chunks or (-1, -1, -1)), -1)
+        )
+    else:
+        cube = np.full((n_w, rows, cols, dim), np.nan, dtype=np.float32)
+        cube[w, r, c] = z
+        cube = cube.astype(dtype)
     counts = {}
     for name in ("n_s2", "n_s1", "s2_clear_fraction"):
         values = np.full((n_w, rows, cols), -1 if name.startswith("n_") else np.nan)
@@ -83,7 +99,7 @@ def embeddings_cube(
     split = np.full((rows, cols), "", dtype=object)
     split[r, c] = index["split"].astype(str).to_numpy()
     ds = xr.Dataset(
-        {"embedding": (("time", "y", "x", "feature"), cube.astype(dtype)), **counts},
+        {"embedding": (("time", "y", "x", "feature"), cube), **counts},
         coords={
             "time": pd.DatetimeIndex(windows["start"]).values.astype("datetime64[ns]"),
             "time_end": ("time", pd.DatetimeIndex(windows["end"]).values.astype("datetime64[ns]")),
@@ -92,7 +108,7 @@ def embeddings_cube(
             "x": x_edge + (np.arange(cols) + 0.5) * size_m,
             "row": ("y", np.arange(rows, dtype=np.int32)),
             "col": ("x", np.arange(cols, dtype=np.int32)),
-            "feature": np.arange(z.shape[1], dtype=np.int32),
+            "feature": np.arange(dim, dtype=np.int32),
             "split": (("y", "x"), split.astype(str)),
         },
         attrs={
@@ -103,7 +119,7 @@ def embeddings_cube(
             "chunk_x_min": x_edge,
             "chunk_y_max": y_edge,
             "pixel_size_m": float(pixel_size_m),
-            "embedding_dim": int(z.shape[1]),
+            "embedding_dim": dim,
             **(attrs or {}),
         },
     )

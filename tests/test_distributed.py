@@ -1,0 +1,165 @@
+"""The embed and decode stages as Ray tasks over regions of their output cubes, on a local
+2-worker Ray: the same values as one process, bit for bit, whatever the regions, and a task
+whose worker dies is rerun."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+import torch
+
+from releo.config import ChunkConfig, Params
+from releo.data.chunks import ChunkDataset, chunk_index
+from releo.data.io import open_cube, write_table
+from releo.data.simulate import SimulationConfig, simulate_site
+from releo.data.site import open_site
+from releo.models import ModelConfig, build_model
+from releo.products.config import DecodeConfig, EmbedConfig, ProductsConfig
+from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_grid
+from releo.products.distributed import FAIL_ONCE_ENV, ray_session, regions
+from releo.products.embed import embeddings_cube, encode_chunks, load_autoencoder
+from releo.products.grid import ChunkLayout, Grid
+from releo.products.stages import (
+    EMBEDDINGS,
+    INDEX,
+    LAI_CUBE,
+    MODEL,
+    decode_to_folder,
+    request_dates,
+    run_embed,
+)
+
+TINY = ModelConfig(
+    embedding_dim=32, residual_dim=4, pixel_width=8, attention_heads=2, conv_width=8,
+    latent_grid=2, field_slots=4, slot_features=2, detail_channels=4, hidden_width=32,
+    query_pixels=8, context_days=10, fused_prosail=False,
+)  # fmt: skip
+SITE = SimulationConfig(
+    width_m=200, height_m=200, start_date=date(2025, 5, 1), end_date=date(2025, 6, 9),
+    survey_campaigns=1, survey_points=4,
+)  # fmt: skip
+CALIBRATION = LaiCalibration(spread_scale=1.3, detection_limit=0.1)
+DECODE = DecodeConfig(step_days=3, geotiff=False, quicklooks=False, overview_panels=2)
+
+
+def test_regions_tile_the_shape():
+    tiles = regions((5, 3), (2, 2))
+    assert len(tiles) == 6 and tiles[-1] == (slice(4, 5), slice(2, 3))
+    covered = np.zeros((5, 3), int)
+    for t in tiles:
+        covered[t] += 1
+    assert (covered == 1).all()
+
+
+def test_ray_session_is_quiet_and_shut_down(capfd):
+    assert not ray.is_initialized()
+    with ray_session(2):
+        assert ray.cluster_resources()["CPU"] == 2
+    assert not ray.is_initialized()
+    out, err = capfd.readouterr()
+    assert "INFO" not in err + out and "WARNING" not in err + out, err + out
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A tiny site (2 x 2 chunks, 4 windows), its index and an untrained tiny model; a local
+    Ray of 2 CPUs that the stages join (and leave running)."""
+    root = tmp_path_factory.mktemp("distributed")
+    simulate_site(SITE, root / "data", progress=False)
+    site = open_site(root / "data")
+    index = chunk_index(
+        site.s2, site.s1, size_m=100.0, days=10, split={"train": 2, "val": 1, "test": 1}
+    )
+    write_table(index, root / INDEX)
+    torch.manual_seed(0)
+    (root / MODEL).parent.mkdir()
+    torch.save(
+        {"model": build_model(TINY).state_dict(), "config": TINY.model_dump(), "weights": {}},
+        root / MODEL,
+    )
+    with ray_session(2):
+        yield root
+
+
+def params_for(root) -> Params:
+    return Params(
+        data_dir=root / "data",
+        site=SITE,
+        chunks=ChunkConfig(size_m=100.0),
+        quality={"context_root": root / "gx"},
+        model=TINY,
+        products=ProductsConfig(embed=EmbedConfig(workers=2), decode=DECODE),
+    )
+
+
+def test_embed_on_two_workers_is_the_one_process_cube_bit_for_bit(project):
+    metrics = run_embed(params_for(project), project, region=(1, 1, 2))  # 1 window, 1 row
+    index = pd.read_parquet(project / INDEX)
+    assert metrics["tasks"] == index.window.nunique() * 2 and metrics["chunks"] == len(index)
+    cube = open_cube(project / EMBEDDINGS)
+    # one process, every chunk in one loader (batches of 8 mixing windows and places)
+    model, _ = load_autoencoder(project / MODEL)
+    site = open_site(project / "data")
+    z = encode_chunks(model, ChunkDataset(site.s2, site.s1, index, context_days=10), 8)
+    pixel = float(site.s2.x.values[1] - site.s2.x.values[0])
+    alone = embeddings_cube(
+        z, index, crs=site.crs, pixel_size_m=pixel, chunk_days=10, dtype="float16"
+    )
+    assert cube["embedding"].dtype == np.float16
+    np.testing.assert_array_equal(cube["embedding"].values, alone["embedding"].values)
+    for name in ("n_s2", "n_s1", "s2_clear_fraction", "split", "x", "y", "time"):
+        np.testing.assert_array_equal(cube[name].values, alone[name].values)
+    assert cube.rio.crs == alone.rio.crs and cube.attrs["chunk_x_min"] == alone.attrs["chunk_x_min"]
+    stored = cube["embedding"].values[index.window, index.row, index.col].astype(np.float32)
+    assert metrics["quantisation_max_abs_error"] == float(np.abs(stored - z).max())
+
+
+def one_process_lai(root):
+    embeddings = open_cube(root / EMBEDDINGS)
+    model, _ = load_autoencoder(root / MODEL)
+    layout = ChunkLayout.from_embeddings(embeddings)
+    grid = Grid.from_bounds(layout.bounds, DECODE.resolution_m, layout.crs)
+    dates = request_dates(DECODE, layout, embeddings.attrs)
+    return decode_grid(model, embeddings, grid, dates, calibration=CALIBRATION)
+
+
+def test_decode_on_two_workers_is_the_one_process_product_bit_for_bit(project):
+    if not (project / EMBEDDINGS).exists():
+        run_embed(params_for(project), project)
+    target = project / "products"
+    # regions that cut through chunks and windows: 3 dates x 7 x 13 px
+    metrics = decode_to_folder(
+        DECODE, project / EMBEDDINGS, project / MODEL, target, CALIBRATION, region=(3, 7, 13)
+    )
+    lai = open_cube(target / LAI_CUBE.name)
+    alone = one_process_lai(project)
+    assert metrics["tasks"] == len(regions(alone["lai"].shape, (3, 7, 13))) > 2
+    for name in LAI_VARIABLES:
+        np.testing.assert_array_equal(lai[name].values, alone[name].values)
+    assert np.isfinite(lai["lai"].values).all() and metrics["valid_fraction"] == 1.0
+    assert lai.rio.crs == alone.rio.crs and lai.attrs == {
+        k: v for k, v in alone.attrs.items() if k in lai.attrs
+    }
+    assert (target / "overview.png").is_file()
+
+
+def test_a_task_whose_worker_dies_is_rerun_and_the_product_is_complete(
+    project, tmp_path, monkeypatch
+):
+    if not (project / EMBEDDINGS).exists():
+        run_embed(params_for(project), project)
+    marker = tmp_path / "killed"
+    monkeypatch.setenv(FAIL_ONCE_ENV, str(marker))
+    target = tmp_path / "products"
+    decode_to_folder(
+        DECODE, project / EMBEDDINGS, project / MODEL, target, CALIBRATION, region=(4, 20, 10)
+    )
+    assert marker.exists()  # one task's first attempt killed its worker (os._exit)
+    lai = open_cube(target / LAI_CUBE.name)
+    alone = one_process_lai(project)
+    for name in LAI_VARIABLES:
+        np.testing.assert_array_equal(lai[name].values, alone[name].values)
