@@ -101,3 +101,41 @@ def test_dataset_reads_temporal_context_around_the_window(site):
         assert alone[key].shape == expected[key].shape, key
         assert (alone[key] == expected[key]).all(), key
     assert alone["s2_in_window"].all() and plain[i]["s2_in_window"].all()
+
+
+# --- Out-of-core chunk index ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_site_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The simulator's tiny site (300 m x 300 m, 90 days), written as the pipeline stores it."""
+    from releo.data.simulate import SimulationConfig, simulate_site
+
+    root = tmp_path_factory.mktemp("tiny") / "site"
+    config = SimulationConfig(
+        width_m=300.0, height_m=300.0, start_date="2025-04-01", end_date="2025-06-29",
+        survey_points=10,
+    )  # fmt: skip
+    simulate_site(config, root, progress=False)
+    return root
+
+
+def test_streamed_chunk_index_is_the_whole_mask_one(tiny_site_dir):
+    """chunk_index on a lazily opened site (mask read a row of chunks at a time) gives the
+    table the former whole-mask computation gave, to the last bit."""
+    from releo.data.chunks import clear_fractions
+    from releo.data.io import open_cube
+
+    s2, s1 = open_cube(tiny_site_dir / "s2_l2a.zarr"), open_cube(tiny_site_dir / "s1_grd.zarr")
+    lazy_s2 = open_cube(tiny_site_dir / "s2_l2a.zarr", lazy=True)
+    lazy_s1 = open_cube(tiny_site_dir / "s1_grd.zarr", lazy=True)
+    for size_m in (100.0, 150.0):
+        npx = round(size_m / 10)
+        rows = cols = 300 // round(size_m)
+        whole = (s2["mask"] == 0).coarsen(y=npx, x=npx, boundary="trim").mean().values
+        streamed = clear_fractions(lazy_s2["mask"], npx, rows, cols)
+        assert np.array_equal(streamed, whole)
+        eager = chunk_index(s2, s1, size_m=size_m, days=10)
+        lazy = chunk_index(lazy_s2, lazy_s1, size_m=size_m, days=10)
+        pd.testing.assert_frame_equal(lazy, eager, check_exact=True)
+        assert 0 < eager["s2_clear_fraction"].mean() < 1

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import zarr
+import zarr.storage
 
 from releo.data import io
 from releo.data.contracts import MASK_CLOUD, MASK_NODATA, S2_ANGLES, S2_BANDS, S2_MASK
@@ -186,3 +188,112 @@ def test_table_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(DataError, match=r"bad\.parquet.*cannot read parquet"):
         read_table(tmp_path / "bad.parquet")
+
+
+# --- Layout aligned with releo's chunks, and fast decoding ------------------------------------
+
+
+class RecordingStore(zarr.storage.LocalStore):
+    """A local store that records every read: (key, byte range, bytes returned)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, read_only=True)
+        self.reads: list[tuple[str, object, int]] = []
+
+    async def get(self, key, prototype=None, byte_range=None):
+        buf = await super().get(key, prototype, byte_range)
+        self.reads.append((key, byte_range, 0 if buf is None else len(buf)))
+        return buf
+
+    async def get_partial_values(self, prototype, key_ranges):
+        key_ranges = list(key_ranges)
+        bufs = await super().get_partial_values(prototype, key_ranges)
+        for (key, byte_range), buf in zip(key_ranges, bufs, strict=True):
+            self.reads.append((key, byte_range, 0 if buf is None else len(buf)))
+        return bufs
+
+
+def _site_cube(n: int = 300, dates: int = 6) -> xr.Dataset:
+    """A 3 km x 3 km S2-like cube at 10 m (3 x 3 chunks of 1 km) with noisy reflectance."""
+    rng = np.random.default_rng(7)
+    times = pd.date_range("2025-05-01", periods=dates, freq="5D")
+    shape = (dates, n, n)
+    data = {
+        "B04": (("time", "y", "x"), np.round(rng.uniform(0, 0.5, shape), 4).astype("f4")),
+        S2_MASK: (("time", "y", "x"), rng.integers(0, 3, shape, dtype=np.uint8)),
+    }
+    coords = {
+        "time": times,
+        "y": 4_830_005.0 - 10.0 * np.arange(n),
+        "x": 360_005.0 + 10.0 * np.arange(n),
+    }
+    return xr.Dataset(data, coords=coords).rio.write_crs("EPSG:32631")
+
+
+def test_inner_chunks_are_chunk_windows_of_all_dates(tmp_path: Path) -> None:
+    path = write_cube(_site_cube(), tmp_path / "s2.zarr")
+    for name in ("B04", S2_MASK):
+        meta = json.loads((path / name / "zarr.json").read_text())
+        sharding = meta["codecs"][0]
+        assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [6, 300, 300]  # one shard
+        assert sharding["configuration"]["chunk_shape"] == [6, 100, 100]  # 1 km x all dates
+        assert len(list((path / name / "c").rglob("*"))) == 3  # c/0/0/0: a single shard file
+    # another chunk size: 500 m windows of 50 px
+    path = write_cube(_site_cube(), tmp_path / "s2_500.zarr", chunk_m=500.0)
+    meta = json.loads((path / "B04" / "zarr.json").read_text())
+    assert meta["codecs"][0]["configuration"]["chunk_shape"] == [6, 50, 50]
+
+
+def test_reading_one_chunk_reads_only_its_inner_chunk(tmp_path: Path) -> None:
+    path = write_cube(_site_cube(), tmp_path / "s2.zarr")
+    shard = path / "B04" / "c" / "0" / "0" / "0"
+    store = RecordingStore(path)
+    array = zarr.open_array(store, path="B04", mode="r")
+    window = array[:, 100:200, 200:300]  # chunk (row 1, column 2)
+    assert window.shape == (6, 100, 100)
+    data_reads = [r for r in store.reads if r[0] == "B04/c/0/0/0"]
+    # the shard index (a few bytes at the end) and exactly one inner chunk's byte range
+    assert len(data_reads) == 2
+    read_bytes = sum(r[2] for r in data_reads)
+    assert read_bytes < shard.stat().st_size / 8  # 1 of 9 inner chunks, plus the index
+    whole = RecordingStore(path)
+    zarr.open_array(whole, path="B04", mode="r")[...]
+    assert sum(r[2] for r in whole.reads if r[0] == "B04/c/0/0/0") >= shard.stat().st_size - 16
+
+
+def test_fast_decoding_is_bit_identical_to_xarrays(tmp_path: Path) -> None:
+    """open_cube's float32 reflectance equals xarray's CF decoding cast to float32, for every
+    one of the 65,536 stored values (NaN for the fill value)."""
+    stored = np.arange(2**16, dtype=np.uint16).reshape(1, 256, 256)
+    ds = xr.Dataset(
+        {"B04": (("time", "y", "x"), stored)},
+        coords={
+            "time": pd.to_datetime(["2025-05-01"]),
+            "y": 4_830_005.0 - 10.0 * np.arange(256),
+            "x": 360_005.0 + 10.0 * np.arange(256),
+        },
+    ).rio.write_crs("EPSG:32631")
+    ds.B04.attrs.update(scale_factor=1e-4, add_offset=-0.1)  # stored as is: raw uint16
+    encoding = {"B04": {"_FillValue": 65535}}
+    ds.to_zarr(tmp_path / "raw.zarr", zarr_format=3, consolidated=False, encoding=encoding)
+    raw = xr.open_zarr(tmp_path / "raw.zarr", chunks=None, zarr_format=3, consolidated=False)
+    reference = raw.B04.values.astype(np.float32)  # xarray's decoding, as open_cube did it
+    decoded = io._decode_reflectance(stored, raw.B04.encoding)
+    assert decoded.dtype == np.float32
+    assert np.array_equal(decoded.view(np.uint32), reference.view(np.uint32))
+    assert np.isnan(decoded.ravel()[65535]) and np.isfinite(decoded.ravel()[:65535]).all()
+    # through write_cube and open_cube: the same values again, eager and lazy
+    ds["B04"] = (ds.B04.dims, reference)
+    path = write_cube(ds.isel(y=slice(0, 255)), tmp_path / "s2.zarr")  # without the fill row
+    back = open_cube(path).B04.values
+    assert np.array_equal(back.view(np.uint32), reference[:, :255].view(np.uint32))
+    lazy = open_cube(path, lazy=True).B04.values.astype(np.float32)
+    assert np.array_equal(lazy.view(np.uint32), reference[:, :255].view(np.uint32))
+
+
+def test_lazy_cube_holds_the_same_values(cube: xr.Dataset, tmp_path: Path) -> None:
+    path = write_cube(cube, tmp_path / "s2.zarr")
+    eager = open_cube(path)
+    lazy = open_cube(path, lazy=True)
+    assert lazy[S2_MASK].chunks is not None  # dask-backed, nothing read yet
+    xr.testing.assert_identical(lazy.compute(), eager)

@@ -55,6 +55,23 @@ def assign_splits(n_blocks: int, shares: dict[str, float], seed: int) -> np.ndar
     return np.random.default_rng(seed).permutation(labels)
 
 
+def clear_fractions(mask: xr.DataArray, npx: int, rows: int, cols: int) -> np.ndarray:
+    """Clear share of each (date, chunk row, chunk column), read one row of chunks at a time.
+
+    Streams: a lazily opened cube (``open_cube(path, lazy=True)``) is read a row of chunk
+    windows (all dates) at a time, i.e. only those windows' inner chunks, so memory is one
+    strip, not the site. Values are those of the former whole-mask ``coarsen(...).mean()``:
+    an exact count of clear pixels divided by ``npx**2``.
+    """
+    out = np.empty((mask.sizes["time"], rows, cols), dtype=np.float64)
+    mask = mask.transpose("time", "y", "x")
+    for r in range(rows):
+        strip = np.asarray(mask.isel(y=slice(r * npx, (r + 1) * npx), x=slice(0, cols * npx)))
+        clear = (strip == MASK_CLEAR).reshape(strip.shape[0], npx, cols, npx)
+        out[:, r, :] = clear.sum(axis=(1, 3), dtype=np.int64) / (npx * npx)
+    return out
+
+
 def chunk_index(
     s2: xr.Dataset,
     s1: xr.Dataset,
@@ -70,6 +87,8 @@ def chunk_index(
 
     Chunks cover the grid with whole chunks only (an incomplete edge row/column is left out);
     time windows start at ``start`` (default: the first acquisition's day) and step ``days``.
+    Only the S2 mask's values are read, a row of chunks at a time, so ``s2`` may be a lazily
+    opened cube larger than memory (``open_cube(path, lazy=True)``).
     """
     split = split or {"train": 0.5, "val": 0.25, "test": 0.25}
     npx = _pixels_per_chunk(s2, size_m)
@@ -87,8 +106,7 @@ def chunk_index(
     t_s2 = ((s2_days - first).astype(int) // days).astype(int)
     t_s1 = ((s1_days - first).astype(int) // days).astype(int)
 
-    clear = (s2[S2_MASK] == MASK_CLEAR).coarsen(y=npx, x=npx, boundary="trim").mean()
-    clear = clear.values  # (time, rows, cols)
+    clear = clear_fractions(s2[S2_MASK], npx, rows, cols)  # (time, rows, cols)
     records = []
     for r in range(rows):
         for c in range(cols):
