@@ -44,6 +44,28 @@ def ensure_data_command(params: ParamsOption = DEFAULT_PARAMS) -> None:
         typer.echo(f"{p.data_dir}: {ensure_data(p.data_dir, p.site)}")
 
 
+@app.command()
+def params(
+    path: Annotated[Path, typer.Argument(help="params.yaml to read")] = DEFAULT_PARAMS,
+    section: Annotated[
+        str | None, typer.Option(help="only this section, e.g. train or products.decode")
+    ] = None,
+) -> None:
+    """Print the effective configuration: every knob, its value and what it means."""
+    from releo.config import described
+
+    with stage("params"):
+        rows = described(load_params(path))
+        if section:
+            rows = [r for r in rows if r[0] == section or r[0].startswith(f"{section}.")]
+            if not rows:
+                raise typer.BadParameter(f"{section!r}: no such section", param_hint="--section")
+        width = max(len(key) for key, _, _ in rows)
+        for key, value, meaning in rows:
+            shown = "" if value == "" else f"= {value}"
+            typer.echo(f"{key:<{width}} {shown:<24} {meaning}".rstrip())
+
+
 site_app = typer.Typer(
     help="Sites from real products: build, and validate with `releo validate site`."
 )

@@ -90,3 +90,19 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
             for e in err.errors()
         )
         raise ParamsError(f"{path}: {problems}") from err
+
+
+def described(model: BaseModel, prefix: str = "") -> list[tuple[str, object, str]]:
+    """Every leaf setting of ``model`` as (dotted key, effective value, its field description),
+    so ``releo params`` shows what the pipeline will use and what each knob means."""
+    rows: list[tuple[str, object, str]] = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        key = f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            rows.append((key, "", field.description or (type(value).__doc__ or "").split("\n")[0]))
+            rows += described(value, f"{key}.")
+        else:
+            shown = str(value) if isinstance(value, Path) else value
+            rows.append((key, shown, field.description or ""))
+    return rows

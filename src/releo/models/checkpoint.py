@@ -11,9 +11,9 @@ from releo.data.io import atomic_file
 from releo.models.autoencoder import PhysicsAutoencoder, build_model
 from releo.models.config import ModelConfig
 
-SAVED_BEFORE_OPTIONS = {"slot_power": True}
+SAVED_BEFORE_OPTIONS = {"slot_power": True, "context_days": 0}
 """What a saved config that lacks an option meant (configs are saved whole, so a missing option
-predates it): the slots of earlier models carried a power."""
+predates it): the slots of earlier models carried a power, and their encoder read no context."""
 
 
 def save_autoencoder(model: torch.nn.Module, config: dict, weights: dict, path: str | Path) -> Path:

@@ -51,7 +51,7 @@ class ModelConfig(BaseModel):
         description="per-pixel context channels passed to the decoder (0: embedding only)",
     )
     detail_dropout: float = Field(
-        0.25, ge=0.0, le=1.0, description="share of training chunks decoded without the context"
+        0.1, ge=0.0, le=1.0, description="share of training chunks decoded without the context"
     )
     field_slots: int = Field(
         49,
@@ -72,7 +72,7 @@ class ModelConfig(BaseModel):
         100, ge=0, description="Adam steps fitting each chunk's cells to its dated S2 inputs"
     )
     context_days: int = Field(
-        0,
+        10,
         ge=0,
         description="days before and after a chunk's window whose observations the encoder also "
         "reads (tokens dated by day of year); the embedding still describes the window and the "
@@ -94,11 +94,10 @@ class ModelConfig(BaseModel):
     )
     synthetic_size: int = Field(16, ge=4, description="side in pixels of a synthetic chunk")
     synthetic_residual: float = Field(
-        0.0,
+        0.02,
         ge=0.0,
         description="reflectance spread of the smooth exclusive-effect spectra added to the "
-        "synthetic chunks (constant term; each higher Legendre degree half as much); 0: none "
-        "(params.yaml sets 0.02)",
+        "synthetic chunks (constant term; each higher Legendre degree half as much); 0: none",
     )
     fused_prosail: bool = Field(
         True,
@@ -132,22 +131,19 @@ class LossWeights(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    s2: float = Field(1.0, ge=0, description="Gaussian NLL of the clear S2 reflectances")
-    s1: float = Field(1.0, ge=0, description="Gaussian NLL of the S1 backscatter (dB)")
-    prior: float = Field(0.05, ge=0, description="KL of the physical variables to their priors")
-    temporal: float = Field(1.0, ge=0, description="curvature of the decoded LAI in time")
-    residual: float = Field(0.1, ge=0, description="magnitude of the exclusive residuals")
+    s2: float = Field(1.25, ge=0, description="Gaussian NLL of the clear S2 reflectances")
+    s1: float = Field(2.7, ge=0, description="Gaussian NLL of the S1 backscatter (dB)")
+    prior: float = Field(0.08, ge=0, description="KL of the physical variables to their priors")
+    temporal: float = Field(1.2, ge=0, description="curvature of the decoded LAI in time")
+    residual: float = Field(0.07, ge=0, description="magnitude of the exclusive residuals")
     disentangle: float = Field(
-        0.1, ge=0, description="squared correlation of residuals with physical variables"
+        0.2, ge=0, description="squared correlation of residuals with physical variables"
     )
     synthetic: float = Field(
-        1.0,
+        0.75,
         ge=0,
         description="NLL of the prior-drawn variables of chunks simulated through the physics",
     )
-    # Validation LAI RMSE after 50 epochs at the warm-start weights (with the NLL of the
-    # teacher's median, before the KL), context path / embedding alone: distil 1.0 → 0.620 /
-    # 1.311, 0.3 → 0.602 / 1.244, 0.1 → 0.633 / 1.292.
     distil: float = Field(
         0.3,
         ge=0,
