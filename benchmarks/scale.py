@@ -1,0 +1,204 @@
+"""Scale benchmark: seconds per km² and peak memory of releo's stages on 2, 8 and 16 km sites.
+
+Run with `make bench-scale` (or `.venv/bin/python benchmarks/scale.py`). Each stage of each site
+runs in its own subprocess, so its peak RSS is its own. Writes benchmarks/results/scale.json
+and prints the figures.
+
+Stages are rows of ``STAGES``: a function ``(site_dir, work_dir) -> dict`` of extra figures.
+Add one (e.g. embed/decode on Ray) by writing the function and naming it in the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SIZES_KM = (2, 8, 16)
+DEFAULT_DAYS = 20
+"""Simulated period: a year of a 16 km site does not fit this machine (the simulator holds
+the whole site in memory: ~2 GB for 2 km x 365 days); 20 days keep 16 km within ~10 GB."""
+START = dt.date(2025, 5, 1)
+"""In the growing season: the field-survey gate needs a survey campaign in the period."""
+
+
+# ------------------------------------------------------------------------------------ stages
+
+
+def stage_simulate(site: Path, work: Path, size_km: float, days: int) -> dict:
+    """The simulator writing the site (whole site in memory, then written cube by cube)."""
+    from releo.data.simulate import SimulationConfig, simulate_site
+
+    start = START
+    config = SimulationConfig(
+        start_date=start,
+        width_m=size_km * 1000.0,
+        height_m=size_km * 1000.0,
+        end_date=start + dt.timedelta(days=days - 1),
+    )
+    simulate_site(config, site, progress=False)
+    return {}
+
+
+def stage_gates(site: Path, work: Path, size_km: float, days: int) -> dict:
+    """The chunk stage's quality gates (open_site loads the site, the gates read it)."""
+    from releo.data.site import open_site, validate_site
+
+    validate_site(open_site(site), work / "gx")
+    return {}
+
+
+def stage_chunk_index(site: Path, work: Path, size_km: float, days: int) -> dict:
+    """The chunk stage's index on lazily opened cubes: the mask streamed a row of chunks at a
+    time, then the table written."""
+    from releo.config import load_params
+    from releo.data.chunks import chunk_index
+    from releo.data.io import open_cube, write_table
+    from releo.data.site import SITE_FILES
+
+    cfg = load_params(Path(__file__).resolve().parents[1] / "params.yaml").chunks
+    s2 = open_cube(site / SITE_FILES["s2"], lazy=True)
+    s1 = open_cube(site / SITE_FILES["s1"], lazy=True)
+    index = chunk_index(s2, s1, size_m=cfg.size_m, days=cfg.days, block_chunks=cfg.block_chunks,
+                        split=cfg.split, seed=cfg.seed)  # fmt: skip
+    write_table(index, work / "index.parquet")
+    return {"chunks": len(index)}
+
+
+def stage_read(site: Path, work: Path, size_km: float, days: int) -> dict:
+    """The S2 cube read whole (open_cube), against numpy.load of the same float32 bands, and
+    one 1 km chunk window read from the lazily opened cube."""
+    from releo.data.contracts import S2_BANDS
+    from releo.data.io import open_cube
+    from releo.data.site import SITE_FILES
+
+    path = site / SITE_FILES["s2"]
+    open_cube(path)  # warm the page cache and the imports: both sides then read from memory
+    t0 = time.perf_counter()
+    cube = open_cube(path)
+    zarr_s = time.perf_counter() - t0
+    stack = np.stack([cube[b].values for b in S2_BANDS])
+    del cube
+    np.save(work / "bands.npy", stack)
+    megabytes = stack.nbytes / 1e6
+    del stack
+    np.load(work / "bands.npy")
+    t0 = time.perf_counter()
+    np.load(work / "bands.npy")
+    numpy_s = time.perf_counter() - t0
+    lazy = open_cube(path, lazy=True)
+    t0 = time.perf_counter()
+    window = lazy[list(S2_BANDS)].isel(y=slice(0, 100), x=slice(0, 100)).compute()
+    chunk_s = time.perf_counter() - t0
+    return {
+        "s2_float32_megabytes": megabytes,
+        "zarr_read_mb_per_s": megabytes / zarr_s,
+        "numpy_load_mb_per_s": megabytes / numpy_s,
+        "zarr_read_vs_numpy": numpy_s / zarr_s,
+        "one_chunk_read_seconds": chunk_s,
+        "one_chunk_megabytes": sum(window[b].nbytes for b in S2_BANDS) / 1e6,
+    }
+
+
+Stage = Callable[[Path, Path, float, int], dict]
+STAGES: dict[str, Stage] = {
+    "simulate": stage_simulate,
+    "gates": stage_gates,
+    "chunk_index": stage_chunk_index,
+    "read": stage_read,
+}
+"""Run in this order for each site; every stage after ``simulate`` reads the simulated site."""
+CHUNK_STAGE = ("gates", "chunk_index")
+"""The work of the DVC ``chunk`` stage."""
+
+
+# ----------------------------------------------------------------------------------- harness
+
+
+def run_stage(name: str, site: Path, work: Path, size_km: float, days: int) -> dict:
+    """Run one stage in a fresh interpreter; its seconds, peak RSS and figures."""
+    cmd = [sys.executable, __file__, "--stage", name, "--site", str(site), "--work", str(work),
+           "--size-km", str(size_km), "--days", str(days)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"stage {name} ({size_km} km) failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child(name: str, site: Path, work: Path, size_km: float, days: int) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    figures = STAGES[name](site, work, size_km, days)
+    seconds = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, **figures}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes-km", type=float, nargs="+", default=list(DEFAULT_SIZES_KM))
+    parser.add_argument("--days", type=int, default=DEFAULT_DAYS, help="simulated period")
+    parser.add_argument("--stage", choices=list(STAGES), help=argparse.SUPPRESS)
+    parser.add_argument("--site", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--size-km", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        child(args.stage, args.site, args.work, args.size_km, args.days)
+        return
+
+    sites: dict[str, dict] = {}
+    for size_km in args.sizes_km:
+        area = size_km**2
+        stages = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            site, work = Path(tmp) / "site", Path(tmp) / "work"
+            for name in STAGES:
+                result = run_stage(name, site, work, size_km, args.days)
+                result["seconds_per_km2"] = result["seconds"] / area
+                stages[name] = result
+                print(f"{size_km:g} km {name}: {result['seconds']:.1f} s, "
+                      f"{result['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
+        chunk_s = sum(stages[s]["seconds"] for s in CHUNK_STAGE)
+        sites[f"{size_km:g}km"] = {
+            "km2": area,
+            "stages": stages,
+            "chunk_stage_seconds_per_km2": chunk_s / area,
+            "chunk_stage_peak_rss_mb": max(stages[s]["peak_rss_mb"] for s in CHUNK_STAGE),
+        }
+
+    results: dict = {"days": args.days, "sites": sites}
+    small, large = f"{min(args.sizes_km):g}km", f"{max(args.sizes_km):g}km"
+    if small != large:
+        s, g = sites[small], sites[large]
+        results["time_per_km2_ratio_16_vs_2"] = (
+            g["chunk_stage_seconds_per_km2"] / s["chunk_stage_seconds_per_km2"]
+        )
+        results["peak_memory_ratio_16_vs_2"] = (
+            g["chunk_stage_peak_rss_mb"] / s["chunk_stage_peak_rss_mb"]
+        )
+        results["per_stage_ratios_16_vs_2"] = {
+            name: {
+                "time_per_km2": g["stages"][name]["seconds_per_km2"]
+                / s["stages"][name]["seconds_per_km2"],
+                "peak_memory": g["stages"][name]["peak_rss_mb"] / s["stages"][name]["peak_rss_mb"],
+            }
+            for name in STAGES
+        }
+    results["zarr_read_vs_numpy"] = sites[large]["stages"]["read"]["zarr_read_vs_numpy"]
+    from report import report  # here, not at the top: it imports torch into every stage
+
+    report("scale", results)
+
+
+if __name__ == "__main__":
+    main()
