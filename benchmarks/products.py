@@ -1,5 +1,11 @@
-"""Products benchmark: LAI decoding throughput from chunk embeddings next to SNAP LAI, and the
-projected cost of a year of weekly 10 m LAI over France.
+"""Products benchmark: LAI decoding throughput from chunk embeddings next to SNAP LAI, the
+projected cost of a year of weekly 10 m LAI over France, and the embed/decode stages on 1 and 2
+Ray workers.
+
+Decoding is measured three ways in the same run: ``before`` (the path up to issue 25: the model's
+full decoder for every variable, then BoundedNormal's properties), the LAI-only path
+(``eager``) and the same with its elementwise chains fused by torch.compile (``compiled``,
+the stage default); the largest difference of their values from ``before`` is reported too.
 
 Rates are per wall-clock second and per CPU-second (the core-hours of the projection use the
 latter, which other processes on the machine barely affect). Run with `make bench-products`
@@ -13,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +30,8 @@ import torch
 from releo.data.contracts import S2_BANDS
 from releo.models import ModelConfig, build_model
 from releo.physics import snap_lai
-from releo.products.decode import decode_grid, decode_queries
+from releo.products import decode as decode_module
+from releo.products.decode import LAI_VARIABLES, decode_grid, decode_queries
 from releo.products.embed import load_autoencoder
 from report import report
 
@@ -44,6 +53,95 @@ def rate(fn, n_items: int, min_seconds: float = 3.0) -> tuple[float, float]:
     return n_items / wall, n_items / cpu
 
 
+def before_decode_lai(model, z, u, v, doy, interval=0.9, calibration=None, compiled=False):
+    """The decode path before issue 25: every variable through the model's decoder, then
+    BoundedNormal's median, stddev (its two moments) and quantiles."""
+    cal = calibration or decode_module.LaiCalibration()
+    with torch.no_grad():
+        dist = cal.widen(model.decode(z, u, v, doy, context=None)["lai"])
+        q = (1.0 - interval) / 2
+        return {
+            "lai": cal.censor(dist.median),
+            "lai_std": dist.stddev,
+            "lai_low": cal.censor(dist.icdf(q)),
+            "lai_high": cal.censor(dist.icdf(1.0 - q)),
+        }
+
+
+def max_difference(a: dict, b: dict) -> float:
+    return max(float(np.nanmax(np.abs(a[k] - b[k]))) for k in LAI_VARIABLES)
+
+
+def ray_scaling() -> dict:
+    """The embed and decode stages on a local Ray of 1, then 2 CPUs: a simulated 500 m x 500 m
+    site of 25 chunks of 100 m over 40 days (100 chunk-windows), the untrained default
+    architecture; decode: daily 2 m LAI (62,500 px x 40 days). Each stage runs once to start
+    the workers (and compile), then is timed."""
+    from releo.config import ChunkConfig, Params
+    from releo.data.chunks import chunk_index
+    from releo.data.io import write_table
+    from releo.data.simulate import SimulationConfig, simulate_site
+    from releo.data.site import open_site
+    from releo.products.config import DecodeConfig, EmbedConfig, ProductsConfig
+    from releo.products.distributed import ray_session
+    from releo.products.stages import EMBEDDINGS, INDEX, MODEL, decode_to_folder, run_embed
+
+    site_cfg = SimulationConfig(
+        width_m=500, height_m=500, start_date=date(2025, 5, 1), end_date=date(2025, 6, 9)
+    )
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        simulate_site(site_cfg, root / "data", progress=False)
+        site = open_site(root / "data")
+        index = chunk_index(site.s2, site.s1, size_m=100.0, days=10, split={"train": 1})
+        write_table(index, root / INDEX)
+        torch.manual_seed(0)
+        cfg = ModelConfig(fused_prosail=False)
+        (root / MODEL).parent.mkdir()
+        torch.save(
+            {"model": build_model(cfg).state_dict(), "config": cfg.model_dump(), "weights": {}},
+            root / MODEL,
+        )
+        decode = DecodeConfig(
+            resolution_m=2.0, step_days=1, geotiff=False, quicklooks=False, overview_panels=1
+        )
+        for workers in (1, 2):
+            params = Params(
+                data_dir=root / "data",
+                site=site_cfg,
+                chunks=ChunkConfig(size_m=100.0),
+                model=cfg,
+                products=ProductsConfig(embed=EmbedConfig(workers=workers), decode=decode),
+            )
+            with ray_session(workers):
+                timings = []
+                for _ in range(2):  # start-up, then timed
+                    t0 = time.perf_counter()
+                    run_embed(params, root)
+                    t1 = time.perf_counter()
+                    metrics = decode_to_folder(
+                        decode,
+                        root / EMBEDDINGS,
+                        root / MODEL,
+                        root / "products",
+                        region=(4, 128, 128),
+                    )
+                    timings.append((t1 - t0, time.perf_counter() - t1))
+            (embed_s, decode_s), pixel_dates = timings[-1], metrics["pixel_dates"]
+            out[f"ray_{workers}_workers_embed_chunks_per_s"] = len(index) / embed_s
+            out[f"ray_{workers}_workers_decode_pixel_dates_per_s"] = pixel_dates / decode_s
+            out[f"ray_{workers}_workers_first_run_seconds"] = sum(timings[0])
+        out["ray_embed_chunks"] = len(index)
+        out["ray_decode_pixel_dates"] = pixel_dates
+        out["ray_decode_tasks"] = metrics["tasks"]
+        for stage in ("embed_chunks", "decode_pixel_dates"):
+            out[f"ray_{stage}_speed_up_2_vs_1"] = (
+                out[f"ray_2_workers_{stage}_per_s"] / out[f"ray_1_workers_{stage}_per_s"]
+            )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads (cores used)")
@@ -52,6 +150,9 @@ def main() -> None:
     parser.add_argument("--batch-queries", type=int, default=65536)
     parser.add_argument("--model", type=Path, default=Path("models/model.pt"))
     parser.add_argument("--embeddings", type=Path, default=Path("embeddings/embeddings.zarr"))
+    parser.add_argument(
+        "--no-ray", dest="ray", action="store_false", help="skip the 1 vs 2 Ray workers figures"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -73,10 +174,27 @@ def main() -> None:
     u, v = np.tile(u, args.chunks), np.tile(v, args.chunks)
     doy = np.repeat(rng.integers(1, 366, args.chunks), n_px).astype(np.float32)
     n = len(owner)
-    decode_rate, decode_cpu = rate(
-        lambda: decode_queries(model, table, owner, u, v, doy, batch_queries=args.batch_queries),
-        n,
-    )
+
+    def run(compiled: bool = False) -> dict:
+        return decode_queries(
+            model, table, owner, u, v, doy, batch_queries=args.batch_queries, compiled=compiled
+        )
+
+    def run_before() -> dict:
+        fast = decode_module.decode_lai
+        decode_module.decode_lai = before_decode_lai
+        try:
+            return run()
+        finally:
+            decode_module.decode_lai = fast
+
+    started = time.perf_counter()
+    compiled_values = run(compiled=True)
+    compile_s = time.perf_counter() - started
+    before_values, eager_values = run_before(), run()
+    before_rate, before_cpu = rate(run_before, n)
+    eager_rate, eager_cpu = rate(run, n)
+    decode_rate, decode_cpu = rate(lambda: run(compiled=True), n)
 
     def median_only() -> torch.Tensor:
         shape = (args.chunks, -1)
@@ -99,8 +217,16 @@ def main() -> None:
     results: dict = {
         "model": source,
         "embedding_dim": dim,
+        "decode_lai_before_pixel_dates_per_s": before_rate,
+        "decode_lai_before_pixel_dates_per_cpu_s": before_cpu,
+        "decode_lai_eager_pixel_dates_per_s": eager_rate,
+        "decode_lai_eager_pixel_dates_per_cpu_s": eager_cpu,
         "decode_lai_pixel_dates_per_s": decode_rate,
         "decode_lai_pixel_dates_per_cpu_s": decode_cpu,
+        "decode_lai_speed_up_per_cpu_s": decode_cpu / before_cpu,
+        "decode_lai_compile_seconds": compile_s,
+        "decode_lai_max_abs_difference_eager": max_difference(before_values, eager_values),
+        "decode_lai_max_abs_difference_compiled": max_difference(before_values, compiled_values),
         "decode_lai_median_only_pixel_dates_per_s": median_rate,
         "decode_lai_median_only_pixel_dates_per_cpu_s": median_cpu,
         "snap_lai_pixels_per_s": snap_rate,
@@ -122,10 +248,13 @@ def main() -> None:
         results["decode_grid_pixel_dates_per_s"], results["decode_grid_pixel_dates_per_cpu_s"] = (
             rate(lambda: decode_grid(model, cube, grid, days), grid.shape[0] * grid.shape[1] * 4)
         )
+    if args.ray:
+        results.update(ray_scaling())
     work = FRANCE_PIXELS * WEEKS
     results.update(
         {
             "france_weekly_10m_pixel_dates": work,
+            "france_weekly_10m_core_hours_before": work / before_cpu / 3600,
             "france_weekly_10m_core_hours": work / decode_cpu / 3600,
             "france_weekly_10m_snap_core_hours": work / snap_cpu / 3600,
             "cores": args.threads,

@@ -18,8 +18,9 @@ from releo.data.io import open_cube, write_table
 from releo.data.simulate import SimulationConfig, simulate_site
 from releo.data.site import open_site
 from releo.models import ModelConfig, build_model
+from releo.models.distributions import BoundedNormal
 from releo.products.config import DecodeConfig, EmbedConfig, ProductsConfig
-from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_grid
+from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_grid, decode_lai
 from releo.products.distributed import FAIL_ONCE_ENV, ray_session, regions
 from releo.products.embed import embeddings_cube, encode_chunks, load_autoencoder
 from releo.products.grid import ChunkLayout, Grid
@@ -124,7 +125,9 @@ def one_process_lai(root):
     layout = ChunkLayout.from_embeddings(embeddings)
     grid = Grid.from_bounds(layout.bounds, DECODE.resolution_m, layout.crs)
     dates = request_dates(DECODE, layout, embeddings.attrs)
-    return decode_grid(model, embeddings, grid, dates, calibration=CALIBRATION)
+    return decode_grid(
+        model, embeddings, grid, dates, calibration=CALIBRATION, compiled=DECODE.compile
+    )
 
 
 def test_decode_on_two_workers_is_the_one_process_product_bit_for_bit(project):
@@ -163,3 +166,42 @@ def test_a_task_whose_worker_dies_is_rerun_and_the_product_is_complete(
     alone = one_process_lai(project)
     for name in LAI_VARIABLES:
         np.testing.assert_array_equal(lai[name].values, alone[name].values)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_lai_only_decoder_is_the_model_decoder_to_rounding(compiled):
+    torch.manual_seed(1)
+    model = build_model(TINY).eval()
+    with torch.no_grad():  # away from the initial heads (small last-layer weights)
+        for p in model.decoder.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    z = torch.randn(3, TINY.embedding_dim)
+    u, v = torch.rand(3, 500), torch.rand(3, 500)
+    doy = torch.tensor([[100.0], [101.0], [250.5]]).expand(3, 500)  # whole and fractional days
+    cal = LaiCalibration(spread_scale=1.3, detection_limit=2.0)  # censors some values
+    got = decode_lai(model, z, u, v, doy, calibration=cal, compiled=compiled)
+    with torch.no_grad():
+        lai = model.decode(z, u, v, doy)["lai"]
+    # the model's distribution, its statistics in float64: BoundedNormal's float32 stddev
+    # (E[x^2] - E[x]^2) loses ~0.004 near LAI 10, where the LAI-only path's (about the median)
+    # does not
+    dist = cal.widen(BoundedNormal(lai.loc.double(), lai.scale.double(), lai.low, lai.high))
+    want = {
+        "lai": cal.censor(dist.median),
+        "lai_std": dist.stddev,
+        "lai_low": cal.censor(dist.icdf(0.05)),
+        "lai_high": cal.censor(dist.icdf(0.95)),
+    }
+    assert float(want["lai"].std()) > 0.1  # a spread of values, some censored to 0
+    assert (want["lai_low"] == 0).any() and (want["lai_low"] > 0).any()
+    for k in LAI_VARIABLES:
+        # float32 rounding: cdist's matrix-product distances vs coordinate-wise ones, the
+        # first layer summed in parts; amplified by the softmax cells and the logit map
+        torch.testing.assert_close(got[k].double(), want[k], atol=1e-4, rtol=1e-4)
+    # batch independence: one embedding's queries alone give the same bits
+    alone = decode_lai(
+        model, z[1:2], u[1:2, 7:300], v[1:2, 7:300], doy[1:2, 7:300],
+        calibration=cal, compiled=compiled,
+    )  # fmt: skip
+    for k in LAI_VARIABLES:
+        assert torch.equal(alone[k][0], got[k][1, 7:300])

@@ -211,6 +211,7 @@ def decode_region(
     interval: float,
     calibration: LaiCalibration | None,
     batch_queries: int,
+    compiled: bool,
     out: str,
 ) -> None:
     """Decode ``region`` (dates, rows, cols) of the product on ``grid`` at ``dates`` and write
@@ -222,6 +223,7 @@ def decode_region(
     values = decode_grid_arrays(
         model, embeddings, sub, dates[t],
         interval=interval, calibration=calibration, batch_queries=batch_queries,
+        compiled=compiled,
     )  # fmt: skip
     for name, value in values.items():
         write_region(Path(out), name, region, value)
@@ -258,7 +260,8 @@ def decode_to_folder(
         tasks = [
             {"embeddings_path": str(embeddings_path), "model_path": str(model_path),
              "grid": grid, "dates": dates, "region": block, "interval": cfg.interval,
-             "calibration": calibration, "batch_queries": cfg.batch_queries, "out": str(cube)}
+             "calibration": calibration, "batch_queries": cfg.batch_queries,
+                "compiled": cfg.compile, "out": str(cube)}
             for block in blocks
         ]  # fmt: skip
         with ray_session(cfg.workers) if parallel else nullcontext():
