@@ -187,7 +187,7 @@ def _by_point_and_date(out: pd.DataFrame) -> pd.DataFrame:
 def test_lai_writes_the_table_back_with_each_points_series(files):
     result = runner.invoke(app, lai_args(files))
     assert result.exit_code == 0, result.output
-    assert "64 points" in result.output and "10-day windows, ±0 days of context" in result.output
+    assert "64 points" in result.output and "10-day windows, ±10 days of context" in result.output
     source = read_table(files / "pixels.csv")
     out = read_table(files / "pixels_lai.csv")
     assert list(out.columns) == [*source.columns, "lai", "lai_std"]
