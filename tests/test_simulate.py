@@ -508,3 +508,16 @@ def test_in_memory_reflectance_is_the_stored_one(tmp_path: Path) -> None:
     stored = open_cube(tmp_path / "s2.zarr")["B04"].values
     np.testing.assert_array_equal(stored, quantised)
     np.testing.assert_array_equal(quantise_l2a(quantised), quantised)
+
+
+@pytest.mark.slow
+def test_the_default_site_is_the_one_data_dvc_names(tmp_path):
+    """A fresh clone simulates the default site (no DVC remote): its bytes must be the ones
+    ``data.dvc`` records, or the main job rewrites ``data.dvc`` and reruns every stage."""
+    import yaml
+
+    run([sys.executable, "-m", "releo.cli", "simulate", "--out", str(tmp_path / "data")], REPO)
+    files = _file_md5s(tmp_path / "data")
+    recorded = yaml.safe_load((REPO / "data.dvc").read_text())["outs"][0]
+    assert len(files) == recorded["nfiles"]
+    assert dvc_directory_md5(files) == recorded["md5"]
