@@ -281,6 +281,12 @@ def test_stage_runs_on_a_tiny_site_and_logs_to_mlflow(tiny_project, monkeypatch,
     run = mlflow.get_run(metrics["mlflow_run_id"])
     assert run.info.experiment_id == mlflow.get_experiment_by_name("releo-discover").experiment_id
     assert "truth_structure_f1" in run.data.metrics
+    # timings change every run: in metrics/timings/ and on the run, not in DVC's metrics
+    assert "seconds" not in metrics
+    timings = json.loads((tiny_project / "metrics" / "timings" / "discover.json").read_text())
+    assert run.data.metrics["stage_seconds"] == timings["seconds"]
+    assert run.data.metrics["discover_seconds"] == timings["discover_seconds"]
+    assert run.data.metrics["gates_share"] == timings["gates_share"]
     client = mlflow.MlflowClient()
     paths = {a.path for a in client.list_artifacts(run.info.run_id, "discover")}
     assert "discover/equations.md" in paths

@@ -38,10 +38,11 @@ def test_a_failed_stage_keeps_the_last_timings(tmp_path):
 
 def test_timings_go_to_the_stage_run(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment("timings", artifact_location=tmp_path.as_uri())
     with timed("discover", tmp_path) as clock:
         with clock.part("gates"):
             pass
-        with mlflow.start_run() as run:
+        with mlflow.start_run(experiment_id=experiment) as run:
             record(discover_seconds=2.5, gate_seconds={"s2": 0.25})
     metrics = mlflow.get_run(run.info.run_id).data.metrics
     assert metrics["discover_seconds"] == 2.5 and metrics["gate_seconds.s2"] == 0.25

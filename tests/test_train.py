@@ -360,7 +360,8 @@ def test_tune_logs_nested_trials_and_writes_best_weights(project):
         assert run["tags.git_commit"] == commit
         assert run["tags.data_md5"] == "0123abcd.dir"
         assert len(run["tags.params_hash"]) == 12
-    assert sorted(children["params.loss_weights.s2"].astype(float)) == [1.0, 1.5]
+    # the default weights, then the warm start
+    assert sorted(children["params.loss_weights.s2"].astype(float)) == [LossWeights().s2, 1.5]
     assert children["metrics.val_lai_rmse_vs_truth"].notna().all()
     assert parent["metrics.objective_best"] == pytest.approx(metrics["objective_best"])
     assert parent["metrics.objective_default"] == pytest.approx(metrics["objective_default"])

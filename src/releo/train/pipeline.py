@@ -117,7 +117,7 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
     import mlflow
 
     from releo.tracking.trials import TrialRuns
-    from releo.train.tune import StopBoard, search_weights
+    from releo.train.tune import search_weights
 
     root = Path(root).resolve()
     has_truth = site_has_truth(params, root)
@@ -150,7 +150,8 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
             storage_path=storage,
             name=name,
             callbacks=[trial_runs],
-            board=StopBoard.remote(),
+            # no board of ours: an actor made here would start Ray with its defaults (workers'
+            # logs on the driver) before search_weights starts it quietly; it makes its own
             progress=True,
         )
         record(search_seconds=round(time.perf_counter() - started, 2))

@@ -133,11 +133,23 @@ class TuneProgress(Callback):
     ASHA ends early skips its remaining epochs."""
 
     def __init__(self, trials: int, epochs: int, metric: str, split: str = "val"):
-        self.epochs = epochs
-        self.bar = EpochBar("tune", trials * epochs, [metric], split)
+        self.trials, self.epochs, self.metric, self.split = trials, epochs, metric, split
+        self._bar: EpochBar | None = None
         self.done: dict[str, int] = {}
         self.order: dict[str, int] = {}
-        self.trials = trials
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state: a bar holds the terminal
+        return {**self.__dict__, "_bar": None}
+
+    @property
+    def bar(self) -> EpochBar:
+        if self._bar is None:
+            self._bar = EpochBar("tune", self.trials * self.epochs, [self.metric], self.split)
+        return self._bar
+
+    def setup(self, **info: Any) -> None:
+        self.bar.bar.refresh()  # the bar from the study's start, not its first result
 
     def _total_done(self) -> int:
         return sum(self.done.values())
@@ -157,4 +169,5 @@ class TuneProgress(Callback):
         self.on_trial_complete(iteration, trials, trial)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.bar.close()
+        if self._bar is not None:
+            self._bar.close()

@@ -126,6 +126,7 @@ def search_weights(
     from releo.train.progress import TuneProgress
 
     init_ray(base.train)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study and trial
     metric = f"{base.eval_split}_{cfg.metric}"
     board = board or StopBoard.remote()
     scheduler = CooperativeASHA(
