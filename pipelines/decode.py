@@ -22,7 +22,7 @@ def main() -> None:
         print(
             f"{metrics['dates']} dates {metrics['first_date']}..{metrics['last_date']} on "
             f"{metrics['grid']['ny']}x{metrics['grid']['nx']} px: "
-            f"{metrics['valid_fraction']:.1%} decoded, "
+            f"{metrics['valid_fraction']:.1%} decoded in {metrics['tasks']} task(s), "
             f"{clock.values.get('pixel_dates_per_s', 0):,.0f} pixel-dates/s"
         )
 

@@ -1,4 +1,5 @@
-"""DVC stage ``embed``: gate the site and chunk index, then embed every chunk."""
+"""DVC stage ``embed``: gate the site and chunk index, then embed every chunk (Ray tasks on
+the local cores, or on the ``$RAY_ADDRESS`` cluster)."""
 
 from pathlib import Path
 
@@ -18,7 +19,8 @@ def main() -> None:
         error = metrics["quantisation_max_abs_error"]
         print(
             f"{metrics['chunks']} chunks -> {metrics['embedding_dim']} features "
-            f"({metrics['dtype']}, max quantisation error {error:.2g})"
+            f"({metrics['dtype']}, max quantisation error {error:.2g}) in "
+            f"{metrics['tasks']} task(s)"
         )
 
 

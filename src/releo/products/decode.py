@@ -30,6 +30,7 @@ from releo.products.grid import ChunkLayout, Grid
 LAI_VARIABLES: tuple[str, ...] = ("lai", "lai_std", "lai_low", "lai_high")
 """Decoded LAI: median, standard deviation and the bounds of the central interval."""
 MAX_QUERIES_IN_MEMORY = 4_000_000  # pixel-dates assembled at once by decode_grid
+MIN_ROWS_PER_CALL = 256  # rows of the smallest model call (see decode_queries)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,9 @@ def _lai_head(code, u, v, side, geometry, w_slot, per_chunk, per_day, which, w2,
     for j in range(1, slots.shape[-1]):
         h = h + slots[..., j : j + 1] * w_slot[:, j]
     h = h + per_chunk[:, None] + per_day[which]
-    raw = F.linear(F.gelu(F.linear(F.gelu(h), w2, b2)), w3, b3)
+    # matmul, then the bias: a compiled graph adds it inside the next fused loop (with F.linear,
+    # addmm first copies the bias into the output: one more pass over it)
+    raw = F.gelu(F.gelu(h) @ w2.T + b2) @ w3.T + b3
     return LOGIT_BOUND * torch.tanh(raw[..., 0] / LOGIT_BOUND), F.softplus(raw[..., 1]) + MIN_SCALE
 
 
@@ -271,6 +274,9 @@ def decode_queries(
     while i < len(blocks):
         width = blocks[i][1] - blocks[i][0]
         call = blocks[i : i + max(1, batch_queries // width)]
+        # BLAS takes other kernels for matrices of a few rows, which round differently: a
+        # small call is padded so that a query's value never depends on its batch (Ray regions)
+        width = max(width, -(-MIN_ROWS_PER_CALL // len(call)))
         idx = np.empty((len(call), width), dtype=np.int64)
         keep = np.zeros((len(call), width), dtype=bool)
         for r, (a, b) in enumerate(call):

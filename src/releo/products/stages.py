@@ -54,6 +54,8 @@ DECODE_REGION = (8, 512, 512)
 """Pixel-dates per decode task and per Zarr chunk of the product: dates, rows, cols (2.1 M,
 8 MiB per variable)."""
 
+COMPILE_MIN_PIXEL_DATES = 16_000_000
+"""Requests this large decode with ``products.decode.compile`` (smaller ones eagerly)."""
 
 # ------------------------------------------------------------------ inputs, cached per worker
 # A Ray worker process runs many tasks of a stage: it opens the model and the stores once.
@@ -237,10 +239,12 @@ def decode_to_folder(
     calibration: LaiCalibration | None = None,
     *,
     region: tuple[int, int, int] = DECODE_REGION,
+    compile_from: int = COMPILE_MIN_PIXEL_DATES,
 ) -> dict:
     """Decode the request ``cfg`` from the embeddings cube (with the LAI ``calibration``, None:
     as decoded) as Ray tasks over blocks of ``region`` pixel-dates (dates, rows, cols), and
-    write the product folder (the layout of :mod:`releo.products.export`)."""
+    write the product folder (the layout of :mod:`releo.products.export`); requests of
+    ``compile_from`` pixel-dates or more decode compiled (``cfg.compile``)."""
     started = time.perf_counter()
     embeddings_path, model_path = Path(embeddings_path).resolve(), Path(model_path).resolve()
     embeddings = open_cube(embeddings_path)
@@ -252,6 +256,8 @@ def decode_to_folder(
         source_model_sha256=str(embeddings.attrs.get("model_sha256", "")), chunks=region,
     )  # fmt: skip
     blocks = regions(template["lai"].shape, region)
+    # torch.compile costs each worker ~10-20 s once: worth it for large requests only
+    compiled = cfg.compile and math.prod(template["lai"].shape) >= compile_from
     parallel = use_ray(len(blocks))
     counts = {"dates": len(dates)}
     with atomic_dir(Path(target)) as tmp:
@@ -261,7 +267,7 @@ def decode_to_folder(
             {"embeddings_path": str(embeddings_path), "model_path": str(model_path),
              "grid": grid, "dates": dates, "region": block, "interval": cfg.interval,
              "calibration": calibration, "batch_queries": cfg.batch_queries,
-                "compiled": cfg.compile, "out": str(cube)}
+                "compiled": compiled, "out": str(cube)}
             for block in blocks
         ]  # fmt: skip
         with ray_session(cfg.workers) if parallel else nullcontext():
