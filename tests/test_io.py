@@ -103,7 +103,7 @@ def test_failed_write_keeps_previous_cube(
     def boom(root: Path) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(io, "_write_manifest", boom)
+    monkeypatch.setattr(io, "write_manifest", boom)
     with pytest.raises(OSError, match="disk full"):
         write_cube(cube.isel(time=[0]), path)
     assert _files(path) == before

@@ -154,6 +154,8 @@ def site_build(
 
 
 class Contract(StrEnum):
+    """A data contract ``releo validate`` checks a file against."""
+
     s2 = "s2"
     s1 = "s1"
     reference = "reference"
@@ -254,7 +256,7 @@ def ui(
 
     from releo.config import ParamsError
     from releo.ops.ui import RemoteStoreError, server_command
-    from releo.train.config import TrackingConfig
+    from releo.tracking.config import TrackingConfig
 
     try:
         tracking = load_params(params).tracking if params.exists() else TrackingConfig()

@@ -12,7 +12,8 @@ from releo.discover.config import DiscoverConfig
 from releo.models.config import LossWeights, ModelConfig
 from releo.models.pixel import BaselineConfig
 from releo.products.config import ProductsConfig
-from releo.train.config import TrackingConfig, TrainConfig, TuneConfig
+from releo.tracking.config import TrackingConfig
+from releo.train.config import TrainConfig, TuneConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
 

@@ -18,7 +18,6 @@ and ``gates_share``: the share of the stage's time spent in its quality gates.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -26,6 +25,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
+
+from releo.tracking.runs import finite_metrics
 
 TIMINGS_DIR = Path("metrics/timings")
 GATES = "gates"
@@ -35,14 +36,10 @@ _current: ContextVar[StageClock | None] = ContextVar("releo_stage_clock", defaul
 
 def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """Finite numbers of ``values`` (nested dicts as ``a.b``), the way MLflow takes them."""
-    out: dict[str, float] = {}
+    out = {f"{prefix}{key}": value for key, value in finite_metrics(values).items()}
     for key, value in values.items():
         if isinstance(value, Mapping):
             out.update(_flat(value, f"{prefix}{key}."))
-        elif (
-            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        ):
-            out[f"{prefix}{key}"] = float(value)
     return out
 
 

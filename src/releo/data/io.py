@@ -42,6 +42,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,13 +90,13 @@ def write_cube(
     ``chunk_m`` x ``chunk_m`` windows (the pipeline's chunk size) x all dates.
     """
     target = Path(path)
-    prepared, encoding = _prepare_cube(ds, target, chunk_m)
+    prepared, encoding = prepare_cube(ds, target, chunk_m)
     with atomic_dir(target) as tmp, warnings.catch_warnings():
         # zarr warns that its "string" dtype has no final v3 spec yet; the platform
         # coordinate needs it and zarr-python reads it back, so the warning is noise here.
         warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
         prepared.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
-        _write_manifest(tmp)
+        write_manifest(tmp)
     return target
 
 
@@ -218,7 +219,7 @@ def _decode_reflectance(raw: np.ndarray, encoding: dict) -> np.ndarray:
     return out
 
 
-def _prepare_cube(
+def prepare_cube(
     ds: xr.Dataset, target: Path, chunk_m: float = DEFAULT_CHUNK_M
 ) -> tuple[xr.Dataset, dict[str, dict]]:
     """Return the dataset as it will be stored and its per-variable Zarr encoding."""
@@ -377,7 +378,8 @@ def _decode_cube(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def _write_manifest(root: Path) -> None:
+def write_manifest(root: Path) -> None:
+    """Record the size and SHA-256 of every file of the Zarr store ``root`` in its attributes."""
     files = {}
     for file in sorted(root.rglob("*")):
         rel = file.relative_to(root).as_posix()
@@ -500,6 +502,20 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
         else:
             df.to_parquet(tmp, index=False)
     return target
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as strict JSON takes it: NaN/inf become null (DVC and browsers reject bare
+    NaN), numpy scalars Python numbers, tuples lists and dict keys strings."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_json(obj: object, path: str | os.PathLike[str]) -> Path:

@@ -22,6 +22,7 @@ import xarray as xr
 from pydantic import ValidationError
 from pyproj import CRS
 
+from releo import quality
 from releo.data.errors import DataError
 from releo.data.io import open_cube, read_table
 from releo.data.meteo import check_meteo
@@ -112,8 +113,6 @@ def validate_site(site: Site, context_root: str | Path | None = None) -> dict:
 
     Returns the gates' statistics per part (for ``metrics/``).
     """
-    from releo import quality
-
     check_consistency(site)
     results = {
         "s2": quality.check_s2_cube(site.s2, site.path("s2"), context_root=context_root),

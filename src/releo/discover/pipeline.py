@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from releo import tracking
 from releo.config import Params
 from releo.data.chunks import INDEX
 from releo.data.errors import DataError
-from releo.data.io import open_cube, write_json, write_table
+from releo.data.io import json_safe, open_cube, write_json, write_table
 from releo.data.site import open_site
 from releo.discover.compare import structure_scores
 from releo.discover.config import DiscoverConfig
@@ -163,18 +164,6 @@ def headline(entries: dict[str, dict], analysis: dict) -> dict:
         chunk = analysis.get("planted_chunk_match", {}).get(modality, {})
         out[f"{modality}_latent_planted_r2_heldout"] = chunk.get("r2_heldout")
     return out
-
-
-def _clean(value):
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def write_outputs(
@@ -324,7 +313,7 @@ def run_discover(params: Params, root: Path = Path(), log_mlflow: bool = True) -
         residual_analysis=analysis,
         notes=notes,
     )
-    metrics = _clean(metrics)
+    metrics = json_safe(metrics)
     if log_mlflow:
         metrics["mlflow_run_id"] = _log_run(params, root, metrics, written, started)
     write_json(metrics, root / METRICS)
@@ -377,29 +366,19 @@ def _log_run(params: Params, root: Path, metrics: dict, written: list[Path], sta
     :func:`releo.timings.record`) the stage's timings."""
     import mlflow
 
-    from releo import tracking
-
-    tracking.configure(params.tracking, root, "discover")
-    tags = {**tracking.standard_tags(root, params), "stage": "discover"}
-    with mlflow.start_run(run_name=f"discover-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags) as run:
+    with tracking.stage_run(params, root, "discover") as run:
         flat = params.discover.model_dump(mode="json")
         library = flat.pop("library")
         mlflow.log_params(
             {
-                **{f"discover.{k}": v for k, v in flat.items()},
-                **{f"discover.library.{k}": v for k, v in library.items()},
+                **tracking.section_params("discover", flat),
+                **tracking.section_params("discover.library", library),
             }
         )
-        mlflow.log_metrics(
-            {
-                k: float(v)
-                for k, v in metrics.items()
-                if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            }
-        )
+        tracking.log_finite_metrics(metrics)
         for path in written:
             folder = path.parent.relative_to(root).as_posix()
             mlflow.log_artifact(str(path), artifact_path=folder)
         mlflow.log_dict(metrics, "discover.json")
         record(discover_seconds=round(time.perf_counter() - started, 1))
-        return run.info.run_id
+        return run.run_id

@@ -33,7 +33,9 @@ VARIABLES: tuple[str, ...] = tuple(VARIABLE_RANGES)
 STATIC_VARIABLES: tuple[str, ...] = ("N", "lidfa", "hspot", "rsoil")
 """Per-pixel constants of the canopy and soil (decoded without the date)."""
 
-_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite_e.hermegauss(12)
+GAUSS_HERMITE_NODES, GAUSS_HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(12)
+"""12-point Gauss-Hermite quadrature (probabilists', weight exp(-x²/2)) of the moments."""
+_GH_NODES, _GH_WEIGHTS = GAUSS_HERMITE_NODES, GAUSS_HERMITE_WEIGHTS  # products/decode.py's names
 
 
 def prior_logit(name: str) -> float:
@@ -62,8 +64,10 @@ class BoundedNormal:
         return self._map(self.loc)
 
     def _moment(self, power: int) -> torch.Tensor:
-        nodes = torch.as_tensor(_GH_NODES, dtype=self.loc.dtype, device=self.loc.device)
-        weights = torch.as_tensor(_GH_WEIGHTS, dtype=self.loc.dtype, device=self.loc.device)
+        nodes = torch.as_tensor(GAUSS_HERMITE_NODES, dtype=self.loc.dtype, device=self.loc.device)
+        weights = torch.as_tensor(
+            GAUSS_HERMITE_WEIGHTS, dtype=self.loc.dtype, device=self.loc.device
+        )
         values = self._map(self.loc[..., None] + self.scale[..., None] * nodes) ** power
         return (values * weights).sum(-1) / math.sqrt(2 * math.pi)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from releo.train.config import TrackingConfig
+from releo.tracking.config import TrackingConfig
 
 
 class RemoteStoreError(ValueError):

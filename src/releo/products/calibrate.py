@@ -31,13 +31,13 @@ import pandas as pd
 import torch
 
 from releo.config import Params
-from releo.data.io import open_cube, write_json
+from releo.data.io import json_safe, open_cube, write_json
 from releo.data.readers import read_field_survey
 from releo.data.site import open_site
 from releo.models.distributions import BoundedNormal
 from releo.products.decode import LaiCalibration, decode_distribution, pair_queries
 from releo.products.embed import load_autoencoder
-from releo.products.evaluate import held_out_mask, json_safe, survey_pixels
+from releo.products.evaluate import held_out_mask, survey_pixels
 from releo.products.stages import CALIBRATION, EMBEDDINGS, INDEX, MODEL
 from releo.timings import record
 

@@ -29,7 +29,7 @@ import zarr
 
 # The cube format (its encoding choices and integrity manifest) belongs to releo.data.io;
 # the region writes here reuse it rather than copying it.
-from releo.data.io import _prepare_cube, _write_manifest
+from releo.data.io import prepare_cube, write_manifest
 
 FAIL_ONCE_ENV = "RELEO_FAIL_TASK_ONCE"
 """Test hook: a file path; the first Ray task to start creates it and kills its worker."""
@@ -129,7 +129,7 @@ def create_region_cube(ds: xr.Dataset, path: Path, region_chunks: dict[str, tupl
     """Write the metadata of cube ``ds`` at ``path``: every variable but those of
     ``region_chunks`` (lazy templates, left unwritten), which get Zarr chunks of that shape,
     one per task region."""
-    prepared, encoding = _prepare_cube(ds, path)
+    prepared, encoding = prepare_cube(ds, path)
     for name, chunks in region_chunks.items():
         shape = prepared[name].shape
         encoding[name].pop("shards", None)
@@ -151,4 +151,4 @@ def write_region(path: Path, name: str, region: tuple[slice, ...], values: np.nd
 
 def finish_cube(path: Path) -> None:
     """Record the manifest of a cube whose regions are all written (open_cube checks it)."""
-    _write_manifest(Path(path))
+    write_manifest(Path(path))

@@ -29,7 +29,7 @@ import xarray as xr
 from releo.config import Params
 from releo.data.contracts import LAND_COVER_CLASSES, MASK_CLEAR, REFERENCE_LAI, S2_MASK
 from releo.data.errors import DataError
-from releo.data.io import open_cube, write_json, write_table
+from releo.data.io import atomic_dir, json_safe, open_cube, write_json, write_table
 from releo.data.readers import read_field_survey
 from releo.data.site import Site, open_site
 from releo.models import PhysicsAutoencoder
@@ -186,11 +186,10 @@ def held_out_estimates(
     )  # fmt: skip
 
 
-def _flat(prefix: str, ref: str, result: dict[str, float], cov: str, suffix: str = "") -> dict:
-    out = {f"{prefix}lai_{k}_{ref}{suffix}": v for k, v in result.items() if k != "coverage"}
-    if "coverage" in result:
-        out[f"{prefix}lai_{cov}_{ref}{suffix}"] = result["coverage"]
-    return out
+def named(result: dict[str, float], **names: str) -> dict[str, float]:
+    """The :func:`scores` of ``result`` under the metric names given for them
+    (``rmse="lai_rmse_truth"``); scores not computed (no interval, no coverage) are left out."""
+    return {name: result[score] for score, name in names.items() if score in result}
 
 
 def truth_metrics(est: HeldOut, cov: str) -> tuple[dict, dict]:
@@ -203,25 +202,55 @@ def truth_metrics(est: HeldOut, cov: str) -> tuple[dict, dict]:
     b_high = est.baseline_high if est.baseline_high is not None else None
     at_snap = np.isfinite(est.snap)
     at_base = np.isfinite(base)
-    flat: dict = {}
-    flat.update(_flat("", "truth", scores(est.lai, t, est.low, est.high), cov))
-    for sky, sel in (("clear", est.clear), ("cloudy", ~est.clear)):
-        flat.update(
-            _flat("", "truth", scores(est.lai[sel], t[sel], est.low[sel], est.high[sel]), cov,
-                  f"_{sky}")
-        )  # fmt: skip
-    ours_at_snap = scores(est.lai[at_snap], t[at_snap], est.low[at_snap], est.high[at_snap])
-    flat.update(_flat("", "truth", ours_at_snap, cov, "_at_snap"))
-    flat.update(_flat("snap_", "truth", scores(est.snap, t), cov))
-    flat.update(_flat("", "truth", scores(est.lai[at_base], t[at_base]), cov, "_at_baseline"))
-    flat.update(_flat("baseline_", "truth", scores(base, t, b_low, b_high), cov))
+    clear, cloudy = est.clear, ~est.clear
+    flat: dict = {
+        **named(
+            scores(est.lai, t, est.low, est.high),
+            n="lai_n_truth", rmse="lai_rmse_truth", bias="lai_bias_truth", r2="lai_r2_truth",
+            coverage=f"lai_{cov}_truth",
+        ),
+        **named(
+            scores(est.lai[clear], t[clear], est.low[clear], est.high[clear]),
+            n="lai_n_truth_clear", rmse="lai_rmse_truth_clear", bias="lai_bias_truth_clear",
+            r2="lai_r2_truth_clear", coverage=f"lai_{cov}_truth_clear",
+        ),
+        **named(
+            scores(est.lai[cloudy], t[cloudy], est.low[cloudy], est.high[cloudy]),
+            n="lai_n_truth_cloudy", rmse="lai_rmse_truth_cloudy", bias="lai_bias_truth_cloudy",
+            r2="lai_r2_truth_cloudy", coverage=f"lai_{cov}_truth_cloudy",
+        ),
+        **named(
+            scores(est.lai[at_snap], t[at_snap], est.low[at_snap], est.high[at_snap]),
+            n="lai_n_truth_at_snap", rmse="lai_rmse_truth_at_snap",
+            bias="lai_bias_truth_at_snap", r2="lai_r2_truth_at_snap",
+            coverage=f"lai_{cov}_truth_at_snap",
+        ),
+        **named(
+            scores(est.snap, t),
+            n="snap_lai_n_truth", rmse="snap_lai_rmse_truth", bias="snap_lai_bias_truth",
+            r2="snap_lai_r2_truth",
+        ),
+        **named(
+            scores(est.lai[at_base], t[at_base]),
+            n="lai_n_truth_at_baseline", rmse="lai_rmse_truth_at_baseline",
+            bias="lai_bias_truth_at_baseline", r2="lai_r2_truth_at_baseline",
+        ),
+        **named(
+            scores(base, t, b_low, b_high),
+            n="baseline_lai_n_truth", rmse="baseline_lai_rmse_truth",
+            bias="baseline_lai_bias_truth", r2="baseline_lai_r2_truth",
+            coverage=f"baseline_lai_{cov}_truth",
+        ),
+    }  # fmt: skip
     if est.parcel is not None:
         # one group per parcel and date, at SNAP's pixel-dates: level vs layout errors
         groups = np.arange(t.shape[0])[:, None] * (int(est.parcel.max()) + 1) + est.parcel
         ours = parcel_split(np.where(at_snap, est.lai, np.nan), t, groups)
-        for prefix, split in (("", ours), ("snap_", parcel_split(est.snap, t, groups))):
-            flat[f"{prefix}lai_rmse_truth_at_snap_between_parcels"] = split["between"]
-            flat[f"{prefix}lai_rmse_truth_at_snap_within_parcels"] = split["within"]
+        snap = parcel_split(est.snap, t, groups)
+        flat["lai_rmse_truth_at_snap_between_parcels"] = ours["between"]
+        flat["lai_rmse_truth_at_snap_within_parcels"] = ours["within"]
+        flat["snap_lai_rmse_truth_at_snap_between_parcels"] = snap["between"]
+        flat["snap_lai_rmse_truth_at_snap_within_parcels"] = snap["within"]
         flat["truth_lai_within_parcels_at_snap"] = ours["reference_within"]
     names = dict(enumerate(LAND_COVER_CLASSES))
     classes = np.broadcast_to(est.land_cover, t.shape) if est.land_cover is not None else None
@@ -251,9 +280,18 @@ def snap_metrics(est: HeldOut, cov: str) -> dict:
     """Ours (with its interval's coverage of SNAP) and the baseline against the SNAP reference
     at its held-out pixel-dates: how far the products are from the operational one."""
     base = est.baseline if est.baseline is not None else np.full_like(est.snap, np.nan)
-    flat = _flat("", "snap", scores(est.lai, est.snap, est.low, est.high), cov)
-    flat.update(_flat("baseline_", "snap", scores(base, est.snap), cov))
-    return flat
+    return {
+        **named(
+            scores(est.lai, est.snap, est.low, est.high),
+            n="lai_n_snap", rmse="lai_rmse_snap", bias="lai_bias_snap", r2="lai_r2_snap",
+            coverage=f"lai_{cov}_snap",
+        ),
+        **named(
+            scores(base, est.snap),
+            n="baseline_lai_n_snap", rmse="baseline_lai_rmse_snap",
+            bias="baseline_lai_bias_snap", r2="baseline_lai_r2_snap",
+        ),
+    }  # fmt: skip
 
 
 def survey_pixels(surveys: pd.DataFrame, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -321,12 +359,29 @@ def field_metrics(table: pd.DataFrame, cov: str) -> tuple[dict, dict]:
     """Flat metrics and per-land-cover breakdown against the field surveys."""
     s, lai = table["survey"].to_numpy(), table["lai"].to_numpy()
     snap, base = table["snap"].to_numpy(), table["baseline"].to_numpy()
-    flat: dict = {}
-    flat.update(_flat("", "field", scores(lai, s, table["lai_low"], table["lai_high"]), cov))
-    flat.update(_flat("", "field", scores(lai[np.isfinite(snap)], s[np.isfinite(snap)]), cov,
-                      "_at_snap"))  # fmt: skip
-    flat.update(_flat("snap_", "field", scores(snap, s), cov))
-    flat.update(_flat("baseline_", "field", scores(base, s), cov))
+    at_snap = np.isfinite(snap)
+    flat = {
+        **named(
+            scores(lai, s, table["lai_low"], table["lai_high"]),
+            n="lai_n_field", rmse="lai_rmse_field", bias="lai_bias_field", r2="lai_r2_field",
+            coverage=f"lai_{cov}_field",
+        ),
+        **named(
+            scores(lai[at_snap], s[at_snap]),
+            n="lai_n_field_at_snap", rmse="lai_rmse_field_at_snap",
+            bias="lai_bias_field_at_snap", r2="lai_r2_field_at_snap",
+        ),
+        **named(
+            scores(snap, s),
+            n="snap_lai_n_field", rmse="snap_lai_rmse_field", bias="snap_lai_bias_field",
+            r2="snap_lai_r2_field",
+        ),
+        **named(
+            scores(base, s),
+            n="baseline_lai_n_field", rmse="baseline_lai_rmse_field",
+            bias="baseline_lai_bias_field", r2="baseline_lai_r2_field",
+        ),
+    }  # fmt: skip
     classes = table["land_cover"].to_numpy()
     per = {
         "lai": grouped_scores(classes, None, lai, s, table["lai_low"], table["lai_high"]),
@@ -354,7 +409,11 @@ def product_metrics(product: xr.Dataset, truth: xr.Dataset, mask: np.ndarray, co
     lai, low, high = (
         np.where(sel, picked[v].values, np.nan) for v in ("lai", "lai_low", "lai_high")
     )
-    return _flat("", "truth", scores(lai, t, low, high), cov, "_product")
+    return named(
+        scores(lai, t, low, high),
+        n="lai_n_truth_product", rmse="lai_rmse_truth_product", bias="lai_bias_truth_product",
+        r2="lai_r2_truth_product", coverage=f"lai_{cov}_truth_product",
+    )  # fmt: skip
 
 
 def _sample_fields(
@@ -486,8 +545,6 @@ def write_plots(
     snap_scatter: pd.DataFrame | None = None,
 ) -> list[str]:
     """The ``dvc plots`` tables and their PNG renderings, replacing the folder ``target``."""
-    from releo.data.io import atomic_dir
-
     written = []
     estimates = {"ours (embeddings)": "lai", "SNAP": "snap", "per-pixel": "baseline"}
     with atomic_dir(target) as tmp:
@@ -620,16 +677,3 @@ def run_evaluate(
     record(evaluate_seconds=round(time.perf_counter() - started, 2))
     write_json(json_safe(metrics), root / EVALUATE_METRICS)
     return metrics
-
-
-def json_safe(value):
-    """NaN/inf become null (DVC and browsers reject bare NaN); numpy scalars become Python."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

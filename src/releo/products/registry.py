@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import mlflow
@@ -24,9 +23,11 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from releo import tracking
 from releo.config import Params
 from releo.data.errors import DataError
 from releo.data.io import write_json
+from releo.models import ModelConfig, build_model
 from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_queries, pair_queries
 
 ARTIFACT = "lai_decoder"
@@ -38,8 +39,6 @@ class LaiDecoderModel(mlflow.pyfunc.PythonModel):
     """LAI from chunk embeddings alone at chunk-relative positions and days of year."""
 
     def load_context(self, context) -> None:
-        from releo.models import ModelConfig, build_model
-
         payload = torch.load(context.artifacts["model"], map_location="cpu", weights_only=True)
         self.model = build_model(ModelConfig(**payload["config"]))
         self.model.load_state_dict(payload["model"])
@@ -190,14 +189,6 @@ def log_decoder(
         )
 
 
-def _finite_metrics(metrics: dict) -> dict[str, float]:
-    return {
-        k: float(v)
-        for k, v in metrics.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    }
-
-
 def decision_metric(cfg, metrics: dict) -> tuple[str, float | None]:
     """The metric the registry compares and the challenger's value: ``cfg.metric``, else the
     first of ``cfg.fallback_metrics`` with a finite value in ``metrics`` (a site without field
@@ -225,7 +216,6 @@ def run_register(
     current champion on ``products.registry.metric`` (else the challenger alias)."""
     from mlflow import MlflowClient
 
-    from releo import tracking
     from releo.products.evaluate import PLOTS
     from releo.products.stages import model_card
 
@@ -237,18 +227,13 @@ def run_register(
         print(f"register: no {cfg.metric} on this site; comparing {metric} instead")
     payload = torch.load(model_path, map_location="cpu", weights_only=True)
     card = model_card(model_path)
-    tracking.configure(params.tracking, root, "register")
-    client = MlflowClient()
-    champion, before = champion_metric(client, cfg.model_name, cfg.champion_alias, metric)
-    promoted = beats(value, before, cfg.lower_is_better)
-    alias = cfg.champion_alias if promoted else cfg.challenger_alias
-    tags = {
-        **tracking.standard_tags(root, params),
-        "stage": "register",
-        "train_run_id": str(card.get("mlflow_run_id", "")),
-    }
-    with mlflow.start_run(run_name=f"register-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags) as run:
-        numbers = _finite_metrics(metrics)
+    train_run = {"train_run_id": str(card.get("mlflow_run_id", ""))}
+    with tracking.stage_run(params, root, "register", tags=train_run) as run:
+        client = MlflowClient()
+        champion, before = champion_metric(client, cfg.model_name, cfg.champion_alias, metric)
+        promoted = beats(value, before, cfg.lower_is_better)
+        alias = cfg.champion_alias if promoted else cfg.challenger_alias
+        numbers = tracking.finite_metrics(metrics)
         mlflow.log_params(
             {
                 **{f"model.{k}": v for k, v in payload["config"].items()},
@@ -306,7 +291,7 @@ def run_register(
         "champion_version_before": None if champion is None else int(champion.version),
         "decision": decision,
         "model_uri": f"models:/{cfg.model_name}/{version.version}",
-        "mlflow_run_id": run.info.run_id,
+        "mlflow_run_id": run.run_id,
     }
     write_json(result, root / REGISTER_METRICS)
     return result

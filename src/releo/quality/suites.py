@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from releo.data import contracts as c
+from releo.quality import plausibility
 from releo.quality.specs import (
     CLEAR_OUTLIER_SHARE,
     INTEGER_DTYPES,
@@ -194,8 +195,6 @@ def _share(column: str, most: float, note: str) -> Any:
 
 def _cube_plausibility(spec: CubeSpec) -> list[Any]:
     """Per-date distributions and clear spectra (``plausibility``): wrong data in range."""
-    from releo.quality import plausibility as p
-
     out: list[Any] = []
     for name, rng in spec.median_ranges.items():
         note = f"Median {name} of a date in {rng} dB: a median near 0-1 is linear power, not dB."
@@ -210,25 +209,29 @@ def _cube_plausibility(spec: CubeSpec) -> list[Any]:
     if spec.clear_spectra:
         out += [
             _share(
-                p.ZERO,
+                plausibility.ZERO,
                 MAX_ZERO_SPECTRUM_SHARE,
                 "Clear pixels with all bands 0 are nodata written as 0 under a clear mask.",
             ),
             _share(
-                p.NEGATIVE_NDVI,
+                plausibility.NEGATIVE_NDVI,
                 MAX_NEGATIVE_NDVI_SHARE,
                 f"Clear land pixels with NDVI < {NDVI_EXCHANGE_THRESHOLD:g} (B04 above B08): "
                 "exchanged bands.",
             ),
-            _share(p.HAZE, MAX_HAZE_SHARE, "Bright flat blue-highest clear spectra: clouds."),
-            _share(p.HAZE_MEAN, MAX_MEAN_HAZE_SHARE, "Clouds marked clear on many dates."),
-            _share(p.SATURATED, MAX_SATURATED_SHARE, "Clear pixels at 1 are saturated."),
+            _share(
+                plausibility.HAZE, MAX_HAZE_SHARE, "Bright flat blue-highest clear spectra: clouds."
+            ),
+            _share(
+                plausibility.HAZE_MEAN, MAX_MEAN_HAZE_SHARE, "Clouds marked clear on many dates."
+            ),
+            _share(plausibility.SATURATED, MAX_SATURATED_SHARE, "Clear pixels at 1 are saturated."),
         ]
     if spec.sun_zenith is not None:
         tol = SUN_ZENITH_TOLERANCE_DEG
         out.append(
             _between(
-                p.SUN_OFF,
+                plausibility.SUN_OFF,
                 Range(-tol, tol),
                 notes=f"{spec.sun_zenith} within {tol:g}° of the range the sun can have on "
                 "that day at the site's latitude (radians are far below it).",

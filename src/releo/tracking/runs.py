@@ -7,7 +7,10 @@ import json
 import math
 import os
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +21,8 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from torch import nn
 
-    from releo.train.config import TrackingConfig
+    from releo.config import Params
+    from releo.tracking.config import TrackingConfig
 
 DVC_EXP_TMP = (".dvc", "tmp", "exps")
 # `dvc exp run` (in the workspace or queued) sets these in every stage's environment: as tags,
@@ -66,6 +70,39 @@ def configure(tracking: TrackingConfig, project_root: str | Path, stage: str) ->
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """The MLflow run a stage records into."""
+
+    run_id: str
+    experiment_id: str
+    tags: dict[str, str]
+    """Its provenance (:func:`standard_tags`), which child runs carry too."""
+
+
+@contextmanager
+def stage_run(
+    params: Params,
+    project_root: str | Path,
+    stage: str,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[StageRun]:
+    """Configure MLflow for ``stage`` (:func:`configure`) and open its run.
+
+    The run is tagged with its provenance, ``stage`` and ``tags``; its name defaults to
+    ``<stage>-<YYYYmmdd-HHMMSS>``. Closed (FAILED on an exception) when the block ends.
+    """
+    import mlflow
+
+    experiment_id = configure(params.tracking, project_root, stage)
+    provenance = standard_tags(project_root, params)
+    name = run_name or f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+    all_tags = {**provenance, "stage": stage, **(tags or {})}
+    with mlflow.start_run(run_name=name, tags=all_tags) as run:
+        yield StageRun(run.info.run_id, experiment_id, provenance)
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -120,15 +157,35 @@ def log_dataset(index: pd.DataFrame, name: str, context: str, source: str | None
     mlflow.log_input(dataset, context=context)
 
 
-def _finite_numbers(record: Mapping[str, Any], keys: Iterable[str] | None) -> dict[str, float]:
-    keys = record.keys() if keys is None else keys
+def finite_metrics(
+    values: Mapping[str, Any], keys: Iterable[str] | None = None
+) -> dict[str, float]:
+    """The finite numbers of ``values`` (of ``keys`` only, if given) as floats.
+
+    MLflow rejects NaN and has no use for flags: booleans, None and text are left out.
+    """
+    keys = values.keys() if keys is None else keys
     out = {}
     for key in keys:
-        value = record.get(key)
+        value = values.get(key)
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if number and math.isfinite(value):
             out[key] = float(value)
     return out
+
+
+def log_finite_metrics(values: Mapping[str, Any], **kwargs: Any) -> dict[str, float]:
+    """Log the finite numbers of ``values`` to the active run; returns what was logged."""
+    import mlflow
+
+    metrics = finite_metrics(values)
+    mlflow.log_metrics(metrics, **kwargs)
+    return metrics
+
+
+def section_params(section: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A params section as MLflow params named ``<section>.<key>`` (as in ``params.yaml``)."""
+    return {f"{section}.{key}": value for key, value in values.items()}
 
 
 def log_history(history: Sequence[Mapping[str, Any]], keys: Iterable[str] | None = None) -> None:
@@ -136,7 +193,7 @@ def log_history(history: Sequence[Mapping[str, Any]], keys: Iterable[str] | None
     import mlflow
 
     for record in history:
-        metrics = _finite_numbers(record, keys)
+        metrics = finite_metrics(record, keys)
         metrics.pop("epoch", None)
         mlflow.log_metrics(metrics, step=int(record["epoch"]))
 

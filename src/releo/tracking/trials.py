@@ -6,10 +6,11 @@ only writer (SQLite-friendly), and a trial's run is closed even when Tune stops 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from ray.tune import Callback
+
+from releo.tracking.runs import finite_metrics
 
 PARENT_TAG = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
 
@@ -60,13 +61,10 @@ class TrialRuns(Callback):
         run_id = self.runs[trial.trial_id]
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         stamp = int(result.get("timestamp", 0) * 1000)
+        prefixed = [key for key in result if key.startswith(self.prefixes)]
         metrics = [
-            Metric(key, float(value), stamp, step)
-            for key, value in result.items()
-            if key.startswith(self.prefixes)
-            and isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
+            Metric(key, value, stamp, step)
+            for key, value in finite_metrics(result, prefixed).items()
         ]
         self.client.log_batch(run_id, metrics=metrics)
 

@@ -3,12 +3,12 @@ tracking (``tracking``)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from releo.models import LossWeights
+from releo.tracking.config import TrackingConfig  # noqa: F401 (its former home: re-exported)
 from releo.train.metrics import TRUTH_FREE_METRICS, VALIDATION_METRICS
 
 # Bounds of the log-uniform search of each physics-loss weight: two decades around the defaults.
@@ -173,29 +173,3 @@ class TuneConfig(BaseModel):
         if self.grace_period > self.epochs:
             raise ValueError("grace_period must not exceed epochs")
         return self
-
-
-class TrackingConfig(BaseModel):
-    """MLflow: where runs go (SQLite backend store + artifact folder) and experiment names."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    tracking_uri: str | None = Field(
-        None,
-        description="None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns/mlflow.db",
-    )
-    artifact_root: Path = Field(
-        Path("mlruns/artifacts"), description="artifact folder (relative to the project root)"
-    )
-    experiments: dict[str, str] = Field(
-        default_factory=lambda: {"tune": "releo-tune", "train": "releo-train"},
-        description="MLflow experiment of each stage",
-    )
-
-    def resolved_uri(self, root: Path) -> str:
-        """The tracking URI, absolute: explicit > ``$MLFLOW_TRACKING_URI`` > project SQLite."""
-        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        return uri or f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
-
-    def experiment(self, stage: str) -> str:
-        return self.experiments.get(stage, f"releo-{stage}")

@@ -14,13 +14,13 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from releo import tracking
 from releo.config import Params
 from releo.data.chunks import INDEX
-from releo.data.io import write_json, write_table
+from releo.data.io import json_safe, write_json, write_table
 from releo.data.site import SITE_FILES
 from releo.models.checkpoint import save_autoencoder
 from releo.timings import record
@@ -40,21 +40,6 @@ CURVES = ("train_loss", "val_loss", "val_lai_rmse_vs_truth", "val_s2_reconstruct
 EPOCH_TIMINGS = ("train_time_s", "epoch_time_s")
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe metrics: NaN/inf become null (DVC and browsers reject bare NaN)."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _flat(prefix: str, values: dict) -> dict[str, Any]:
-    return {f"{prefix}.{k}": v for k, v in values.items()}
-
-
 def _spec(
     params: Params, root: Path, weights: dict, task: Task | None, train: TrainConfig | None = None
 ) -> RunSpec:
@@ -68,22 +53,8 @@ def _spec(
     )
 
 
-def _start(params: Params, root: Path, stage: str, run_name: str) -> tuple[Any, dict, str]:
-    """Configure MLflow and open the stage's run, tagged with its provenance."""
-    import mlflow
-
-    from releo import tracking
-
-    experiment_id = tracking.configure(params.tracking, root, stage)
-    tags = tracking.standard_tags(root, params)
-    run = mlflow.start_run(run_name=run_name, tags={**tags, "stage": stage})
-    return run, tags, experiment_id
-
-
 def _log_chunks(root: Path) -> None:
     """The train and val chunk index as MLflow dataset inputs of the active run."""
-    from releo import tracking
-
     index = pd.read_parquet(root / INDEX)
     source = str((root / INDEX).resolve())
     for split, context in (("train", "training"), ("val", "validation")):
@@ -126,21 +97,21 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
     cfg = params.tune.model_copy(update={"metric": metric})
     base = _spec(params, root, params.loss_weights.model_dump(), task)
     name = f"study-{_stamp()}"
-    run, tags, experiment_id = _start(params, root, "tune", name)
-    with run:
+    with tracking.stage_run(params, root, "tune", run_name=name) as run:
         _log_chunks(root)
         mlflow.log_params(
             {
-                **_flat("tune", cfg.model_dump(exclude={"search_space"})),
+                **tracking.section_params("tune", cfg.model_dump(exclude={"search_space"})),
                 **{f"tune.search_space.{k}": list(v) for k, v in cfg.search_space.items()},
-                **_flat("train", params.train.model_dump(include={"num_workers", "lr"})),
-                **_flat("default_weights", base.loss_weights),
+                "train.num_workers": params.train.num_workers,
+                "train.lr": params.train.lr,
+                **tracking.section_params("default_weights", base.loss_weights),
                 "tune.metric_configured": params.tune.metric,
                 "site_has_truth": has_truth,
             }
         )
         trial_runs = TrialRuns(
-            mlflow.get_tracking_uri(), experiment_id, run.info.run_id, tags, epochs=cfg.epochs
+            mlflow.get_tracking_uri(), run.experiment_id, run.run_id, run.tags, epochs=cfg.epochs
         )
         storage = root / params.train.storage_path / "tune"
         started = time.perf_counter()
@@ -163,8 +134,8 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
             "trials": len(outcome.trials),
             "trials_stopped_early": sum(t["stopped_early"] for t in outcome.trials),
         }
-        mlflow.log_metrics({k: v for k, v in final.items() if math.isfinite(v)})
-        mlflow.log_params(_flat("best_weights", outcome.best_weights))
+        tracking.log_finite_metrics(final)
+        mlflow.log_params(tracking.section_params("best_weights", outcome.best_weights))
         mlflow.log_dict(outcome.best_weights, "best_weights.json")
         mlflow.set_tag("best_trial_id", best["trial_id"])
     shutil.rmtree(storage / name, ignore_errors=True)  # everything worth keeping is logged
@@ -191,9 +162,9 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
         "best_weights": outcome.best_weights,
         "best_trial": best["trial_id"],
         "trials_table": [{k: t[k] for k in TRIAL_FIELDS} for t in outcome.trials],
-        "mlflow_run_id": run.info.run_id,
+        "mlflow_run_id": run.run_id,
     }
-    write_json(_clean(summary), root / TUNE_METRICS)
+    write_json(json_safe(summary), root / TUNE_METRICS)
     return summary
 
 
@@ -240,8 +211,6 @@ def run_train(
     write ``models/`` (``model.pt`` + ``model.json``), metrics and the per-epoch curve."""
     import mlflow
 
-    from releo import tracking
-
     root = Path(root).resolve()
     source = root / weights_path if weights_path is not None else None
     if source is not None and source.exists():
@@ -256,14 +225,13 @@ def run_train(
     train = params.train.model_copy(update={"select_metric": select})
     spec = _spec(params, root, weights, task, train)
     name = f"train-{_stamp()}"
-    run, _, _ = _start(params, root, "train", name)
-    with run:
+    with tracking.stage_run(params, root, "train", run_name=name) as run:
         _log_chunks(root)
         mlflow.log_params(
             {
-                **_flat("train", params.train.model_dump(mode="json")),
-                **_flat("model", params.model.model_dump()),
-                **_flat("loss_weights", weights),
+                **tracking.section_params("train", params.train.model_dump(mode="json")),
+                **tracking.section_params("model", params.model.model_dump()),
+                **tracking.section_params("loss_weights", weights),
                 "loss_weights.source": str(source.relative_to(root)) if source else "params",
                 "train.select_metric_configured": params.train.select_metric,
                 "site_has_truth": has_truth,
@@ -277,13 +245,7 @@ def run_train(
         metrics["site_has_truth"] = has_truth
         tracking.log_history(outcome.history)
         tracking.log_loss_curves(outcome.history, CURVES)
-        mlflow.log_metrics(
-            {
-                k: v
-                for k, v in metrics.items()
-                if isinstance(v, int | float) and math.isfinite(v) and k != "epochs"
-            }
-        )
+        tracking.log_finite_metrics({k: v for k, v in metrics.items() if k != "epochs"})
         model = spec.task.build_model(spec.model)
         model.load_state_dict(outcome.selected_model)
         mlflow.set_tag("selected_epoch", outcome.selected_epoch)
@@ -297,12 +259,12 @@ def run_train(
         "epochs": len(outcome.history),
         "selected_epoch": outcome.selected_epoch,
         "select_metric": metrics["select_metric"],
-        "mlflow_run_id": run.info.run_id,
+        "mlflow_run_id": run.run_id,
         "mlflow_model_uri": model_uri,
     }
     write_json(card, root / MODEL_DIR / "model.json")
     curve = pd.DataFrame(outcome.history).drop(columns=list(EPOCH_TIMINGS), errors="ignore")
     write_table(curve, root / TRAIN_PLOT)
-    metrics["mlflow_run_id"] = run.info.run_id
-    write_json(_clean(metrics), root / TRAIN_METRICS)
+    metrics["mlflow_run_id"] = run.run_id
+    write_json(json_safe(metrics), root / TRAIN_METRICS)
     return metrics

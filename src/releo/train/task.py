@@ -14,6 +14,9 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
+from releo.models import LossWeights, ModelConfig, build_model
+from releo.train import loop
+
 
 @dataclass(frozen=True)
 class Task:
@@ -35,41 +38,16 @@ class Task:
 
 
 def _physics_model(model: dict) -> nn.Module:
-    from releo.models import ModelConfig, build_model
-
     return build_model(ModelConfig(**model))
 
 
-def _physics_weights(weights: dict) -> Any:
-    from releo.models import LossWeights
-
+def _physics_weights(weights: dict) -> LossWeights:
     return LossWeights(**weights)
 
 
 def _physics_datasets(data_dir: Path, index: Path, model: dict) -> dict[str, Dataset]:
-    from releo.models import ModelConfig
-    from releo.train.loop import make_datasets
-
     context_days = ModelConfig(**model).context_days
-    return make_datasets(data_dir, index, with_truth=True, context_days=context_days)
-
-
-def _physics_collate(items: list) -> Any:
-    from releo.train.loop import collate_chunks
-
-    return collate_chunks(items)
-
-
-def _physics_train_one_epoch(*args: Any, **kwargs: Any) -> dict[str, float]:
-    from releo.train.loop import train_one_epoch
-
-    return train_one_epoch(*args, **kwargs)
-
-
-def _physics_evaluate(*args: Any, **kwargs: Any) -> dict[str, float]:
-    from releo.train.loop import evaluate
-
-    return evaluate(*args, **kwargs)
+    return loop.make_datasets(data_dir, index, with_truth=True, context_days=context_days)
 
 
 def physics_task() -> Task:
@@ -78,7 +56,7 @@ def physics_task() -> Task:
         build_model=_physics_model,
         loss_weights=_physics_weights,
         make_datasets=_physics_datasets,
-        collate=_physics_collate,
-        train_one_epoch=_physics_train_one_epoch,
-        evaluate=_physics_evaluate,
+        collate=loop.collate_chunks,
+        train_one_epoch=loop.train_one_epoch,
+        evaluate=loop.evaluate,
     )
