@@ -7,7 +7,7 @@ from releo.config import load_params
 from releo.data.io import open_cube
 from releo.data.site import open_site
 from releo.products.calibrate import run_calibrate
-from releo.products.gates import check_embeddings, check_site_surveys
+from releo.products.product_gates import check_embeddings, check_site_surveys
 from releo.products.stages import EMBEDDINGS
 from releo.stage import stage
 from releo.timings import timed

@@ -9,7 +9,7 @@ from releo.data.io import open_cube
 from releo.data.site import open_site
 from releo.products.decode import LaiCalibration
 from releo.products.evaluate import run_evaluate
-from releo.products.gates import check_embeddings, check_lai_product, check_site_surveys
+from releo.products.product_gates import check_embeddings, check_lai_product, check_site_surveys
 from releo.products.stages import CALIBRATION, EMBEDDINGS, LAI_CUBE
 from releo.stage import stage
 from releo.timings import timed

@@ -495,8 +495,8 @@ def test_cells_are_fitted_once_per_chunk_content(monkeypatch):
     from releo.models import slots
 
     calls = []
-    real = slots.fit_power_cells
-    monkeypatch.setattr(slots, "fit_power_cells", lambda *a: calls.append(1) or real(*a))
+    real = slots.fit_cells
+    monkeypatch.setattr(slots, "fit_cells", lambda *a: calls.append(1) or real(*a))
     values = _parcel_dates(np.random.default_rng(2))
     values = values[..., :32, :32]
     observed = torch.ones(1, 2, 32, 32, dtype=torch.bool)

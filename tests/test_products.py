@@ -30,8 +30,8 @@ from releo.products.config import CalibrateConfig, DecodeConfig, EvaluateConfig,
 from releo.products.decode import LaiCalibration, decode_grid, decode_pairs
 from releo.products.embed import load_autoencoder
 from releo.products.evaluate import EVALUATE_METRICS, PLOTS, nearest_valid, run_evaluate
-from releo.products.gates import check_embeddings
 from releo.products.grid import ChunkLayout, Grid, query_dates
+from releo.products.product_gates import check_embeddings
 from releo.products.scores import grouped_scores, scores
 from releo.products.stages import (
     CALIBRATION,
@@ -45,7 +45,7 @@ from releo.products.stages import (
     run_embed,
 )
 from releo.quality import QualityGateError
-from releo.train.config import TrackingConfig
+from releo.tracking.config import TrackingConfig
 from releo.train.loop import collate_chunks
 
 TINY = ModelConfig(

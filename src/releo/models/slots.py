@@ -12,7 +12,9 @@ the training layouts).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
+from typing import Any
 
 import torch
 from torch import nn
@@ -71,29 +73,26 @@ def slic_centres(features: torch.Tensor, side: int, iterations: int) -> torch.Te
     return centre
 
 
-def fit_power_cells(
+def fit_cells(
     values: torch.Tensor,
     observed: torch.Tensor,
     side: int,
     steps: int,
     iterations: int,
-    power: bool = True,
+    power: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centres (B, side², 2) and powers (B, side²) of the power diagram whose cells are the most
-    homogeneous in dated per-pixel features ``values`` (B, D, C, H, W) where ``observed``
-    (B, D, H, W): the masked k-means energy (each date's cell means over its observed pixels)
-    with power-diagram memberships, minimised by ``steps`` Adam steps from a SLIC of the
-    features' mean over the observed dates, the cells sharpened from a quarter of
-    ``CELL_SHARPNESS`` to it on the way (coarse boundaries first, then the exact ones). Without
-    ``power`` the powers stay 0: a Voronoi diagram of the centres (2 numbers per cell, not 3).
+    """Fit the cells most homogeneous in dated per-pixel features: centres and powers.
 
-    A per-chunk optimisation, not a learned map: the decoder draws the same cells, on any
-    layout. Parcels are convex, so such cells can follow them. Measured on the default site's
-    held-out chunks (truth LAI at the window's clear S2 pixel-dates averaged over the cells):
-    36 power cells fitted on 2 × 2-pixel means of the encoder's learned features 0.58 RMSE
-    (the previous design). On the dated S2 inputs at full resolution, 100 steps: power cells
-    36 → 0.50, 49 → 0.29, 64 → 0.23; Voronoi cells 49 → 0.31, 64 → 0.24 (49 power cells on
-    2 × 2 means of the dates' mean 0.42); the true parcels (43 pieces per chunk) 0.14.
+    ``values`` (B, D, C, H, W) are seen where ``observed`` (B, D, H, W). The energy is the
+    masked k-means one (each date's cell means over its observed pixels) with power-diagram
+    memberships, minimised by ``steps`` Adam steps from a SLIC of the features' mean over the
+    observed dates; the cells sharpen from a quarter of ``CELL_SHARPNESS`` to it on the way
+    (coarse boundaries first). Without ``power`` (the default, as ``model.slot_power``) the
+    powers stay 0: Voronoi cells of the centres. Returns centres (B, side², 2) and powers
+    (B, side²).
+
+    A per-chunk optimisation, not a learned map: the decoder draws the same cells on any
+    layout, and convex cells can follow convex parcels (accuracy: docs/experiments.md).
     """
     values, observed = values.detach(), observed.detach()
     b, _, c, h, w = values.shape
@@ -121,10 +120,23 @@ def fit_power_cells(
     return centre.detach(), powers.detach()
 
 
+def fit_power_cells(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deprecated name of :func:`fit_cells`, with its old default ``power=True``."""
+    warnings.warn(
+        "releo.models.slots.fit_power_cells is deprecated: use fit_cells (Voronoi cells "
+        "unless power=True)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    if len(args) < 6:
+        kwargs.setdefault("power", True)
+    return fit_cells(*args, **kwargs)
+
+
 class SlotPooling(nn.Module):
     """Per-pixel features (B, C, H, W) → slot code (B, K · (geometry + features)): the centre
     (and with ``power`` the power) of each slot's cell, fitted to the chunk's dated inputs
-    (:func:`fit_power_cells`), and the mean of the slot features over the cell, exactly as
+    (:func:`fit_cells`), and the mean of the slot features over the cell, exactly as
     :class:`FieldSlots` draws it back.
 
     The cells are a pure function of a chunk's inputs, so they are memoised by content (up to
@@ -172,9 +184,7 @@ class SlotPooling(nn.Module):
             values = torch.zeros(1, 1, 1, 1, 1, dtype=torch.float64)
             observed = torch.ones(1, 1, 1, 1, dtype=torch.bool)
             setting = (self.side, self.fit_steps, self.iterations, self.power)
-            cells = fit_power_cells(
-                _standardised_dates(values[0], observed[0])[None], observed, *setting
-            )
+            cells = fit_cells(_standardised_dates(values[0], observed[0])[None], observed, *setting)
             self._single[dtype] = tuple(c.to(dtype) for c in cells)
         return self._single[dtype]
 
@@ -196,7 +206,7 @@ class SlotPooling(nn.Module):
             key = _digest(v, o, *setting)
             if key not in self._cells:
                 v = _standardised_dates(v.double(), o)
-                cells = fit_power_cells(v[None], o[None], *setting)
+                cells = fit_cells(v[None], o[None], *setting)
                 self._cells[key] = tuple(c.to(values.dtype) for c in cells)
                 if len(self._cells) > CELL_CACHE:
                     self._cells.popitem(last=False)

@@ -7,5 +7,5 @@ date, its evaluation against truth, SNAP and field surveys, and its MLflow regis
 - :mod:`.export`, :mod:`.plots`: Zarr, GeoTIFF and PNG products.
 - :mod:`.evaluate`: scores per land cover and sky, baseline and SNAP alongside.
 - :mod:`.registry`: the decoder as an MLflow pyfunc model; champion/challenger aliases.
-- :mod:`.gates`: Great Expectations suites of the embeddings and decoded products.
+- :mod:`.product_gates`: Great Expectations suites of the embeddings and decoded products.
 """

@@ -133,7 +133,7 @@ def _checkpoint(ctx: Any, root: Path, table: TableSuite) -> Any:
         gx.Checkpoint(
             name=table.name,
             validation_definitions=[validation],
-            actions=[],  # Data Docs: built once per gate by _run
+            actions=[],  # Data Docs: built once per gate by validate_tables
             result_format=result_format,
         )
     )
@@ -222,7 +222,7 @@ def _run_name(source: str) -> str:
     return re.sub(r"[^\w.\-]+", "_", source).strip("_")[-120:] or "source"
 
 
-def _run(
+def validate_tables(
     contract: str,
     source: str,
     tables: Sequence[tuple[TableSuite, pd.DataFrame]],
@@ -294,7 +294,7 @@ def _check_cube(
     check_cube_structure(ds, src, spec)
     tables = cube_tables(ds, spec)
     pairs = [(suite, tables[suite.name.rsplit(".", 1)[1]]) for suite in cube_suites(spec)]
-    return _run(spec.contract, src, pairs, context_root, started)
+    return validate_tables(spec.contract, src, pairs, context_root, started)
 
 
 def check_s2_cube(
@@ -360,7 +360,9 @@ def check_field_survey(
         "period_end": end,
     }
     table = survey_table(df, site_crs)
-    return _run("field_survey", src, [(SURVEY, table)], context_root, started, parameters)
+    return validate_tables(
+        "field_survey", src, [(SURVEY, table)], context_root, started, parameters
+    )
 
 
 def check_pixel_table(
@@ -372,4 +374,6 @@ def check_pixel_table(
     started = perf_counter()
     src = os.fspath(source)
     check_table_columns(df, src, "pixel_table", c.PIXEL_TABLE_COLUMNS)
-    return _run("pixel_table", src, [(PIXEL_TABLE, pixel_table(df))], context_root, started)
+    return validate_tables(
+        "pixel_table", src, [(PIXEL_TABLE, pixel_table(df))], context_root, started
+    )
