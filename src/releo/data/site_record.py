@@ -15,6 +15,8 @@ Bounds = tuple[float, float, float, float]
 
 
 class Period(BaseModel):
+    """Dates from ``start`` to ``end``, both included."""
+
     start: dt.date
     end: dt.date
 
@@ -36,6 +38,8 @@ class SourceRecord(BaseModel):
 
 
 class IncidenceRecord(BaseModel):
+    """Where an S1 cube's incidence angle came from: its product, or the user."""
+
     source: Literal["product", "user"]
     value_deg: float | None = Field(None, description="the stated angle, when source is user")
 

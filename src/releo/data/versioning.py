@@ -18,6 +18,7 @@ def _dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def site_present(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds a site's S2 and S1 cubes."""
     return all((data_dir / SITE_FILES[p]).exists() for p in ("s2", "s1"))
 
 

@@ -43,6 +43,7 @@ def normalised_hsic(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def subsample(n: int, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of at most ``size`` of ``n`` items, drawn without replacement."""
     return np.sort(np.random.default_rng(seed).permutation(n)[: min(n, size)])
 
 

@@ -23,11 +23,12 @@ TEX_SYMBOLS = {
 
 
 def tex_symbol(name: str) -> str:
+    """The LaTeX symbol of a state or driver name."""
     return TEX_SYMBOLS.get(name, name if len(name) == 1 else rf"\mathrm{{{name}}}")
 
 
 def tex_term(label: str) -> str:
-    """``P*b`` → ``P\\,b``; ``b^2`` → ``b^{2}``; ``1`` → ``1``."""
+    r"""``P*b`` → ``P\,b``; ``b^2`` → ``b^{2}``; ``1`` → ``1``."""
     if label == "1":
         return "1"
     parts = []
@@ -135,6 +136,7 @@ def equation_section(name: str, entry: dict, result: Discovery | None) -> str:
 
 
 def write_equations(path: Path, header: str, sections: Sequence[str]) -> None:
+    """Write ``equations.md`` (``header`` then ``sections``), atomically."""
     with atomic_file(path) as tmp:
         tmp.write_text(header + "\n" + "\n".join(sections), encoding="utf-8")
 

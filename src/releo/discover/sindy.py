@@ -80,6 +80,7 @@ class Discovery:
 
 
 def format_rhs(terms: dict[str, float], precision: int = 4) -> str:
+    """The right-hand side ``c1*term1 + c2*term2`` of an equation (``0`` without terms)."""
     if not terms:
         return "0"
     text = ""

@@ -52,6 +52,7 @@ def transformed(batch: dict, quarter_turns: int, flip: bool) -> dict:
 
 
 def reshape_dists(dists: dict[str, BoundedNormal], shape: torch.Size) -> dict[str, BoundedNormal]:
+    """Every distribution of ``dists`` with its parameters reshaped to ``shape``."""
     return {
         k: BoundedNormal(d.loc.reshape(shape), d.scale.reshape(shape), d.low, d.high)
         for k, d in dists.items()

@@ -30,6 +30,7 @@ with the synthetic residual spectra diverged to a KL term of 10²³ within two e
 
 
 def mlp(n_in: int, width: int, n_out: int) -> nn.Sequential:
+    """Two hidden GELU layers of ``width``."""
     return nn.Sequential(
         nn.Linear(n_in, width),
         nn.GELU(),

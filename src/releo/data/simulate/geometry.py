@@ -26,6 +26,8 @@ EARTH_RADIUS_KM = 6371.0
 
 @dataclass(frozen=True)
 class S2Orbit:
+    """The S2 orbit that sees the site: its geometry and platforms."""
+
     relative_orbit: int = 51
     altitude_km: float = 786.0
     inclination_deg: float = 98.62
@@ -36,6 +38,8 @@ class S2Orbit:
 
 @dataclass(frozen=True)
 class S1Pass:
+    """One S1 pass over the site: direction, platform, orbit and incidence."""
+
     direction: str
     platform: str
     relative_orbit: int

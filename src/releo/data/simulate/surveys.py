@@ -37,6 +37,8 @@ CAMPAIGN_DAYS = 3
 
 @dataclass(frozen=True)
 class SurveyMethod:
+    """An LAI measurement method and its errors."""
+
     name: str
     bias_factor: float  # measured = bias_factor · LAI + error
     relative_error: float
