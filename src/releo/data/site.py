@@ -53,6 +53,7 @@ class Site:
     meteo: pd.DataFrame | None
 
     def path(self, part: str) -> Path:
+        """The file of ``part`` (a key of ``SITE_FILES``)."""
         return self.root / SITE_FILES[part]
 
     @property
@@ -62,6 +63,7 @@ class Site:
 
     @property
     def crs(self) -> str:
+        """The CRS of the site's S2 cube, as text."""
         return self.s2.rio.crs.to_string()
 
     @property

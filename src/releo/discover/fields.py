@@ -26,6 +26,7 @@ class Fields:
 
     @property
     def ids(self) -> list[int]:
+        """Field ids, sorted."""
         return sorted(self.split)
 
 

@@ -42,9 +42,11 @@ class VarianceSums:
 
     @classmethod
     def zeros(cls, channels: int) -> VarianceSums:
+        """Empty sums over ``channels`` channels."""
         return cls(*(np.zeros(channels) for _ in range(5)))
 
     def add(self, obs: torch.Tensor, physics: torch.Tensor, residual: torch.Tensor) -> None:
+        """Accumulate a batch of observations and their physics and residual parts."""
         obs, physics, residual = (v.double().numpy() for v in (obs, physics, residual))
         self.n += obs.shape[0]
         self.total += obs.sum(0)

@@ -33,12 +33,14 @@ class Library:
 
     @property
     def labels(self) -> tuple[str, ...]:
+        """Label of each library term."""
         return tuple(
             term_label(dict(zip(self.inputs, row, strict=True))) for row in self.powers.tolist()
         )
 
     @property
     def state(self) -> str:
+        """Name of the state (the first input)."""
         return self.inputs[0]
 
     def evaluate(self, state: np.ndarray, drivers: np.ndarray) -> np.ndarray:

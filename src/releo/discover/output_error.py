@@ -37,6 +37,7 @@ class Runs:
 
     @classmethod
     def of(cls, trajectories: Sequence[Trajectory], substeps: int) -> Runs:
+        """The runs of ``trajectories`` on a grid of ``substeps`` steps per day."""
         start = np.array([t.days[0] for t in trajectories])
         return cls(
             start=start,
@@ -47,6 +48,7 @@ class Runs:
         )
 
     def split(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Per-trajectory parts of a flat array of all observations."""
         return np.split(flat, np.cumsum(self.sizes)[:-1])
 
 

@@ -68,10 +68,12 @@ class Discovery:
 
     @property
     def coef(self) -> np.ndarray:
+        """Coefficient of each term."""
         return np.array([t.coefficient for t in self.terms])
 
     @property
     def selected(self) -> dict[str, float]:
+        """Coefficients of the selected terms by label."""
         return {t.label: t.coefficient for t in self.terms if t.selected}
 
     def equation(self, precision: int = 4) -> str:
@@ -101,6 +103,7 @@ class Intervals:
 
     @classmethod
     def of(cls, trajectories: Sequence[Trajectory]) -> Intervals:
+        """The intervals between consecutive observations of ``trajectories``."""
         parts = [(t.days[:-1], np.diff(t.days), t.values[:-1], t.values[1:]) for t in trajectories]
         start, length, y0, y1 = (np.concatenate(p) for p in zip(*parts, strict=True))
         return cls(start.astype(int), length.astype(int), y0, y1)

@@ -61,6 +61,7 @@ class BoundedNormal:
 
     @property
     def median(self) -> torch.Tensor:
+        """Median: the mapped location."""
         return self._map(self.loc)
 
     def _moment(self, power: int) -> torch.Tensor:
@@ -73,24 +74,30 @@ class BoundedNormal:
 
     @property
     def mean(self) -> torch.Tensor:
+        """Mean, by Gauss-Hermite quadrature."""
         return self._moment(1)
 
     @property
     def stddev(self) -> torch.Tensor:
+        """Standard deviation, by Gauss-Hermite quadrature."""
         return (self._moment(2) - self._moment(1) ** 2).clamp_min(0).sqrt()
 
     def rsample(self) -> torch.Tensor:
+        """One reparameterised draw."""
         return self._map(self.loc + self.scale * torch.randn_like(self.loc))
 
     def sample(self) -> torch.Tensor:
+        """One draw, without gradient."""
         with torch.no_grad():
             return self.rsample()
 
     def icdf(self, q: float | torch.Tensor) -> torch.Tensor:
+        """Quantile ``q``."""
         q = torch.as_tensor(q, dtype=self.loc.dtype, device=self.loc.device)
         return self._map(self.loc + self.scale * math.sqrt(2) * torch.erfinv(2 * q - 1))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Log density of ``value``."""
         p = ((value - self.low) / (self.high - self.low)).clamp(1e-6, 1 - 1e-6)
         u = torch.log(p) - torch.log1p(-p)
         normal = torch.distributions.Normal(self.loc, self.scale)

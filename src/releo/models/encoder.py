@@ -41,6 +41,7 @@ class PixelStem(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W)
+        """Per-date features of a (B, T, C, H, W) stack."""
         b, t = x.shape[:2]
         if t == 0:
             return x.new_zeros(b, 0, self.net[-1].out_channels, *x.shape[-2:])

@@ -274,6 +274,7 @@ class FieldSlots(nn.Module):
         self.slots, self.features, self.geometry = slots, features, slot_geometry(power)
 
     def forward(self, code: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Slot features at the queries ``x``, ``y``."""
         slots = code.reshape(code.shape[0], self.slots, self.geometry + self.features)
         query = torch.stack([x, y], dim=-1) * self.side
         power = slots[..., 2] if self.geometry == 3 else slots.new_zeros(slots.shape[:2])

@@ -98,6 +98,7 @@ class RegistryDecision:
     champion_version_before: int | None = None
 
     def sentence(self) -> str:
+        """The decision in one sentence."""
         new = f"{self.metric} {_fmt(self.value)}"
         if self.champion_before is None:
             return (
@@ -212,6 +213,7 @@ class RetrainReport:
 
     @property
     def data_changed(self) -> bool:
+        """Whether the data drop changed ``data/``."""
         return self.data_md5_before != self.data_md5_after
 
 

@@ -104,6 +104,7 @@ class Grid:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(ny, nx)."""
         return len(self.y), len(self.x)
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:

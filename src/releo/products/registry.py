@@ -39,6 +39,7 @@ class LaiDecoderModel(mlflow.pyfunc.PythonModel):
     """LAI from chunk embeddings alone at chunk-relative positions and days of year."""
 
     def load_context(self, context) -> None:
+        """Load the decoder weights and its calibration."""
         payload = torch.load(context.artifacts["model"], map_location="cpu", weights_only=True)
         self.model = build_model(ModelConfig(**payload["config"]))
         self.model.load_state_dict(payload["model"])
@@ -50,6 +51,7 @@ class LaiDecoderModel(mlflow.pyfunc.PythonModel):
         )
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
+        """LAI statistics of each query row."""
         interval = float((params or {}).get("interval", self.interval))
         z = np.stack([np.asarray(e, dtype=np.float32) for e in model_input["embedding"]])
         table, owner = np.unique(z, axis=0, return_inverse=True)

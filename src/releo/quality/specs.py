@@ -140,14 +140,17 @@ class CubeSpec:
 
     @property
     def plausibility(self) -> bool:
+        """Whether the contract has plausibility checks."""
         return bool(self.median_ranges) or self.clear_spectra or self.sun_zenith is not None
 
     @property
     def pixel_vars(self) -> tuple[str, ...]:
+        """Variables with per-pixel ranges."""
         return tuple(self.pixel_ranges)
 
     @property
     def time_vars(self) -> tuple[str, ...]:
+        """Per-acquisition variables."""
         return (*self.time_ranges, *self.time_sets)
 
 

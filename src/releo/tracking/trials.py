@@ -44,6 +44,7 @@ class TrialRuns(Callback):
         self.runs: dict[str, str] = {}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Create the trial's child run, with its config as params."""
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{len(self.runs):03d}-{trial.trial_id}",
@@ -56,6 +57,7 @@ class TrialRuns(Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
+        """Log the trial's finite metrics of the epoch."""
         from mlflow.entities import Metric
 
         run_id = self.runs[trial.trial_id]
@@ -76,7 +78,9 @@ class TrialRuns(Callback):
         self.client.set_terminated(run_id, status)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Close the trial's run as FINISHED."""
         self._end(trial, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Close the trial's run as FAILED."""
         self._end(trial, "FAILED")

@@ -65,6 +65,7 @@ class EpochBar:
         self.bar.refresh()
 
     def close(self) -> None:
+        """Close the bar."""
         self.bar.close()
 
 
@@ -76,9 +77,11 @@ class ProgressBoard:
         self._records: list[dict[str, Any]] = []
 
     def post(self, record: dict[str, Any]) -> None:
+        """Add a report."""
         self._records.append(record)
 
     def take(self) -> list[dict[str, Any]]:
+        """The reports posted since the last call."""
         records, self._records = self._records, []
         return records
 
@@ -90,6 +93,7 @@ class ReportProgress(UserCallback):
         self.board = board
 
     def after_report(self, run_context: Any, metrics: list[dict], checkpoint: Any) -> None:
+        """Post rank 0's report."""
         if metrics:
             self.board.post.remote(dict(metrics[0]))  # rank 0 evaluates: its report has val_*
 
@@ -144,11 +148,13 @@ class TuneProgress(Callback):
 
     @property
     def bar(self) -> EpochBar:
+        """The study's bar, made on first use."""
         if self._bar is None:
             self._bar = EpochBar("tune", self.trials * self.epochs, [self.metric], self.split)
         return self._bar
 
     def setup(self, **info: Any) -> None:
+        """Show the bar when the study starts."""
         self.bar.bar.refresh()  # the bar from the study's start, not its first result
 
     def _total_done(self) -> int:
@@ -157,17 +163,21 @@ class TuneProgress(Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
+        """Advance the bar by the trial's epoch."""
         number = self.order.setdefault(trial.trial_id, len(self.order) + 1)
         self.done[trial.trial_id] = int(result.get("epochs_done", 0))
         self.bar.show(result, self._total_done(), trial=f"{number}/{self.trials}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Count the trial's remaining epochs as done."""
         self.done[trial.trial_id] = self.epochs  # stopped early: its epochs will not run
         self.bar.bar.update(max(0, self._total_done() - self.bar.bar.n))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """As :meth:`on_trial_complete`."""
         self.on_trial_complete(iteration, trials, trial)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Close the bar."""
         if self._bar is not None:
             self._bar.close()

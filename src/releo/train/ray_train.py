@@ -62,14 +62,17 @@ class RunSpec:
 
     @property
     def n_epochs(self) -> int:
+        """Epochs to run (the spec's, else ``train.epochs``)."""
         return self.epochs or self.train.epochs
 
     @property
     def max_batches(self) -> int | None:
+        """Training batches per epoch (None: all)."""
         return self.max_batches_per_epoch or self.train.max_batches_per_epoch
 
     @property
     def max_eval_batches(self) -> int | None:
+        """Validation batches per epoch (None: all)."""
         return self.eval_max_batches or self.train.eval_max_batches
 
 

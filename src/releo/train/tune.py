@@ -35,9 +35,11 @@ class StopBoard:
         self._stopped: set[str] = set()
 
     def stop(self, trial_id: str) -> None:
+        """Ask ``trial_id`` to stop."""
         self._stopped.add(trial_id)
 
     def should_stop(self, trial_id: str) -> bool:
+        """Whether ``trial_id`` was asked to stop."""
         return trial_id in self._stopped
 
 
@@ -55,6 +57,7 @@ class CooperativeASHA(ASHAScheduler):
         self.stopped: set[str] = set()
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        """ASHA's decision, a STOP posted to the board instead of enforced."""
         decision = super().on_trial_result(tune_controller, trial, result)
         if decision == TrialScheduler.STOP:
             if trial.trial_id not in self.stopped:
@@ -94,6 +97,7 @@ class StudyOutcome:
 
     @property
     def best_weights(self) -> dict[str, float]:
+        """Loss weights of the best trial."""
         return self.best["weights"]
 
     @property

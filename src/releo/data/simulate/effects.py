@@ -43,6 +43,7 @@ class Term:
 
     @property
     def label(self) -> str:
+        """The term as text, e.g. ``T^2*b``."""
         parts = [s if p == 1 else f"{s}^{p}" for s, p in sorted(self.factors.items())]
         return "*".join(parts) if parts else "1"
 

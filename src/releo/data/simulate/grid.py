@@ -22,6 +22,7 @@ class SiteGrid:
 
     @classmethod
     def from_config(cls, config: SimulationConfig) -> SiteGrid:
+        """The pixel-centre grid of a simulated site."""
         ny, nx = config.shape
         half = config.pixel_size_m / 2
         x = config.origin_x + half + config.pixel_size_m * np.arange(nx)
@@ -30,6 +31,7 @@ class SiteGrid:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(ny, nx)."""
         return self.y.size, self.x.size
 
     @property

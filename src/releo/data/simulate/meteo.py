@@ -52,6 +52,7 @@ class RainClimate:
 
     @classmethod
     def toulouse(cls, annual_rainfall_mm: float) -> RainClimate:
+        """Toulouse's monthly rainfall pattern scaled to ``annual_rainfall_mm``."""
         totals = MONTHLY_RAINFALL_MM * annual_rainfall_mm / MONTHLY_RAINFALL_MM.sum()
         wet = MONTHLY_WET_DAYS / DAYS_PER_MONTH
         # Stationary probability of a two-state chain: π = p01 / (1 − p11 + p01).

@@ -43,10 +43,12 @@ class Parcels:
 
     @property
     def n_parcels(self) -> int:
+        """Number of parcels."""
         return self.classes.size
 
     @property
     def n_zones(self) -> int:
+        """Number of vigour zones (over all parcels)."""
         return self.zone_parcel.size
 
     @property
@@ -61,9 +63,11 @@ class Parcels:
 
     @property
     def zone_class(self) -> np.ndarray:
+        """Land-cover class of each zone."""
         return self.classes[self.zone_parcel]
 
     def pixel_counts(self) -> np.ndarray:
+        """Pixels per parcel."""
         return np.bincount(self.parcel_id.ravel() - 1, minlength=self.n_parcels)
 
 

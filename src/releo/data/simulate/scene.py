@@ -40,6 +40,7 @@ class Scene:
 
     @classmethod
     def build(cls, config: SimulationConfig, last_day: date) -> Scene:
+        """The scene of ``config`` up to ``last_day``."""
         grid = SiteGrid.from_config(config)
         parcels = make_parcels(config)
         traits = field_traits(parcels, config.seed)

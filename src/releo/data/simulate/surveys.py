@@ -45,6 +45,7 @@ class SurveyMethod:
     absolute_error: float
 
     def std(self, lai: np.ndarray) -> np.ndarray:
+        """Standard deviation of a measurement of ``lai``."""
         return self.relative_error * np.maximum(lai, 0.0) + self.absolute_error
 
 

@@ -77,6 +77,7 @@ class FieldTraits:
     sar_susceptibility: np.ndarray  # weight of the SAR exclusive effect
 
     def as_records(self) -> list[dict[str, float]]:
+        """One dict of trait values per entry."""
         names = [f.name for f in fields(self)]
         return [
             {n: round(float(getattr(self, n)[p]), 6) for n in names} for p in range(self.N.size)
