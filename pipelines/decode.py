@@ -5,7 +5,7 @@ from pathlib import Path
 from releo.config import load_params
 from releo.data.io import open_cube
 from releo.products.decode import LaiCalibration
-from releo.products.gates import check_embeddings
+from releo.products.product_gates import check_embeddings
 from releo.products.stages import CALIBRATION, EMBEDDINGS, run_decode
 from releo.stage import stage
 from releo.timings import timed

@@ -35,7 +35,6 @@ STATIC_VARIABLES: tuple[str, ...] = ("N", "lidfa", "hspot", "rsoil")
 
 GAUSS_HERMITE_NODES, GAUSS_HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(12)
 """12-point Gauss-Hermite quadrature (probabilists', weight exp(-x²/2)) of the moments."""
-_GH_NODES, _GH_WEIGHTS = GAUSS_HERMITE_NODES, GAUSS_HERMITE_WEIGHTS  # products/decode.py's names
 
 
 def prior_logit(name: str) -> float:

@@ -22,7 +22,12 @@ from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from releo.data.errors import DataError
 from releo.models import PhysicsAutoencoder
 from releo.models.decoder import LOGIT_BOUND, MIN_SCALE
-from releo.models.distributions import _GH_NODES, _GH_WEIGHTS, VARIABLE_RANGES, BoundedNormal
+from releo.models.distributions import (
+    GAUSS_HERMITE_NODES,
+    GAUSS_HERMITE_WEIGHTS,
+    VARIABLE_RANGES,
+    BoundedNormal,
+)
 from releo.models.encoder import fourier_doy
 from releo.models.slots import CELL_SHARPNESS
 from releo.products.grid import ChunkLayout, Grid
@@ -221,8 +226,8 @@ def decode_lai(
     q_low, q_high = (
         math.sqrt(2) * torch.erfinv(torch.tensor(2 * p - 1.0)).item() for p in (q, 1 - q)
     )
-    nodes = torch.as_tensor(_GH_NODES, dtype=loc.dtype)
-    weights = torch.as_tensor(_GH_WEIGHTS / math.sqrt(2 * math.pi), dtype=loc.dtype)
+    nodes = torch.as_tensor(GAUSS_HERMITE_NODES, dtype=loc.dtype)
+    weights = torch.as_tensor(GAUSS_HERMITE_WEIGHTS / math.sqrt(2 * math.pi), dtype=loc.dtype)
     low, high = VARIABLE_RANGES["lai"]
     out = products(
         loc, scale, nodes, weights, low, high, cal.spread_scale, cal.detection_limit, q_low, q_high

@@ -25,6 +25,7 @@ from releo.train.loop import collate_chunks
 
 
 def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (the model an embedding cube was made with)."""
     h = hashlib.sha256()
     with Path(path).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
