@@ -28,7 +28,9 @@ from releo.data.build import build_site
 folder, out = Path(sys.argv[1]), Path(sys.argv[2])
 steps, t0 = {}, time.perf_counter()
 def progress(msg, last=[time.perf_counter(), "start"]):
-    now = time.perf_counter(); steps[last[1]] = now - last[0]; last[:] = [now, msg.split(":")[0].split(" /")[0]]
+    now = time.perf_counter()
+    steps[last[1]] = now - last[0]
+    last[:] = [now, msg.split(":")[0].split(" /")[0]]
 files = {f.name.split("_")[0]: f for f in folder.glob("*.nc")}
 record = build_site(
     s2=sorted(folder.glob("S2_L2A_*.nc")), s1=[files["S1"]], meteo=files["AgERA5"],
