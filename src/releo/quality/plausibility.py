@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from releo.data import contracts as c
+from releo.physics.sun import solar_declination
 from releo.quality.specs import (
     HAZE_BLUE_MIN,
     HAZE_FLATNESS,
@@ -108,19 +109,10 @@ def expected_sun_zenith(times: pd.DatetimeIndex, lat: float) -> tuple[np.ndarray
     """Range of the sun zenith (degrees) at latitude ``lat`` on each day within
     ``OVERPASS_HOUR_ANGLE_DEG`` of local solar noon: [noon zenith, zenith at that hour angle].
 
-    The day's declination is Spencer's (1971) series (±0.05°); no time of day is needed, so a
-    cube dated at midnight is judged like one with the UTC overpass time.
+    No time of day is needed, so a cube dated at midnight is judged like one with the UTC
+    overpass time.
     """
-    gamma = 2 * np.pi * (times.day_of_year.to_numpy() - 1) / 365.0
-    decl = (
-        0.006918
-        - 0.399912 * np.cos(gamma)
-        + 0.070257 * np.sin(gamma)
-        - 0.006758 * np.cos(2 * gamma)
-        + 0.000907 * np.sin(2 * gamma)
-        - 0.002697 * np.cos(3 * gamma)
-        + 0.00148 * np.sin(3 * gamma)
-    )
+    decl = solar_declination(times.day_of_year.to_numpy())
     phi, h = np.deg2rad(lat), np.deg2rad(OVERPASS_HOUR_ANGLE_DEG)
     noon = np.abs(np.rad2deg(phi - decl))
     cos_z = np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.cos(h)

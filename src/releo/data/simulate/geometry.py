@@ -21,6 +21,8 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
+from releo.physics.sun import solar_declination
+
 EARTH_RADIUS_KM = 6371.0
 
 
@@ -73,16 +75,7 @@ def solar_position(
     day: date, latitude_deg: float, local_solar_time_h: float
 ) -> tuple[float, float]:
     """Sun zenith and azimuth (degrees, azimuth clockwise from north) at local solar time."""
-    gamma = 2 * np.pi * (day.timetuple().tm_yday - 1) / 365.0
-    declination = (
-        0.006918
-        - 0.399912 * np.cos(gamma)
-        + 0.070257 * np.sin(gamma)
-        - 0.006758 * np.cos(2 * gamma)
-        + 0.000907 * np.sin(2 * gamma)
-        - 0.002697 * np.cos(3 * gamma)
-        + 0.00148 * np.sin(3 * gamma)
-    )
+    declination = solar_declination(day.timetuple().tm_yday)
     hour_angle = np.deg2rad(15.0 * (local_solar_time_h - 12.0))
     lat = np.deg2rad(latitude_deg)
     cos_zenith = np.sin(lat) * np.sin(declination) + np.cos(lat) * np.cos(declination) * np.cos(
