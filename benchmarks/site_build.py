@@ -19,7 +19,7 @@ from pathlib import Path
 
 from report import report
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_timeseries"
+REAL = Path(__file__).resolve().parents[1] / "tests" / "data" / "real_timeseries"
 
 BUILD = """
 import json, resource, sys, time

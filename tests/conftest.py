@@ -22,6 +22,8 @@ TINY_SITE = {
     "end_date": "2025-06-29",
     "survey_points": 10,
 }
+REAL_SERIES = Path(__file__).parent / "data" / "real_timeseries"
+"""Real S2 + S1 series of two Belgian farmland sites (WorldCereal, MIT; README inside)."""
 # What the stages write, and the MLflow/Ray homes: never copied from the working tree.
 GENERATED = ("data/", "chunks/", "metrics/", "tune/", "models/", "mlruns/", "ray_results/")
 
@@ -284,3 +286,42 @@ def shell_commands(text: str) -> list[list[str]]:
                 words.append(token)
         commands.append(words)
     return [c for c in commands if c]
+
+
+def write_geotiff(
+    path: Path, data, crs: str, ul: tuple[float, float], res: float, nodata=None, **tags
+) -> Path:
+    """One-band GeoTIFF of ``data`` with its upper-left corner at ``ul`` (tags optional)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(
+        path, "w", driver="GTiff", height=data.shape[0], width=data.shape[1], count=1,
+        dtype=data.dtype, crs=crs, transform=from_origin(*ul, res, res), nodata=nodata,
+    ) as dst:  # fmt: skip
+        dst.write(data, 1)
+        if tags:
+            dst.update_tags(**tags)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_site(tmp_path_factory):
+    """A simulated 200 m site over 40 days and its index of 100 m × 10-day chunks."""
+    from datetime import date
+
+    from releo.data.chunks import chunk_index
+    from releo.data.simulate import SimulationConfig, simulate_site
+    from releo.data.site import open_site
+
+    root = tmp_path_factory.mktemp("site")
+    config = SimulationConfig(
+        width_m=200, height_m=200, start_date=date(2025, 5, 1), end_date=date(2025, 6, 9)
+    )
+    simulate_site(config, root, progress=False)
+    opened = open_site(root)
+    index = chunk_index(
+        opened.s2, opened.s1, size_m=100, days=10, split={"train": 2, "val": 1, "test": 1}
+    )
+    return root, index

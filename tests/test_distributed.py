@@ -17,7 +17,7 @@ from releo.data.chunks import ChunkDataset, chunk_index
 from releo.data.io import open_cube, write_table
 from releo.data.simulate import SimulationConfig, simulate_site
 from releo.data.site import open_site
-from releo.models import ModelConfig, build_model
+from releo.models import build_model
 from releo.models.distributions import BoundedNormal
 from releo.products.config import DecodeConfig, EmbedConfig, ProductsConfig
 from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_grid, decode_lai
@@ -33,12 +33,8 @@ from releo.products.stages import (
     request_dates,
     run_embed,
 )
+from test_products import TINY
 
-TINY = ModelConfig(
-    embedding_dim=32, residual_dim=4, pixel_width=8, attention_heads=2, conv_width=8,
-    latent_grid=2, field_slots=4, slot_features=2, detail_channels=4, hidden_width=32,
-    query_pixels=8, context_days=10, fused_prosail=False,
-)  # fmt: skip
 SITE = SimulationConfig(
     width_m=200, height_m=200, start_date=date(2025, 5, 1), end_date=date(2025, 6, 9),
     survey_campaigns=1, survey_points=4,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from datetime import date
 
 import numpy as np
 import pytest
@@ -11,9 +10,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from torch.utils.data import DataLoader, Subset
 
-from releo.data.chunks import chunk_index, window_only
-from releo.data.simulate import SimulationConfig, simulate_site
-from releo.data.site import open_site
+from releo.data.chunks import window_only
 from releo.models import VARIABLE_RANGES, BoundedNormal, LossWeights, ModelConfig, build_model
 from releo.models.decoder import LOGIT_BOUND, spectral_basis
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
@@ -39,17 +36,8 @@ REQUIRED = ("lai", "cab", "cw", "cm", "lidfa", "psoil", "rsoil", "soil_moisture"
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("site")
-    config = SimulationConfig(
-        width_m=200, height_m=200, start_date=date(2025, 5, 1), end_date=date(2025, 6, 9)
-    )
-    simulate_site(config, root, progress=False)
-    opened = open_site(root)
-    index = chunk_index(
-        opened.s2, opened.s1, size_m=100, days=10, split={"train": 2, "val": 1, "test": 1}
-    )
-    return root, index
+def site(small_site):
+    return small_site
 
 
 @pytest.fixture(scope="module")

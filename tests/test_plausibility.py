@@ -4,7 +4,6 @@ Finnish sample and both real Belgian series (snowy and cloudy winter dates inclu
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from conftest import REAL_SERIES, TINY_SITE
 from releo.data import contracts as c
 from releo.data.errors import DataError
 from releo.data.io import open_cube, read_table
@@ -21,8 +21,7 @@ from releo.data.simulate.site import simulate_site
 from releo.quality import QualityGateError, check_s1_cube, check_s2_cube
 
 SAMPLE = Path(__file__).parent / "data" / "real_s2_l2a_sample"
-REAL = Path("/work/shared/data/real_timeseries")
-BELGIAN = sorted(REAL.glob("worldcereal_*"))
+BELGIAN = sorted(REAL_SERIES.glob("worldcereal_*"))
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +33,7 @@ def gx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny test site of the end-to-end tests (300 m, April-June 2025), simulated."""
     out = tmp_path_factory.mktemp("tiny") / "data"
-    config = SimulationConfig(
-        width_m=300.0,
-        height_m=300.0,
-        start_date=date(2025, 4, 1),
-        end_date=date(2025, 6, 29),
-        survey_points=10,
-    )
-    simulate_site(config, out, progress=False)
+    simulate_site(SimulationConfig.model_validate(TINY_SITE), out, progress=False)
     return out
 
 
@@ -75,7 +67,6 @@ def test_the_real_finnish_sample_passes(gx_root: Path) -> None:
     check_s2_cube(read_s2_l2a(files), SAMPLE, context_root=gx_root)
 
 
-@pytest.mark.skipif(not BELGIAN, reason=f"{REAL} not present")
 @pytest.mark.parametrize("folder", BELGIAN, ids=lambda p: p.name[-4:])
 def test_the_real_belgian_series_pass(folder: Path, gx_root: Path) -> None:
     """Every date, snowy and cloudy winter ones included (S2 as read; S1 on a 10 m grid)."""

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_tiny_project, run
+from conftest import REAL_SERIES, make_tiny_project, run, write_geotiff
 from releo.data.build import build_site
 from releo.data.contracts import MASK_CLEAR, S1_INCIDENCE, S2_MASK
 from releo.data.errors import DataError
@@ -23,9 +23,7 @@ from releo.data.io import open_cube, write_cube, write_table
 from releo.data.meteo import check_meteo, read_meteo
 from releo.data.site import open_site, validate_site
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_timeseries"
-SITES = sorted(REAL.glob("worldcereal_*"))
-pytestmark = pytest.mark.skipif(not SITES, reason=f"{REAL} not present")
+SITES = sorted(REAL_SERIES.glob("worldcereal_*"))
 
 
 def sources(folder: Path) -> dict:
@@ -161,20 +159,11 @@ def test_dvc_repro_runs_on_a_built_real_site(built, tmp_path):
 
 def write_s1_files(folder: Path, crs: str, ul: tuple[float, float], size_m: float, days):
     """σ0 GeoTIFFs in linear power, 20 m, without metadata: the builder must be told."""
-    import rasterio
-    from rasterio.transform import from_origin
-
-    folder.mkdir(parents=True, exist_ok=True)
     n = int(size_m // 20)
     for i, day in enumerate(days):
         for pol, level in (("VV", 0.08), ("VH", 0.015)):
             data = np.full((n, n), level * (1 + 0.1 * i), dtype=np.float32)
-            with rasterio.open(
-                folder / f"S1A_{day}T172233_{pol}.tif", "w", driver="GTiff", width=n, height=n,
-                count=1, dtype="float32", crs=crs, transform=from_origin(*ul, 20.0, 20.0),
-                nodata=0.0,
-            ) as ds:  # fmt: skip
-                ds.write(data, 1)
+            write_geotiff(folder / f"S1A_{day}T172233_{pol}.tif", data, crs, ul, 20.0, 0.0)
     return folder
 
 

@@ -7,36 +7,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import rasterio
-from rasterio.transform import from_origin
 
+from conftest import REAL_SERIES, write_geotiff
 from releo.data.errors import DataError
 from releo.data.sources import read_s1_files
 from releo.data.sources.s1 import relative_orbit_codes
 
-SHARED = Path("/work/shared/data/real_timeseries")
-SITE_A = next(SHARED.glob("worldcereal_00002806639B424A/S1_GRD-ASCENDING_20m_*.nc"), None)
+SITE_A = next(REAL_SERIES.glob("worldcereal_00002806639B424A/S1_GRD-ASCENDING_20m_*.nc"))
 
 
 def write_tif(path: Path, data: np.ndarray, x0: float, y0: float, res: float, nodata, **tags):
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        height=data.shape[0],
-        width=data.shape[1],
-        count=1,
-        dtype=data.dtype,
-        crs="EPSG:32631",
-        transform=from_origin(x0, y0, res, res),
-        nodata=nodata,
-    ) as dst:
-        dst.write(data, 1)
-        if tags:
-            dst.update_tags(**tags)
+    write_geotiff(path, data, "EPSG:32631", (x0, y0), res, nodata, **tags)
 
 
-@pytest.mark.skipif(SITE_A is None, reason="the shared Belgian series is not on this machine")
 def test_belgian_worldcereal_series():
     cube = read_s1_files(SITE_A, incidence_angle=39.0)
     assert cube.sizes == {"time": 159, "y": 64, "x": 64}  # 20 m → 10 m
@@ -61,7 +44,6 @@ def test_belgian_worldcereal_series():
     assert set(cube["platform"].values) == {"unknown"}
 
 
-@pytest.mark.skipif(SITE_A is None, reason="the shared Belgian series is not on this machine")
 def test_belgian_series_without_incidence_is_an_error():
     with pytest.raises(DataError, match=r"S1_GRD-ASCENDING.*no incidence angle.*incidence_angle="):
         read_s1_files(SITE_A)

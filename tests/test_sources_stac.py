@@ -11,12 +11,11 @@ import dask.array as da
 import numpy as np
 import pystac
 import pytest
-import rasterio
 from odc.geo.geobox import GeoBox
 from pyproj import Transformer
-from rasterio.transform import from_origin
 from shapely.geometry import shape
 
+from conftest import write_geotiff
 from releo.data.contracts import MASK_CLEAR, MASK_CLOUD, MASK_NODATA, MASK_SHADOW, S2_BANDS
 from releo.data.errors import DataError
 from releo.data.sources import read_stac_s1, read_stac_s2
@@ -53,19 +52,7 @@ VIEW_ZENITH, VIEW_AZIMUTH = 6.0, 100.0
 
 
 def write_tif(path: Path, data: np.ndarray, epsg: int, x0: float, y0: float, res: float, nodata):
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        height=data.shape[0],
-        width=data.shape[1],
-        count=1,
-        dtype=data.dtype,
-        crs=f"EPSG:{epsg}",
-        transform=from_origin(x0, y0, res, res),
-        nodata=nodata,
-    ) as dst:
-        dst.write(data, 1)
+    write_geotiff(path, data, f"EPSG:{epsg}", (x0, y0), res, nodata)
 
 
 def site(item: dict, epsg: int, step: float = SIZE_M) -> tuple[float, float]:

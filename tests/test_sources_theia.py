@@ -12,9 +12,8 @@ from pathlib import Path
 import dask.array as dsa
 import numpy as np
 import pytest
-import rasterio
-from rasterio.transform import from_origin
 
+from conftest import write_geotiff
 from releo.data.contracts import S2_BANDS
 from releo.data.errors import DataError
 from releo.data.sources import read_theia
@@ -176,12 +175,7 @@ EXPECTED_MASK[6:8, 0:2] = 3
 
 
 def _write(path: Path, data: np.ndarray, res: int, ul: tuple[float, float], nodata=None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(
-        path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1,
-        dtype=data.dtype, crs="EPSG:32631", transform=from_origin(*ul, res, res), nodata=nodata,
-    ) as ds:  # fmt: skip
-        ds.write(data, 1)
+    write_geotiff(path, data, "EPSG:32631", ul, res, nodata)
 
 
 def make_theia(root: Path, name: str = NAME_A, *, node=NODE, angles: bool = True) -> Path:

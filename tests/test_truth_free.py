@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +18,7 @@ from torch.utils.data import DataLoader
 
 from conftest import make_tiny_project, run, strip_to_real_site
 from releo.config import Params
-from releo.data.chunks import chunk_index
 from releo.data.errors import DataError
-from releo.data.simulate import simulate_site
-from releo.data.simulate.config import SimulationConfig
 from releo.data.site import open_site
 from releo.discover.config import DiscoverConfig
 from releo.discover.pipeline import missing_drivers
@@ -110,17 +106,8 @@ def test_discover_names_what_its_drivers_lack(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("site")
-    config = SimulationConfig(
-        width_m=200, height_m=200, start_date=date(2025, 5, 1), end_date=date(2025, 6, 9)
-    )
-    simulate_site(config, root, progress=False)
-    opened = open_site(root)
-    index = chunk_index(
-        opened.s2, opened.s1, size_m=100, days=10, split={"train": 2, "val": 1, "test": 1}
-    )
-    return root, index
+def site(small_site):
+    return small_site
 
 
 def test_validation_reports_truth_free_metrics_that_truth_does_not_change(site):
