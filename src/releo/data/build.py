@@ -30,7 +30,7 @@ from releo.data.contracts import (
     S2_PLATFORMS,
 )
 from releo.data.errors import DataError
-from releo.data.io import atomic_dir, write_cube, write_json, write_table
+from releo.data.io import atomic_dir, json_safe, write_cube, write_json, write_table
 from releo.data.meteo import read_meteo
 from releo.data.readers import read_field_survey, read_s2_l2a
 from releo.data.reference import SNAP_VERSION, snap_reference
@@ -95,6 +95,7 @@ def build_site(
     # the readers say where the angle came from; a stated one unused by the product is not kept
     user_incidence = str(s1_cube.attrs.get("incidence_angle_source", "")).startswith("user")
     progress("computing the SNAP LAI reference")
+    # read once: SNAP and the writer would each pull the (lazy) sources again
     s2_cube = s2_cube.load()
     reference = snap_reference(s2_cube)
     survey_table = read_field_survey(surveys, target_crs=site_crs) if surveys else None
@@ -300,7 +301,7 @@ def _on_s2_grid(s1: xr.Dataset, s2: xr.Dataset, sources: Sequence[PathLike]) -> 
 
 
 def _source_record(reader: str, sources: Sequence[PathLike], cube: xr.Dataset) -> SourceRecord:
-    attrs = {k: _jsonable(v) for k, v in cube.attrs.items()}
+    attrs = json_safe(dict(cube.attrs))
     return SourceRecord(
         reader=reader,
         sources=[str(s) for s in sources],
@@ -309,13 +310,3 @@ def _source_record(reader: str, sources: Sequence[PathLike], cube: xr.Dataset) -
         last=pd.Timestamp(cube.time.values.max()).to_pydatetime(),
         attrs=attrs,
     )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value

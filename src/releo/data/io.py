@@ -506,7 +506,9 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 
 def json_safe(value: Any) -> Any:
     """``value`` as strict JSON takes it: NaN/inf become null (DVC and browsers reject bare
-    NaN), numpy scalars Python numbers, tuples lists and dict keys strings."""
+    NaN), numpy scalars Python numbers, arrays and tuples lists, dict keys strings."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

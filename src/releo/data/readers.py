@@ -61,6 +61,7 @@ __all__ = [
     "read_pixel_table",
     "read_s2_l2a",
     "relative_azimuth",
+    "unpack",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -211,30 +212,42 @@ def _open_dataset(source: Path) -> xr.Dataset:
     )
 
 
+_PACKING = ("_FillValue", "scale_factor", "add_offset")
+
+
+def unpack(var: xr.DataArray) -> xr.DataArray:
+    """A variable opened with ``mask_and_scale=False`` as float64 values: its ``_FillValue``
+    (tested on the stored integers) and non-finite values NaN, then ``scale_factor`` and
+    ``add_offset`` applied; the packing attributes are dropped."""
+    fill = var.attrs.get("_FillValue", var.encoding.get("_FillValue"))
+    values = var.values.astype(np.float64)
+    invalid = ~np.isfinite(values)
+    if fill is not None:
+        invalid |= var.values == fill
+    scale = float(var.attrs.get("scale_factor", 1.0))
+    offset = float(var.attrs.get("add_offset", 0.0))
+    attrs = {k: v for k, v in var.attrs.items() if k not in _PACKING}
+    out = np.where(invalid, np.nan, values * scale + offset)
+    return xr.DataArray(out, coords=var.coords, dims=var.dims, attrs=attrs)
+
+
 def _unpacked(ds: xr.Dataset) -> xr.Dataset:
     """Apply each variable's CF packing (fill → NaN, then scale and offset); SCL keeps codes."""
     out = ds.copy()
     for name, var in ds.data_vars.items():
-        attrs = dict(var.attrs)
-        fill = attrs.pop("_FillValue", None)
-        scale = attrs.pop("scale_factor", None)
-        offset = attrs.pop("add_offset", None)
-        if fill is None and scale is None and offset is None:
+        if not any(k in var.attrs for k in _PACKING):
             continue
         if str(name).upper() == "SCL" or name == S2_MASK:
             # class codes: a fill value is "no data", which SCL 0 already means
-            values = var.where(var != fill, 0) if fill is not None else var
+            fill = var.attrs.get("_FillValue")
+            codes = var.where(var != fill, 0) if fill is not None else var
+            attrs = {k: v for k, v in var.attrs.items() if k not in _PACKING}
             out[name] = xr.DataArray(
-                values.astype(var.dtype).data, var.coords, var.dims, attrs=attrs
+                codes.astype(var.dtype).data, var.coords, var.dims, attrs=attrs
             )
             continue
-        values = var.astype(np.float64)
-        if fill is not None:
-            values = values.where(var != fill)
-        values = values * float(scale if scale is not None else 1.0)
-        values = values + float(offset if offset is not None else 0.0)
-        dtype = np.float32 if var.dtype.itemsize <= 4 else np.float64
-        out[name] = xr.DataArray(values.astype(dtype).data, var.coords, var.dims, attrs=attrs)
+        values = unpack(var)
+        out[name] = values.astype(np.float32) if var.dtype.itemsize <= 4 else values
     return out
 
 

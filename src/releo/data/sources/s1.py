@@ -41,6 +41,7 @@ from releo.data.contracts import (
     S1_RELATIVE_ORBIT,
 )
 from releo.data.errors import DataError
+from releo.data.readers import unpack
 from releo.data.sources._stac_common import output_geobox, projected_crs
 
 __all__ = ["Backscatter", "read_s1_files"]
@@ -437,10 +438,10 @@ def _read_netcdf(path: Path) -> _Source:
         name = by_lower.get(pol.lower()) or by_lower.get(f"sigma0_{pol.lower()}")
         if name is None:
             raise DataError(f"{path}: no {pol} variable (variables: {list(raw.data_vars)})")
-        data[pol] = _unpacked(raw[name])
+        data[pol] = unpack(raw[name]).reset_coords(drop=True)
     inc = next((by_lower[t] for t in _INCIDENCE_TOKENS if t in by_lower), None)
     if inc is not None:
-        data[S1_INCIDENCE] = _unpacked(raw[inc])
+        data[S1_INCIDENCE] = unpack(raw[inc]).reset_coords(drop=True)
     ds = xr.Dataset(data).transpose("time", "y", "x")
     crs = raw.rio.crs
     if crs is None and raw.attrs.get("epsg"):
@@ -483,18 +484,6 @@ def _read_netcdf(path: Path) -> _Source:
     platform = _platform(path.name, raw.attrs)
     ds = ds.assign_coords(time=pd.DatetimeIndex(raw["time"].values).as_unit("ns").values)
     return _Source(path, ds, crs, convention, directions, orbits, [platform] * n)
-
-
-def _unpacked(var: xr.DataArray) -> xr.DataArray:
-    values = var.values.astype(np.float64)
-    fill = var.attrs.get("_FillValue", var.encoding.get("_FillValue"))
-    invalid = ~np.isfinite(values)
-    if fill is not None:
-        invalid |= var.values == fill
-    scale = float(var.attrs.get("scale_factor", 1.0))
-    offset = float(var.attrs.get("add_offset", 0.0))
-    out = np.where(invalid, np.nan, values * scale + offset)
-    return xr.DataArray(out, dims=var.dims, coords={d: var[d].values for d in var.dims})
 
 
 def _platform(name: str, attrs: dict | None = None) -> str:
