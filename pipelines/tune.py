@@ -15,10 +15,11 @@ def main() -> None:
         with clock.part("gates"):
             gate_training_inputs(params, INDEX)
         summary = run_tune(params, Path.cwd())
-        print(
-            f"objective {summary['metric']}: default {summary['objective_default']:.4g}, "
-            f"best {summary['objective_best']:.4g} ({summary['trials']} trials)"
-        )
+        if summary["trials"]:
+            print(
+                f"objective {summary['metric']}: default {summary['objective_default']:.4g}, "
+                f"best {summary['objective_best']:.4g} ({summary['trials']} trials)"
+            )
 
 
 if __name__ == "__main__":

@@ -335,6 +335,23 @@ def project(tmp_path) -> tuple[Path, Params]:
     return tmp_path, params
 
 
+def test_a_one_trial_study_trains_nothing_and_passes_the_weights_on(project):
+    root, params = project
+    params = params.model_copy(update={"tune": params.tune.model_copy(update={"num_samples": 1})})
+    task = tiny_task()
+    task = replace(task, train_one_epoch=None, evaluate=None)  # any training would fail
+    summary = run_tune(params, root, task=task)
+    best = json.loads((root / "tune" / "best_weights.json").read_text())
+    assert best == params.loss_weights.model_dump()
+    metrics = json.loads((root / "metrics" / "tune.json").read_text())
+    assert metrics["trials"] == 0 and metrics["objective_best"] is None
+    assert metrics["metric"] == "val_lai_rmse_vs_truth"
+    assert pd.read_csv(root / "metrics" / "tune_trials.csv").empty
+    mlflow.set_tracking_uri(params.tracking.resolved_uri(root))
+    run = mlflow.get_run(summary["mlflow_run_id"])
+    assert float(run.data.params["best_weights.s2"]) == params.loss_weights.s2
+
+
 def test_tune_logs_nested_trials_and_writes_best_weights(project):
     root, params = project
     summary = run_tune(params, root, task=tiny_task())

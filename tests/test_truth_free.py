@@ -141,11 +141,11 @@ def _metrics(project: Path, stage: str) -> dict:
 
 @pytest.fixture(scope="module")
 def real_project(tmp_path_factory) -> Path:
-    """A tiny project whose site has no truth and a real site's site.json (one tuning trial:
-    tests/test_pipeline.py runs two)."""
+    """A tiny project whose site has no truth and a real site's site.json (a study of two
+    trials, ranked without truth)."""
     root = make_tiny_project(tmp_path_factory.mktemp("real"))
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["tune"].update(num_samples=1)
+    params["tune"].update(num_samples=2)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     strip_to_real_site(root)
     return root

@@ -3,6 +3,7 @@ tracking (``tracking``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -61,7 +62,12 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP processes)")
-    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker")
+    cpus_per_worker: float | None = Field(
+        None,
+        gt=0,
+        description="CPUs reserved (and torch threads) per worker; None: this machine's cores"
+        " shared among the workers",
+    )
     use_gpu: bool = Field(False, description="one GPU per worker (NCCL) instead of CPU (gloo)")
     epochs: int = Field(3, ge=1, description="passes over the train split")
     batch_size: int = Field(4, ge=1, description="chunks per step and per worker")
@@ -102,6 +108,13 @@ class TrainConfig(BaseModel):
 
     _ranking_metric = field_validator("select_metric")(check_validation_metric)
     _truth_free = field_validator("select_metric_without_truth")(check_truth_free_metric)
+
+    @property
+    def worker_cpus(self) -> float:
+        """CPUs reserved per worker: ``cpus_per_worker``, else the cores here per worker."""
+        if self.cpus_per_worker is not None:
+            return self.cpus_per_worker
+        return float(max(1, (os.cpu_count() or 1) // self.num_workers))
 
 
 class TuneConfig(BaseModel):

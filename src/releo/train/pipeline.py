@@ -96,6 +96,8 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
     _announce("tune", params.tune.metric, metric, has_truth)
     cfg = params.tune.model_copy(update={"metric": metric})
     base = _spec(params, root, params.loss_weights.model_dump(), task)
+    if cfg.num_samples == 1:
+        return _no_study(params, root, f"{base.eval_split}_{metric}", has_truth, base.loss_weights)
     name = f"study-{_stamp()}"
     with tracking.stage_run(params, root, "tune", run_name=name) as run:
         _log_chunks(root)
@@ -165,6 +167,45 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
         "mlflow_run_id": run.run_id,
     }
     write_json(json_safe(summary), root / TUNE_METRICS)
+    return summary
+
+
+def _no_study(
+    params: Params, root: Path, metric: str, has_truth: bool | None, weights: dict
+) -> dict:
+    """``tune.num_samples`` 1: a study of one trial ranks nothing, so none is run; the
+    configured ``loss_weights`` are passed on (and logged) at no cost."""
+    import mlflow
+
+    with tracking.stage_run(params, root, "tune", run_name=f"no-study-{_stamp()}") as run:
+        mlflow.log_params(
+            {
+                "tune.num_samples": 1,
+                **tracking.section_params("default_weights", weights),
+                **tracking.section_params("best_weights", weights),
+                "site_has_truth": has_truth,
+            }
+        )
+        mlflow.set_tag("study", "none: tune.num_samples is 1")
+    write_json(weights, root / BEST_WEIGHTS)
+    write_table(pd.DataFrame(columns=["trial", "epoch", "objective", metric, "default"]),
+                root / TUNE_PLOT)  # fmt: skip
+    summary = {
+        "metric": metric,
+        "metric_configured": f"val_{params.tune.metric}",
+        "site_has_truth": has_truth,
+        "objective_best": None,
+        "objective_default": None,
+        "objective_improvement": None,
+        "trials": 0,
+        "trials_stopped_early": 0,
+        "best_weights": weights,
+        "best_trial": None,
+        "trials_table": [],
+        "mlflow_run_id": run.run_id,
+    }
+    write_json(summary, root / TUNE_METRICS)
+    print("tune: no study (tune.num_samples is 1): the configured loss_weights are trained")
     return summary
 
 

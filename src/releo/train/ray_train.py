@@ -248,7 +248,7 @@ def _worker_loop(config: dict) -> dict:
     cfg, task = spec.train, spec.task
     context = ray.train.get_context()
     rank = context.get_world_rank()
-    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    torch.set_num_threads(max(1, int(cfg.worker_cpus)))
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
 
     datasets = task.make_datasets(spec.data_dir, spec.index_path, spec.model)
@@ -395,7 +395,7 @@ def _trainer(spec: RunSpec, name: str, storage_path: Path | None, callbacks: lis
     from ray.train.torch import TorchTrainer
 
     cfg = spec.train
-    resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
+    resources = {"CPU": cfg.worker_cpus, **({"GPU": 1} if cfg.use_gpu else {})}
     return TorchTrainer(
         _worker_loop,
         train_loop_config={"spec": spec},
