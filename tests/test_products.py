@@ -25,11 +25,24 @@ from releo.data.io import open_cube, write_table
 from releo.data.simulate import SimulationConfig, simulate_site
 from releo.data.site import open_site
 from releo.models import ModelConfig, build_model
+from releo.models.distributions import BoundedNormal
 from releo.products.calibrate import run_calibrate
 from releo.products.config import CalibrateConfig, DecodeConfig, EvaluateConfig, ProductsConfig
-from releo.products.decode import LaiCalibration, decode_grid, decode_pairs
+from releo.products.decode import (
+    LaiCalibration,
+    blend_logits,
+    decode_grid,
+    decode_pairs,
+    decode_pixels,
+)
 from releo.products.embed import load_autoencoder
-from releo.products.evaluate import EVALUATE_METRICS, PLOTS, nearest_valid, run_evaluate
+from releo.products.evaluate import (
+    EVALUATE_METRICS,
+    PLOTS,
+    nearest_valid,
+    run_evaluate,
+    seam_ratio,
+)
 from releo.products.grid import ChunkLayout, Grid, query_dates
 from releo.products.product_gates import check_embeddings
 from releo.products.scores import grouped_scores, scores
@@ -178,7 +191,7 @@ def test_decoded_grid_is_the_model_at_pixel_centres(project):
     layout = ChunkLayout.from_embeddings(ds)
     grid = Grid.from_bounds(layout.bounds, 10.0, layout.crs)
     when = pd.DatetimeIndex([pd.Timestamp(ds.time.values[1]) + pd.Timedelta(days=3)])
-    maps = decode_grid(model, ds, grid, when)
+    maps = decode_grid(model, ds, grid, when, blend_days=0)
     assert maps["lai"].shape == (1, 20, 20)
     # chunk (row 1, col 0), window 1: the model decoded directly at its 10 x 10 pixel centres
     z = torch.as_tensor(ds["embedding"].values[1, 1, 0].astype(np.float32))[None]
@@ -193,8 +206,77 @@ def test_decoded_grid_is_the_model_at_pixel_centres(project):
     lai, low, high = (maps[k].values for k in ("lai", "lai_low", "lai_high"))
     assert (low <= lai + 1e-6).all() and (lai <= high + 1e-6).all() and np.isfinite(lai).all()
     # the same points one by one (field-survey style) give the same values
-    pts = decode_pairs(model, ds, grid.points()[0][:25], grid.points()[1][:25], when.repeat(25))
+    x, y = grid.points()
+    pts = decode_pairs(model, ds, x[:25], y[:25], when.repeat(25), blend_days=0)
     np.testing.assert_allclose(pts["lai"], maps["lai"].values[0].ravel()[:25], atol=1e-5)
+
+
+def test_dates_near_a_window_boundary_blend_the_two_windows(project):
+    ds = open_cube(project / EMBEDDINGS)
+    model, _ = load_autoencoder(project / MODEL)
+    layout = ChunkLayout.from_embeddings(ds)
+    grid = Grid.from_bounds(layout.bounds, 10.0, layout.crs)
+    when = pd.DatetimeIndex([pd.Timestamp(ds.time.values[1]) + pd.Timedelta(days=3)])
+    maps = decode_grid(model, ds, grid, when)  # blended over the window length by default
+    # day centre 3.5 days into window 1: window 0 weighs 0.5 - 3.5 / days
+    weight = torch.tensor(0.5 - 3.5 / layout.days)
+    centres = (torch.arange(10) + 0.5) / 10
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    doy = torch.tensor(float(when.day_of_year[0]))
+    with torch.no_grad():
+        own, other = (
+            model.decode(
+                torch.as_tensor(ds["embedding"].values[w, 1, 0].astype(np.float32))[None],
+                u[None], v[None], doy,
+            )["lai"]
+            for w in (1, 0)
+        )  # fmt: skip
+    loc, scale = blend_logits(own.loc, own.scale, other.loc, other.scale, weight)
+    expected = BoundedNormal(loc, scale, own.low, own.high)
+    np.testing.assert_allclose(maps["lai"].values[0, 10:, :10], expected.median[0], atol=1e-5)
+    np.testing.assert_allclose(maps["lai_std"].values[0, 10:, :10], expected.stddev[0], atol=1e-5)
+    # the windows' disagreement widens the distribution
+    assert (scale >= torch.minimum(own.scale, other.scale) - 1e-6).all()
+    x, y = grid.points()
+    pts = decode_pairs(model, ds, x[:25], y[:25], when.repeat(25))
+    np.testing.assert_allclose(pts["lai"], maps["lai"].values[0].ravel()[:25], atol=1e-5)
+
+    # Without its day-of-year input, each window alone decodes a constant: a pure staircase.
+    # Blended, the daily series runs linearly between window centres: no step at boundaries.
+    with torch.no_grad():
+        model.decoder.dynamic_head[0].weight[:, model.decoder.n_space :] = 0.0
+    days = pd.date_range(*layout.period, freq="D")
+    window, _ = layout.window_of(days)
+    crossing = window[1:] != window[:-1]
+    with np.errstate(divide="ignore"):
+        ratios = {
+            blend: seam_ratio(
+                decode_pixels(model, ds, x, y, days, blend_days=blend)["lai"], crossing
+            )
+            for blend in (None, 0)
+        }
+    assert 0.7 < ratios[None] < 1.3 and ratios[0] > 100, ratios
+
+
+def test_blend_weights_ramp_to_one_half_at_a_shared_boundary():
+    layout = ChunkLayout(
+        x_min=0.0, y_max=0.0, size_m=100.0, rows=1, cols=1,
+        starts=np.array(["2025-05-01", "2025-05-11", "2025-06-01"], dtype="datetime64[D]"),
+        days=10, crs="EPSG:32631",
+    )  # fmt: skip
+    dates = pd.to_datetime(
+        ["2025-05-01", "2025-05-05", "2025-05-06", "2025-05-10", "2025-05-11", "2025-05-20",
+         "2025-06-01", "2025-06-10", "2025-06-11"]
+    )  # fmt: skip
+    window, partner, weight, covered = layout.blend_of(dates, 10)
+    assert covered.tolist() == [True] * 8 + [False]
+    assert window[:8].tolist() == [0, 0, 0, 0, 1, 1, 2, 2]
+    # the first window has no earlier one; 2025-05-20 and 2025-06-01 border a gap
+    np.testing.assert_allclose(weight[:8], [0, 0, 0.05, 0.45, 0.45, 0, 0, 0])
+    assert partner[[2, 3, 4]].tolist() == [1, 1, 0]
+    assert (partner[weight == 0] == window[weight == 0]).all()
+    np.testing.assert_allclose(layout.blend_of(dates, 4)[2][:5], [0, 0, 0, 0.375, 0.375])
+    assert not layout.blend_of(dates, 0)[2].any()
 
 
 def test_any_grid_and_dates_with_gaps_outside_the_chunks(project):
@@ -315,6 +397,7 @@ def test_evaluate_stage_scores_ours_snap_baseline_on_held_out_chunks(project):
     saved = json.loads((project / EVALUATE_METRICS).read_text())
     assert saved["splits"] == ["val", "test"] and saved["held_out_pixels"] == 200
     assert saved["calibration_spread_scale"] == calibration.spread_scale
+    assert all(saved[k] > 0 for k in ("seam_ratio", "seam_ratio_unblended", "seam_ratio_truth"))
     for key in ("lai_rmse_truth", "snap_lai_rmse_truth", "lai_r2_truth", "lai_coverage90_truth",
                 "baseline_lai_rmse_truth", "lai_rmse_truth_clear", "lai_rmse_truth_cloudy",
                 "lai_rmse_truth_at_snap", "lai_rmse_truth_product"):  # fmt: skip

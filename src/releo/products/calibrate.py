@@ -130,9 +130,11 @@ def run_calibrate(params: Params, root: Path = Path()) -> dict:
     chosen[inside] = places[row[inside], col[inside]]
     table = surveys.loc[chosen].reset_index(drop=True)
     when = pd.DatetimeIndex(pd.to_datetime(table["date"])).tz_localize(None).normalize()
-    rows, owner, u, v, doy, valid = pair_queries(
-        embeddings, table["x"].to_numpy(), table["y"].to_numpy(), when
-    )
+    queries = pair_queries(
+        embeddings, table["x"].to_numpy(), table["y"].to_numpy(), when,
+        blend_days=params.products.decode.blend_days,
+    )  # fmt: skip
+    valid = queries.valid
     observed = table["lai"].to_numpy(float)[valid]
     observed_std = table["lai_std"].fillna(0.0).to_numpy(float)[valid]
     result = {
@@ -145,7 +147,7 @@ def run_calibrate(params: Params, root: Path = Path()) -> dict:
         "site_has_truth": site.has_truth,  # never used here: the record of what the site holds
     }
     if valid.sum() >= cfg.min_surveys:
-        dist = decode_distribution(model, rows, owner, u, v, doy)
+        dist = decode_distribution(model, queries)
         scale, before, after = fit_spread_scale(
             dist, observed, observed_std, interval=interval, detection_limit=cfg.detection_limit
         )

@@ -43,6 +43,12 @@ class DecodeConfig(BaseModel):
         None, description="xmin, ymin, xmax, ymax in the site CRS (None: the chunks' area)"
     )
     interval: float = Field(0.9, gt=0, lt=1, description="central interval of lai_low/high")
+    blend_days: float | None = Field(
+        None,
+        ge=0,
+        description="days about a window boundary where the two windows' LAI are blended"
+        " (None: the window length, linear between window centres; 0: none, a staircase)",
+    )
     batch_queries: int = Field(65536, ge=1, description="pixel-dates decoded per model call")
     compile: bool = Field(
         True,
@@ -107,6 +113,9 @@ class EvaluateConfig(BaseModel):
     )
     scatter_points: int = Field(2000, ge=10, description="pixel-dates in the scatter table")
     sample_fields: int = Field(4, ge=0, description="fields in the time-series plots")
+    seam_pixels: int = Field(
+        2000, ge=0, description="held-out pixels whose daily series score the window seams"
+    )
     seed: int = Field(0, ge=0, description="seed of the scatter sample")
 
 

@@ -36,6 +36,10 @@ LAI_VARIABLES: tuple[str, ...] = ("lai", "lai_std", "lai_low", "lai_high")
 """Decoded LAI: median, standard deviation and the bounds of the central interval."""
 MAX_QUERIES_IN_MEMORY = 4_000_000  # pixel-dates assembled at once by decode_grid
 MIN_ROWS_PER_CALL = 256  # rows of the smallest model call (see decode_queries)
+# Elementwise kernels finish a tensor's last (n mod 2 x SIMD width) values with scalar code,
+# whose exp/tanh round differently: flat work is padded to a multiple of this so that every
+# value takes the vector path, whatever its position (Ray regions equal one process's).
+SIMD_PAD = 64
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,72 @@ def lai_distribution(
     return BoundedNormal(loc, scale, *VARIABLE_RANGES["lai"])
 
 
+def lai_logits(
+    model: PhysicsAutoencoder,
+    z: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    doy: torch.Tensor,
+    compiled: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logit-space location and scale (B, N) of the LAI decoded from embeddings ``z`` (B, D)
+    at ``u``, ``v``, ``doy`` (B, N) (see :func:`lai_distribution`)."""
+    head = _compiled(_lai_head) if compiled else _lai_head
+    return head(*_lai_head_inputs(model, z, u, v, doy))
+
+
+def lai_quantities(
+    loc: torch.Tensor,
+    scale: torch.Tensor,
+    interval: float = 0.9,
+    calibration: LaiCalibration | None = None,
+    compiled: bool = False,
+) -> dict[str, torch.Tensor]:
+    """:data:`LAI_VARIABLES` of the logit-normal LAI (``loc``, ``scale``), widened and
+    censored by ``calibration``."""
+    cal = calibration or LaiCalibration()
+    products = _compiled(_lai_products) if compiled else _lai_products
+    q = (1.0 - interval) / 2
+    # BoundedNormal.icdf: loc + scale sqrt(2) erfinv(2q - 1)
+    q_low, q_high = (
+        math.sqrt(2) * torch.erfinv(torch.tensor(2 * p - 1.0)).item() for p in (q, 1 - q)
+    )
+    nodes = torch.as_tensor(GAUSS_HERMITE_NODES, dtype=loc.dtype)
+    weights = torch.as_tensor(GAUSS_HERMITE_WEIGHTS / math.sqrt(2 * math.pi), dtype=loc.dtype)
+    low, high = VARIABLE_RANGES["lai"]
+    out = products(
+        loc, scale, nodes, weights, low, high, cal.spread_scale, cal.detection_limit, q_low, q_high
+    )
+    return dict(zip(LAI_VARIABLES, out, strict=True))
+
+
+def _lanewise(fn, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``fn`` of 1-D ``tensors`` (n,) computed on copies padded to a multiple of
+    :data:`SIMD_PAD` (see there), cut back to n."""
+    n = len(tensors[0])
+    pad = -n % SIMD_PAD
+    if pad:
+        tensors = tuple(torch.cat([t, t[-1:].expand(pad)]) if n else t for t in tensors)
+    out = fn(*tensors)
+    return tuple(o[:n] for o in out) if isinstance(out, tuple | list) else (out[:n],)
+
+
+def blend_logits(
+    loc: torch.Tensor,
+    scale: torch.Tensor,
+    other_loc: torch.Tensor,
+    other_scale: torch.Tensor,
+    weight: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logit-normal matching the first two moments (in logit space) of the mixture of two
+    windows' LAI with the second's ``weight``: where the windows disagree the spread grows."""
+    keep = 1.0 - weight
+    mixed = keep * loc + weight * other_loc
+    gap = loc - other_loc
+    variance = keep * scale * scale + weight * other_scale * other_scale
+    return mixed, (variance + keep * weight * gap * gap).sqrt()
+
+
 @torch.inference_mode()
 def decode_lai(
     model: PhysicsAutoencoder,
@@ -216,23 +286,8 @@ def decode_lai(
     ``calibration`` widens the distribution and zeroes values below its detection limit (the
     std is the widened distribution's). ``compiled``: the elementwise chains fused by
     torch.compile (equal to float32 rounding; worth it for large requests)."""
-    cal = calibration or LaiCalibration()
-    head, products = (_lai_head, _lai_products)
-    if compiled:
-        head, products = _compiled(_lai_head), _compiled(_lai_products)
-    loc, scale = head(*_lai_head_inputs(model, z, u, v, doy))
-    q = (1.0 - interval) / 2
-    # BoundedNormal.icdf: loc + scale sqrt(2) erfinv(2q - 1)
-    q_low, q_high = (
-        math.sqrt(2) * torch.erfinv(torch.tensor(2 * p - 1.0)).item() for p in (q, 1 - q)
-    )
-    nodes = torch.as_tensor(GAUSS_HERMITE_NODES, dtype=loc.dtype)
-    weights = torch.as_tensor(GAUSS_HERMITE_WEIGHTS / math.sqrt(2 * math.pi), dtype=loc.dtype)
-    low, high = VARIABLE_RANGES["lai"]
-    out = products(
-        loc, scale, nodes, weights, low, high, cal.spread_scale, cal.detection_limit, q_low, q_high
-    )
-    return dict(zip(LAI_VARIABLES, out, strict=True))
+    loc, scale = lai_logits(model, z, u, v, doy, compiled)
+    return lai_quantities(loc, scale, interval, calibration, compiled)
 
 
 def _blocks(owner_sorted: np.ndarray, block: int) -> list[tuple[int, int]]:
@@ -249,32 +304,20 @@ def _blocks(owner_sorted: np.ndarray, block: int) -> list[tuple[int, int]]:
     return sorted(out, key=lambda ab: ab[0] - ab[1])
 
 
-@torch.inference_mode()
-def decode_queries(
+def _query_logits(
     model: PhysicsAutoencoder,
-    table: np.ndarray,
+    table: torch.Tensor,
     owner: np.ndarray,
-    u: np.ndarray,
-    v: np.ndarray,
-    doy: np.ndarray,
-    *,
-    interval: float = 0.9,
-    calibration: LaiCalibration | None = None,
-    batch_queries: int = 65536,
-    compiled: bool = False,
-) -> dict[str, np.ndarray]:
-    """LAI at Q queries: ``owner`` (Q,) indexes the embedding rows of ``table`` (K, D); ``u``,
-    ``v``, ``doy`` (Q,). Queries of one embedding share model calls, ≤ ``batch_queries`` each.
-    Returns float32 arrays (Q,) per :data:`LAI_VARIABLES`."""
-    model.eval()
+    inputs: list[torch.Tensor],
+    batch_queries: int,
+    compiled: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """LAI logit location and scale (Q,) of queries ``owner`` (Q,) with ``inputs`` u, v, doy
+    (Q,): queries of one embedding share model calls, ≤ ``batch_queries`` each."""
     n = len(owner)
-    out = {k: np.full(n, np.nan, np.float32) for k in LAI_VARIABLES}
-    if n == 0:
-        return out
+    loc, scale = torch.full((n,), math.nan), torch.full((n,), math.nan)
     order = np.argsort(owner, kind="stable")
     blocks = _blocks(owner[order], batch_queries)
-    table_t = torch.as_tensor(np.asarray(table, dtype=np.float32))
-    inputs = [torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in (u, v, doy)]
     i = 0
     while i < len(blocks):
         width = blocks[i][1] - blocks[i][0]
@@ -289,14 +332,81 @@ def decode_queries(
             idx[r, b - a :] = order[a]  # padding repeats a real query, then is dropped
             keep[r, : b - a] = True
         rows = torch.as_tensor(idx)
-        z = table_t[torch.as_tensor(owner[idx[:, 0]])]
-        values = decode_lai(
-            model, z, *(x[rows] for x in inputs),
-            interval=interval, calibration=calibration, compiled=compiled,
-        )  # fmt: skip
-        for k, value in values.items():
-            out[k][idx[keep]] = value.float().numpy()[keep]
+        z = table[torch.as_tensor(owner[idx[:, 0]])]
+        got = lai_logits(model, z, *(x[rows] for x in inputs), compiled=compiled)
+        target = torch.as_tensor(idx[keep])
+        mask = torch.as_tensor(keep)
+        loc[target], scale[target] = got[0][mask], got[1][mask]
         i += len(call)
+    return loc, scale
+
+
+@torch.inference_mode()
+def blended_logits(
+    model: PhysicsAutoencoder,
+    table: np.ndarray,
+    owner: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    doy: np.ndarray,
+    partner: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+    batch_queries: int = 65536,
+    compiled: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """LAI logit location and scale (Q,) of the queries of :func:`decode_queries`, each
+    blended with its ``partner`` row where its ``weight`` is positive."""
+    model.eval()
+    table_t = torch.as_tensor(np.asarray(table, dtype=np.float32))
+    inputs = [torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in (u, v, doy)]
+    loc, scale = _query_logits(model, table_t, owner, inputs, batch_queries, compiled)
+    if partner is not None and weight is not None and (mixed := np.asarray(weight) > 0).any():
+        pick = torch.as_tensor(np.flatnonzero(mixed))
+        other = _query_logits(
+            model, table_t, np.asarray(partner)[mixed], [x[pick] for x in inputs],
+            batch_queries, compiled,
+        )  # fmt: skip
+        w = torch.as_tensor(np.asarray(weight, dtype=np.float32)[mixed])
+        loc[pick], scale[pick] = _lanewise(blend_logits, loc[pick], scale[pick], *other, w)
+    return loc, scale
+
+
+@torch.inference_mode()
+def decode_queries(
+    model: PhysicsAutoencoder,
+    table: np.ndarray,
+    owner: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    doy: np.ndarray,
+    *,
+    partner: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+    interval: float = 0.9,
+    calibration: LaiCalibration | None = None,
+    batch_queries: int = 65536,
+    compiled: bool = False,
+) -> dict[str, np.ndarray]:
+    """LAI at Q queries: ``owner`` (Q,) indexes the embedding rows of ``table`` (K, D); ``u``,
+    ``v``, ``doy`` (Q,). With ``partner`` (Q,) rows and their ``weight`` (Q,) (see
+    :meth:`ChunkLayout.blend_of`), each query blends the two embeddings' LAI
+    (:func:`blend_logits`). Returns float32 arrays (Q,) per :data:`LAI_VARIABLES`."""
+    model.eval()
+    n = len(owner)
+    out = {k: np.full(n, np.nan, np.float32) for k in LAI_VARIABLES}
+    if n == 0:
+        return out
+    loc, scale = blended_logits(
+        model, table, owner, u, v, doy, partner, weight, batch_queries, compiled
+    )
+    for a in range(0, n, batch_queries):
+        part = slice(a, min(a + batch_queries, n))
+        values = _lanewise(
+            lambda lo, sc: tuple(lai_quantities(lo, sc, interval, calibration, compiled).values()),
+            loc[part], scale[part],
+        )  # fmt: skip
+        for k, value in zip(LAI_VARIABLES, values, strict=True):
+            out[k][part] = value.float().numpy()
     return out
 
 
@@ -316,71 +426,83 @@ def decode_pixels(
     *,
     interval: float = 0.9,
     calibration: LaiCalibration | None = None,
+    blend_days: float | None = None,
     batch_queries: int = 65536,
     compiled: bool = False,
 ) -> dict[str, np.ndarray]:
     """LAI (T, P) at every date × point (map coordinates ``x``, ``y`` (P,) in the embeddings'
-    CRS); NaN where no chunk covers the point or the date."""
-    layout = ChunkLayout.from_embeddings(embeddings)
-    table, finite = embedding_table(embeddings)
-    row, col, u, v, inside = layout.locate(x, y)
-    window, covered = layout.window_of(dates)
-    owner = window[:, None] * (layout.rows * layout.cols) + (row * layout.cols + col)[None]
-    valid = covered[:, None] & inside[None] & finite[owner]
-    doy = np.broadcast_to(pd.DatetimeIndex(dates).day_of_year.to_numpy()[:, None], valid.shape)
+    CRS); NaN where no chunk covers the point or the date. Dates near a window boundary blend
+    the two windows (``blend_days``: see :func:`pair_queries`)."""
+    dates = pd.DatetimeIndex(dates)
+    t, p = len(dates), len(np.asarray(x))
+    q = pair_queries(
+        embeddings, np.tile(np.asarray(x), t), np.tile(np.asarray(y), t), dates.repeat(p),
+        blend_days=blend_days,
+    )  # fmt: skip
     values = decode_queries(
-        model,
-        table,
-        owner[valid],
-        np.broadcast_to(u, valid.shape)[valid],
-        np.broadcast_to(v, valid.shape)[valid],
-        doy[valid],
-        interval=interval,
-        calibration=calibration,
-        batch_queries=batch_queries,
+        model, q.table, q.owner, q.u, q.v, q.doy, partner=q.partner, weight=q.weight,
+        interval=interval, calibration=calibration, batch_queries=batch_queries,
         compiled=compiled,
-    )
+    )  # fmt: skip
     out = {}
     for k, value in values.items():
-        full = np.full(valid.shape, np.nan, np.float32)
-        full[valid] = value
-        out[k] = full
+        full = np.full(t * p, np.nan, np.float32)
+        full[q.valid] = value
+        out[k] = full.reshape(t, p)
     return out
 
 
+@dataclass(frozen=True)
+class Queries:
+    """Decoder queries of P point-dates: the embedding rows ``table`` (K, D) and, for the
+    point-dates a chunk covers (``valid`` (P,)), their ``owner`` row, chunk-relative ``u``,
+    ``v``, day of year ``doy``, and the ``partner`` row blended in with ``weight``."""
+
+    table: np.ndarray
+    owner: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    doy: np.ndarray
+    partner: np.ndarray
+    weight: np.ndarray
+    valid: np.ndarray
+
+
 def pair_queries(
-    embeddings: xr.Dataset, x: np.ndarray, y: np.ndarray, dates: pd.DatetimeIndex | np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """Queries of P point-dates (map ``x``, ``y`` (P,), one date each): the embedding rows
-    ``table`` (K, D) and, for the point-dates a chunk covers, their ``owner`` row, ``u``,
-    ``v`` and ``doy``; last, the mask (P,) of those point-dates."""
+    embeddings: xr.Dataset,
+    x: np.ndarray,
+    y: np.ndarray,
+    dates: pd.DatetimeIndex | np.ndarray,
+    *,
+    blend_days: float | None = None,
+) -> Queries:
+    """Queries of P point-dates (map ``x``, ``y`` (P,), one date each). A date within
+    ``blend_days / 2`` of a window boundary blends in the neighbouring window's embedding
+    (:meth:`ChunkLayout.blend_of`); None: the window length (LAI interpolated between window
+    centres), 0: each window alone (a 10-day staircase)."""
     layout = ChunkLayout.from_embeddings(embeddings)
     table, finite = embedding_table(embeddings)
     row, col, u, v, inside = layout.locate(np.asarray(x), np.asarray(y))
     dates = pd.DatetimeIndex(dates)
-    window, covered = layout.window_of(dates)
-    owner = window * (layout.rows * layout.cols) + row * layout.cols + col
+    blend = layout.days if blend_days is None else blend_days
+    window, neighbour, weight, covered = layout.blend_of(dates, blend)
+    place = row * layout.cols + col
+    owner = window * (layout.rows * layout.cols) + place
+    partner = neighbour * (layout.rows * layout.cols) + place
     valid = covered & inside & finite[owner]
+    weight = np.where(finite[partner], weight, 0.0)
     doy = dates.day_of_year.to_numpy()
-    return table, owner[valid], u[valid], v[valid], doy[valid], valid
+    return Queries(
+        table, owner[valid], u[valid], v[valid], doy[valid], partner[valid], weight[valid], valid
+    )
 
 
-@torch.no_grad()
-def decode_distribution(
-    model: PhysicsAutoencoder,
-    table: np.ndarray,
-    owner: np.ndarray,
-    u: np.ndarray,
-    v: np.ndarray,
-    doy: np.ndarray,
-) -> BoundedNormal:
-    """The model's LAI distribution (Q,) at Q queries (as :func:`decode_queries`), one query
-    per model row: for a few points (field surveys), before any calibration."""
-    model.eval()
-    z = torch.as_tensor(np.asarray(table, dtype=np.float32)[owner])
-    u, v, doy = (torch.as_tensor(np.asarray(a, dtype=np.float32))[:, None] for a in (u, v, doy))
-    dist = model.decode(z, u, v, doy, context=None)["lai"]
-    return BoundedNormal(dist.loc[:, 0], dist.scale[:, 0], dist.low, dist.high)
+def decode_distribution(model: PhysicsAutoencoder, queries: Queries) -> BoundedNormal:
+    """The model's LAI distribution (Q,) at the valid ``queries``, before any calibration:
+    for a few points (field surveys)."""
+    q = queries
+    loc, scale = blended_logits(model, q.table, q.owner, q.u, q.v, q.doy, q.partner, q.weight)
+    return BoundedNormal(loc, scale, *VARIABLE_RANGES["lai"])
 
 
 def decode_pairs(
@@ -392,16 +514,18 @@ def decode_pairs(
     *,
     interval: float = 0.9,
     calibration: LaiCalibration | None = None,
+    blend_days: float | None = None,
 ) -> dict[str, np.ndarray]:
     """LAI (P,) at P point-dates (one date per point, e.g. field measurements)."""
-    table, owner, u, v, doy, valid = pair_queries(embeddings, x, y, dates)
+    q = pair_queries(embeddings, x, y, dates, blend_days=blend_days)
     values = decode_queries(
-        model, table, owner, u, v, doy, interval=interval, calibration=calibration
-    )
+        model, q.table, q.owner, q.u, q.v, q.doy, partner=q.partner, weight=q.weight,
+        interval=interval, calibration=calibration,
+    )  # fmt: skip
     out = {}
     for k, value in values.items():
-        full = np.full(len(valid), np.nan, np.float32)
-        full[valid] = value
+        full = np.full(len(q.valid), np.nan, np.float32)
+        full[q.valid] = value
         out[k] = full
     return out
 
@@ -414,6 +538,7 @@ def decode_grid_arrays(
     *,
     interval: float = 0.9,
     calibration: LaiCalibration | None = None,
+    blend_days: float | None = None,
     batch_queries: int = 65536,
     compiled: bool = False,
 ) -> dict[str, np.ndarray]:
@@ -425,8 +550,8 @@ def decode_grid_arrays(
     for start in range(0, len(dates), per_call):
         values = decode_pixels(
             model, embeddings, x, y, dates[start : start + per_call],
-            interval=interval, calibration=calibration, batch_queries=batch_queries,
-            compiled=compiled,
+            interval=interval, calibration=calibration, blend_days=blend_days,
+            batch_queries=batch_queries, compiled=compiled,
         )  # fmt: skip
         for k, value in values.items():
             parts[k].append(value.reshape(-1, *grid.shape))
@@ -485,6 +610,7 @@ def decode_grid(
     *,
     interval: float = 0.9,
     calibration: LaiCalibration | None = None,
+    blend_days: float | None = None,
     batch_queries: int = 65536,
     compiled: bool = False,
 ) -> xr.Dataset:
@@ -492,8 +618,8 @@ def decode_grid(
     embeddings alone; NaN outside the chunks and their windows."""
     values = decode_grid_arrays(
         model, embeddings, grid, dates,
-        interval=interval, calibration=calibration, batch_queries=batch_queries,
-        compiled=compiled,
+        interval=interval, calibration=calibration, blend_days=blend_days,
+        batch_queries=batch_queries, compiled=compiled,
     )  # fmt: skip
     return lai_cube(
         values, grid, dates, interval=interval, calibration=calibration,

@@ -36,6 +36,7 @@ from releo.models import PhysicsAutoencoder
 from releo.products import plots
 from releo.products.decode import LaiCalibration, decode_pairs, decode_pixels
 from releo.products.embed import load_autoencoder
+from releo.products.grid import ChunkLayout
 from releo.products.scores import grouped_scores, parcel_split, scores
 from releo.products.stages import EMBEDDINGS, INDEX, LAI_CUBE, MODEL
 from releo.timings import record
@@ -155,13 +156,17 @@ def held_out_estimates(
     interval: float,
     baseline: torch.nn.Module | None,
     calibration: LaiCalibration | None = None,
+    blend_days: float | None = None,
 ) -> HeldOut:
     """Ours, SNAP, the baseline and the truth on the held-out pixels at every S2 date."""
     s2 = site.s2
     dates = pd.DatetimeIndex(s2.time.values).normalize()
     rows, cols = np.nonzero(mask)
     x, y = s2.x.values[cols], s2.y.values[rows]
-    ours = decode_pixels(model, embeddings, x, y, dates, interval=interval, calibration=calibration)
+    ours = decode_pixels(
+        model, embeddings, x, y, dates,
+        interval=interval, calibration=calibration, blend_days=blend_days,
+    )  # fmt: skip
     clear = (s2[S2_MASK].values == MASK_CLEAR)[:, rows, cols]
     snap = np.full(clear.shape, np.nan, np.float32)
     if site.reference is not None:
@@ -315,6 +320,7 @@ def survey_matches(
     interval: float,
     max_days: int,
     calibration: LaiCalibration | None = None,
+    blend_days: float | None = None,
 ) -> pd.DataFrame:
     """One row per held-out survey: the measurement, ours at the point and day, SNAP and the
     baseline at the point's pixel on the nearest date with a value (± ``max_days``)."""
@@ -326,7 +332,7 @@ def survey_matches(
     when = pd.DatetimeIndex(pd.to_datetime(table["date"])).tz_localize(None).normalize()
     ours = decode_pairs(
         model, embeddings, table["x"].to_numpy(), table["y"].to_numpy(), when,
-        interval=interval, calibration=calibration,
+        interval=interval, calibration=calibration, blend_days=blend_days,
     )  # fmt: skip
     out = pd.DataFrame(
         {
@@ -453,6 +459,7 @@ def field_time_series(
     n_fields: int,
     interval: float,
     calibration: LaiCalibration | None = None,
+    blend_days: float | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Daily parcel means of truth and ours (with its interval), SNAP and the baseline at the
     S2 dates (where ≥ half the parcel has a value), and the surveys inside the parcel."""
@@ -465,7 +472,7 @@ def field_time_series(
         rows, cols = np.nonzero(pixels)
         ours = decode_pixels(
             model, embeddings, site.s2.x.values[cols], site.s2.y.values[rows], days,
-            interval=interval, calibration=calibration,
+            interval=interval, calibration=calibration, blend_days=blend_days,
         )  # fmt: skip
         frame = pd.DataFrame(
             {
@@ -489,6 +496,54 @@ def field_time_series(
             frame["survey"] = inside.groupby("date")["survey"].mean().reindex(days)
         frame.index.name = "date"
         out[name] = frame
+    return out
+
+
+def seam_ratio(series: np.ndarray, crossing: np.ndarray) -> float:
+    """Mean day-to-day |change| of daily ``series`` (days, pixels) across the day pairs that
+    cross a window boundary (``crossing`` (days - 1,)) over that within windows: 1 for a
+    product without steps at the boundaries, ~3 for a 10-day staircase."""
+    change = np.abs(np.diff(series, axis=0))
+    across, within = change[crossing], change[~crossing]
+    if not (np.isfinite(across).any() and np.isfinite(within).any()):
+        return math.nan
+    return float(np.nanmean(across) / np.nanmean(within))
+
+
+def seam_metrics(
+    model: PhysicsAutoencoder,
+    embeddings: xr.Dataset,
+    site: Site,
+    truth: xr.Dataset | None,
+    mask: np.ndarray,
+    *,
+    pixels: int,
+    seed: int,
+    blend_days: float | None,
+) -> dict[str, float | None]:
+    """The seam ratio (:func:`seam_ratio`) of daily LAI at ``pixels`` held-out pixels as
+    decoded (``seam_ratio``), without blending windows (``seam_ratio_unblended``) and of the
+    truth (``seam_ratio_truth``)."""
+    rows, cols = np.nonzero(mask)
+    if pixels == 0 or len(rows) == 0:
+        return {"seam_ratio": None, "seam_ratio_unblended": None, "seam_ratio_truth": None}
+    pick = np.random.default_rng(seed).choice(len(rows), min(pixels, len(rows)), replace=False)
+    rows, cols = rows[np.sort(pick)], cols[np.sort(pick)]
+    layout = ChunkLayout.from_embeddings(embeddings)
+    first, last = layout.period
+    days = pd.date_range(first, last, freq="D")
+    window, _ = layout.window_of(days)
+    crossing = window[1:] != window[:-1]
+    x, y = site.s2.x.values[cols], site.s2.y.values[rows]
+    out: dict[str, float | None] = {}
+    for key, blend in (("seam_ratio", blend_days), ("seam_ratio_unblended", 0.0)):
+        lai = decode_pixels(model, embeddings, x, y, days, blend_days=blend)["lai"]
+        out[key] = seam_ratio(lai, crossing)
+    out["seam_ratio_truth"] = (
+        seam_ratio(at_days(truth["lai"], days)[:, rows, cols], crossing)
+        if truth is not None
+        else None
+    )
     return out
 
 
@@ -611,9 +666,10 @@ def run_evaluate(
         baseline, source = load_baseline(params, root)
     elif baseline is not None:
         source = "given"
+    blend_days = params.products.decode.blend_days
     est = held_out_estimates(
         model, embeddings, site, truth, mask, interval=interval, baseline=baseline,
-        calibration=calibration,
+        calibration=calibration, blend_days=blend_days,
     )  # fmt: skip
     metrics: dict = {
         "splits": list(cfg.splits),
@@ -655,9 +711,15 @@ def run_evaluate(
         matches = survey_matches(
             surveys, model, embeddings, site, est, mask,
             interval=interval, max_days=cfg.field_max_days, calibration=calibration,
+            blend_days=blend_days,
         )  # fmt: skip
         flat, nested["field"] = field_metrics(matches, cov)
         metrics.update(flat)
+    seams = seam_metrics(
+        model, embeddings, site, truth, mask,
+        pixels=cfg.seam_pixels, seed=cfg.seed, blend_days=blend_days,
+    )  # fmt: skip
+    metrics.update(seams)
     ours, snap = metrics.get("lai_rmse_truth", math.nan), metrics.get("snap_lai_rmse_truth")
     if snap:
         metrics["lai_rmse_truth_reduction_vs_snap"] = 1.0 - ours / snap
@@ -666,6 +728,7 @@ def run_evaluate(
         series = field_time_series(
             model, embeddings, site, truth, est, matches, mask,
             n_fields=cfg.sample_fields, interval=interval, calibration=calibration,
+            blend_days=blend_days,
         )  # fmt: skip
     # without truth, the reference product is what the held-out pixel-dates are drawn against
     snap_scatter = None

@@ -78,6 +78,30 @@ class ChunkLayout:
         valid = (window >= 0) & (days <= self.starts[np.clip(window, 0, None)] + (self.days - 1))
         return np.clip(window, 0, None), valid
 
+    def blend_of(
+        self, dates: pd.DatetimeIndex | np.ndarray, blend_days: float
+    ) -> tuple[np.ndarray, ...]:
+        """Window of each date, the neighbouring window it is blended with and that window's
+        weight, and whether a window covers the date.
+
+        The weight ramps from 0, ``blend_days / 2`` days from the boundary shared with the
+        neighbour, to 1/2 at it (day centres): with ``blend_days`` the window length, LAI is
+        interpolated linearly between window centres and a series has no step at a boundary.
+        No neighbour (the first or last window, a gap) or ``blend_days`` 0: weight 0."""
+        window, covered = self.window_of(dates)
+        days = np.asarray(pd.DatetimeIndex(dates).values.astype("datetime64[D]"))
+        t = (days - self.starts[window]).astype(np.float64) + 0.5  # day centre in its window
+        after = t > self.days / 2
+        partner = np.where(after, window + 1, window - 1)
+        if blend_days <= 0:
+            return window, window, np.zeros(len(days)), covered
+        weight = np.clip(0.5 - np.where(after, self.days - t, t) / blend_days, 0.0, 0.5)
+        inside = (partner >= 0) & (partner < len(self.starts))
+        near = self.starts[np.clip(partner, 0, len(self.starts) - 1)]
+        adjacent = inside & (np.abs((near - self.starts[window]).astype(np.int64)) == self.days)
+        weight = np.where(adjacent & covered, weight, 0.0)
+        return window, np.where(weight > 0, partner, window), weight, covered
+
 
 @dataclass(frozen=True)
 class Grid:

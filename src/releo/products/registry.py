@@ -53,15 +53,28 @@ class LaiDecoderModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
         """LAI statistics of each query row."""
         interval = float((params or {}).get("interval", self.interval))
+        n = len(model_input)
         z = np.stack([np.asarray(e, dtype=np.float32) for e in model_input["embedding"]])
-        table, owner = np.unique(z, axis=0, return_inverse=True)
+        weight = np.zeros(n, np.float32)
+        if "partner_weight" in model_input and "partner_embedding" in model_input:
+            weight = model_input["partner_weight"].fillna(0.0).to_numpy(np.float32)
+            partners = zip(model_input["partner_embedding"], weight, strict=True)
+            other = [
+                np.asarray(e, dtype=np.float32) if w > 0 else z[i]
+                for i, (e, w) in enumerate(partners)
+            ]
+            z = np.concatenate([z, np.stack(other)]) if n else z
+        table, rows = np.unique(z, axis=0, return_inverse=True)
+        rows = rows.ravel()
         out = decode_queries(
             self.model,
             table,
-            owner.ravel(),
+            rows[:n],
             model_input["x_rel"].to_numpy(np.float32),
             model_input["y_rel"].to_numpy(np.float32),
             model_input["doy"].to_numpy(np.float32),
+            partner=rows[n:] if len(rows) > n else None,
+            weight=weight,
             interval=interval,
             calibration=self.calibration,
         )
@@ -79,6 +92,8 @@ def signature():
             ColSpec("double", "x_rel"),
             ColSpec("double", "y_rel"),
             ColSpec("double", "doy"),
+            ColSpec(Array("double"), "partner_embedding", required=False),
+            ColSpec("double", "partner_weight", required=False),
         ]
     )
     outputs = Schema([ColSpec("double", k) for k in LAI_VARIABLES])
@@ -87,20 +102,29 @@ def signature():
 
 
 def query_frame(
-    embeddings: xr.Dataset, x: np.ndarray, y: np.ndarray, dates: pd.DatetimeIndex | np.ndarray
+    embeddings: xr.Dataset,
+    x: np.ndarray,
+    y: np.ndarray,
+    dates: pd.DatetimeIndex | np.ndarray,
+    *,
+    blend_days: float | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Model input rows for point-dates (map ``x``, ``y`` in the embeddings' CRS, one date
-    each) and the mask of the point-dates a chunk covers (the rows are those)."""
-    table, owner, u, v, doy, valid = pair_queries(embeddings, x, y, dates)
+    each) and the mask of the point-dates a chunk covers (the rows are those). Near a window
+    boundary a row also carries the neighbouring window's embedding and its weight
+    (``blend_days``: :func:`releo.products.decode.pair_queries`)."""
+    q = pair_queries(embeddings, x, y, dates, blend_days=blend_days)
     frame = pd.DataFrame(
         {
-            "embedding": list(table[owner].astype(np.float64)),
-            "x_rel": u.astype(np.float64),
-            "y_rel": v.astype(np.float64),
-            "doy": doy.astype(np.float64),
+            "embedding": list(q.table[q.owner].astype(np.float64)),
+            "x_rel": q.u.astype(np.float64),
+            "y_rel": q.v.astype(np.float64),
+            "doy": q.doy.astype(np.float64),
+            "partner_embedding": list(q.table[q.partner].astype(np.float64)),
+            "partner_weight": q.weight.astype(np.float64),
         }
     )
-    return frame, valid
+    return frame, q.valid
 
 
 def beats(new: float | None, current: float | None, lower_is_better: bool = True) -> bool:

@@ -212,6 +212,7 @@ def decode_region(
     region: tuple[slice, slice, slice],
     interval: float,
     calibration: LaiCalibration | None,
+    blend_days: float | None,
     batch_queries: int,
     compiled: bool,
     out: str,
@@ -224,8 +225,8 @@ def decode_region(
     sub = Grid(x=grid.x[c], y=grid.y[r], crs=grid.crs, resolution=grid.resolution)
     values = decode_grid_arrays(
         model, embeddings, sub, dates[t],
-        interval=interval, calibration=calibration, batch_queries=batch_queries,
-        compiled=compiled,
+        interval=interval, calibration=calibration, blend_days=blend_days,
+        batch_queries=batch_queries, compiled=compiled,
     )  # fmt: skip
     for name, value in values.items():
         write_region(Path(out), name, region, value)
@@ -266,7 +267,8 @@ def decode_to_folder(
         tasks = [
             {"embeddings_path": str(embeddings_path), "model_path": str(model_path),
              "grid": grid, "dates": dates, "region": block, "interval": cfg.interval,
-             "calibration": calibration, "batch_queries": cfg.batch_queries,
+             "calibration": calibration, "blend_days": cfg.blend_days,
+             "batch_queries": cfg.batch_queries,
                 "compiled": compiled, "out": str(cube)}
             for block in blocks
         ]  # fmt: skip
