@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 
 .PHONY: setup run test lint format bench bench-physics bench-data bench-train bench-products
-.PHONY: bench-capacity bench-bound bench-site bench-scale clean
+.PHONY: bench-capacity bench-bound bench-site bench-real bench-scale clean
 .PHONY: retrain ui screenshots
 
 setup: $(VENV)/.installed
@@ -48,6 +48,11 @@ bench-scale: setup
 # releo site build on the real Belgian series: seconds, peak memory, ratio to the I/O floor.
 bench-site: setup
 	$(BIN)/python benchmarks/site_build.py
+
+# Label-free checks of models/model.pt (`make run` first) on the real Belgian series: LAI vs
+# SNAP on clear pixel-dates, crop-calendar peaks, S2 reconstruction over the L2A noise (~2 min).
+bench-real: setup
+	$(BIN)/python benchmarks/real_sites.py
 
 # Needs chunks/index.parquet (`make run` first): 1 vs 2 Ray workers, start-up, PROSAIL share.
 bench-train: setup

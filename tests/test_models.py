@@ -16,7 +16,14 @@ from releo.models.decoder import LOGIT_BOUND, spectral_basis
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
 from releo.models.synthetic import synthetic_chunks
 from releo.physics import PARAMETER_RANGES
-from releo.train.loop import collate_chunks, evaluate, fit, make_datasets, train_one_epoch
+from releo.train.loop import (
+    collate_chunks,
+    evaluate,
+    fit,
+    make_datasets,
+    site_train_dataset,
+    train_one_epoch,
+)
 
 TINY = ModelConfig(
     embedding_dim=32,
@@ -182,6 +189,18 @@ def test_training_is_deterministic_for_a_seed(datasets):
         runs.append((history[0]["train_total"], [p.detach().clone() for p in m.parameters()]))
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+
+
+def test_a_further_site_trains_in_its_own_chunk_size(site):
+    root, _ = site
+    further = site_train_dataset(root, 50.0, 10, context_days=10)  # 5 x 5 px chunks
+    assert len(further) == 4 * 4 * further.index["window"].nunique()  # 4 x 4 places
+    assert set(further.index["split"]) == {"train"}
+    assert further.index["chunk_id"].str.startswith(f"{root.name}/").all()
+    batch = collate_chunks([further[i] for i in (0, 5)])
+    assert batch["s2"].shape[-2:] == (5, 5) and "truth_lai" not in batch
+    terms = model().loss(batch, LossWeights())
+    assert torch.isfinite(terms["total"]) and terms["total"].requires_grad
 
 
 def test_collate_pads_time_with_masks(datasets):

@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from releo.config import Params
+from releo.data.chunks import SiteBatchSampler
 from releo.models import LossWeights
 from releo.timings import timed
 from releo.train.config import TrainConfig, TuneConfig
@@ -174,6 +175,73 @@ def spec(tmp_path: Path, task: Task | None = None, **train) -> RunSpec:
         data_dir=tmp_path,
         index_path=tmp_path / "index.parquet",
     )
+
+
+class SitePoints(Points):
+    """Points of one site: items carry the site's number."""
+
+    def __init__(self, n: int, seed: int, site: int):
+        super().__init__(n, seed)
+        self.site = site
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {**super().__getitem__(i), "site": torch.tensor(self.site)}
+
+
+def _site_datasets(data_dir: Path, index: Path, model: dict) -> dict[str, Dataset]:
+    return {"train": SitePoints(64, seed=1, site=0), "val": SitePoints(32, seed=2, site=0)}
+
+
+def _further_site(path: Path, chunk_m: float, days: int, model: dict) -> Dataset:
+    return SitePoints(24, seed=3, site=int(chunk_m))
+
+
+class SiteLog:
+    """``train_one_epoch`` that writes the sites of each batch to ``log``."""
+
+    def __init__(self, log: Path):
+        self.log = log
+
+    def __call__(self, model, loader, optimizer, weights, **kwargs):
+        def logged():
+            for batch in loader:
+                with self.log.open("a") as f:
+                    f.write(" ".join(map(str, sorted(set(batch["site"].tolist())))) + "\n")
+                yield batch
+
+        return _train_one_epoch(model, logged(), optimizer, weights, **kwargs)
+
+
+def test_site_batches_hold_one_site_each_and_split_over_ranks():
+    sizes = [10, 7, 5]
+    starts = [0, 10, 17]
+    sampler = SiteBatchSampler(sizes, 4, seed=1)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 3 + 2 + 2
+    assert sorted(i for b in batches for i in b) == list(range(22))
+    for batch in batches:  # every batch inside one site's range
+        assert len({sum(i >= s for s in starts) for i in batch}) == 1
+    sampler.set_epoch(1)
+    assert list(sampler) != batches  # a new shuffle
+    ranks = [list(SiteBatchSampler(sizes, 4, seed=1, rank=r, world=2)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 3  # 7 batches: 6 shared out, the same count
+    assert not {tuple(b) for b in ranks[0]} & {tuple(b) for b in ranks[1]}
+
+
+def test_training_draws_whole_batches_from_each_further_site(tmp_path):
+    log = tmp_path / "sites.log"
+    task = replace(
+        tiny_task(SiteLog(log)), make_datasets=_site_datasets, site_dataset=_further_site
+    )
+    run = replace(
+        spec(tmp_path, task=task, epochs=2, batch_size=8),
+        sites=((tmp_path / "a", 1.0), (tmp_path / "b", 2.0)),
+    )
+    outcome = fit(run, name="sites")
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2 * (64 // 8 + 2 * 24 // 8)  # every batch of every site, each epoch
+    assert set(lines) == {"0", "1", "2"}  # one site per batch, all three sites
+    assert outcome.history[-1]["train_samples"] == 64 + 2 * 24
 
 
 def test_capped_evaluation_samples_the_whole_split():

@@ -274,6 +274,41 @@ class ChunkDataset(torch.utils.data.Dataset):
         }
 
 
+class SiteBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of a concatenation of datasets (sites) of ``sizes`` items, each batch drawn from
+    one dataset: a site's chunks share their pixel size, and a batch stacks them. Items and
+    batches are shuffled anew each epoch (:meth:`set_epoch`, seeded); on ``world`` ranks, rank
+    ``rank`` takes every world-th batch of the same order (the same count on every rank)."""
+
+    def __init__(
+        self, sizes: list[int], batch_size: int, *, seed: int = 0, rank: int = 0, world: int = 1
+    ):
+        self.sizes, self.batch_size = list(sizes), batch_size
+        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Shuffle for ``epoch``."""
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        batches, offset = [], 0
+        for n in self.sizes:
+            order = (torch.randperm(n, generator=generator) + offset).tolist()
+            batches += [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+            offset += n
+        shuffled = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+        usable = len(shuffled) // self.world * self.world
+        return shuffled[self.rank : usable : self.world]
+
+    def __iter__(self):
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        batches = sum(-(-n // self.batch_size) for n in self.sizes)
+        return batches // self.world
+
+
 def chunk_summary(index: pd.DataFrame) -> dict:
     """Counts per split (chunks, places, observations) for ``metrics/``."""
     summary: dict = {"chunks": len(index), "windows": int(index["window"].nunique())}

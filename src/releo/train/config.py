@@ -56,6 +56,16 @@ def site_metric(metric: str | None, without_truth: str, has_truth: bool | None) 
     return metric
 
 
+class TrainingSite(BaseModel):
+    """A further site learned from beside the pipeline's own (self-supervised: the physics,
+    no labels): all its chunks are training chunks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: Path = Field(description="site directory (`releo site build --out`)")
+    chunk_m: float = Field(gt=0, description="chunk side on that site, m (a multiple of its pixel)")
+
+
 class TrainConfig(BaseModel):
     """Ray Train (TorchTrainer, DDP) run: workers, budget, optimiser, checkpoints, failures."""
 
@@ -70,6 +80,11 @@ class TrainConfig(BaseModel):
     )
     use_gpu: bool = Field(False, description="one GPU per worker (NCCL) instead of CPU (gloo)")
     epochs: int = Field(3, ge=1, description="passes over the train split")
+    sites: list[TrainingSite] = Field(
+        default_factory=list,
+        description="further sites trained on with the pipeline's (e.g. real ones without"
+        " labels); a batch holds chunks of one site",
+    )
     batch_size: int = Field(4, ge=1, description="chunks per step and per worker")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate (cosine-decayed)")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")

@@ -48,6 +48,8 @@ def gate_training_inputs(params: Params, index_path: Path) -> dict:
     returns the gates' seconds per part."""
     site = open_site(params.data_dir)
     gates = validate_site(site, params.quality.context_root)
+    for extra in params.train.sites:  # further training sites pass the same gates
+        validate_site(open_site(extra.path), params.quality.context_root)
     if not index_path.exists():
         raise DataError(f"{index_path}: not found; run the chunk stage first")
     index = pd.read_parquet(index_path)

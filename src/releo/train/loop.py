@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from releo.data.chunks import SPLITS, ChunkDataset
+from releo.data.chunks import SPLITS, ChunkDataset, chunk_index
 from releo.data.io import open_cube
 from releo.data.site import open_site
 from releo.models import LossWeights, PhysicsAutoencoder
@@ -110,6 +110,18 @@ def make_datasets(
             s2, s1, index, split, truth=truth, reference=reference, context_days=context_days
         )
     return out
+
+
+def site_train_dataset(
+    site_dir: str | Path, chunk_m: float, days: int, context_days: int = 0
+) -> ChunkDataset:
+    """Every chunk of a further training site (``chunk_m`` × ``days``), without truth or
+    reference: the physics losses need neither."""
+    site = open_site(site_dir)
+    s2, s1 = site.s2.load(), site.s1.load()
+    index = chunk_index(s2, s1, size_m=chunk_m, days=days, split={"train": 1, "val": 0, "test": 0})
+    index["chunk_id"] = f"{Path(site_dir).name}/" + index["chunk_id"]
+    return ChunkDataset(s2, s1, index, "train", context_days=context_days)
 
 
 def train_one_epoch(

@@ -50,6 +50,8 @@ def _spec(
         loss_weights=weights,
         data_dir=(root / params.data_dir).resolve(),
         index_path=(root / INDEX).resolve(),
+        sites=tuple(((root / s.path).resolve(), s.chunk_m) for s in params.train.sites),
+        chunk_days=params.chunks.days,
     )
 
 

@@ -32,8 +32,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Subset
 
+from releo.data.chunks import SiteBatchSampler
 from releo.train.config import TrainConfig
 from releo.train.task import Task
 
@@ -51,6 +52,10 @@ class RunSpec:
     data_dir: Path
     index_path: Path
     eval_split: str = "val"
+    sites: tuple[tuple[Path, float], ...] = ()
+    """Further training sites: (site directory, chunk side in m) (``train.sites``)."""
+    chunk_days: int = 10
+    """Chunk duration of the further sites, days (``chunks.days``)."""
     epochs: int | None = None
     """Overrides ``train.epochs`` (tuning trials run a shorter budget)."""
     max_batches_per_epoch: int | None = None
@@ -239,6 +244,34 @@ def load_state(checkpoint: Any) -> dict:
         return torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False)
 
 
+def _train_loader(
+    spec: RunSpec, train: Any, world: int, rank: int
+) -> tuple[Any, SiteBatchSampler | None]:
+    """The training loader: the task's train split, shuffled (sharded over the ranks by Ray);
+    with further sites (``spec.sites``), their chunks too, each batch from one site."""
+    import ray.train.torch
+
+    cfg, task = spec.train, spec.task
+    if not spec.sites or task.site_dataset is None:
+        loader = DataLoader(
+            train,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            collate_fn=task.collate,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        return ray.train.torch.prepare_data_loader(loader), None
+    parts = [train] + [
+        task.site_dataset(path, chunk_m, spec.chunk_days, spec.model)
+        for path, chunk_m in spec.sites
+    ]
+    batches = SiteBatchSampler(
+        [len(p) for p in parts], cfg.batch_size, seed=cfg.seed, rank=rank, world=world
+    )
+    loader = DataLoader(ConcatDataset(parts), batch_sampler=batches, collate_fn=task.collate)
+    return ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False), batches
+
+
 def _worker_loop(config: dict) -> dict:
     """One Ray Train worker: resume, train, evaluate (rank 0), report and checkpoint."""
     import ray.train
@@ -255,14 +288,7 @@ def _worker_loop(config: dict) -> dict:
     weights = task.loss_weights(spec.loss_weights)
     model = task.build_model(spec.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loader = DataLoader(
-        datasets["train"],
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        collate_fn=task.collate,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
-    loader = ray.train.torch.prepare_data_loader(loader)
+    loader, site_batches = _train_loader(spec, datasets["train"], context.get_world_size(), rank)
     steps = min(len(loader), spec.max_batches) if spec.max_batches else len(loader)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max(spec.n_epochs * steps, 1)
@@ -300,7 +326,9 @@ def _worker_loop(config: dict) -> dict:
         if spec.should_stop is not None and _agree(rank == 0 and spec.should_stop()):
             stopped_early = True
             break
-        if context.get_world_size() > 1:
+        if site_batches is not None:
+            site_batches.set_epoch(epoch)
+        elif context.get_world_size() > 1:
             loader.sampler.set_epoch(epoch)  # a new shuffle per epoch across the shards
         started = time.perf_counter()
         counted = _Counted(loader)

@@ -35,6 +35,9 @@ class Task:
     ``model`` exposes ``train()``, ``parameters()`` and ``loss(batch, weights)``."""
     evaluate: Callable[..., dict[str, float]]
     """``(model, loader, weights)`` → validation metrics (``loss`` included)."""
+    site_dataset: Callable[[Path, float, int, dict], Dataset] | None = None
+    """``(site_dir, chunk_m, days, model)`` → the training chunks of a further site
+    (``train.sites``); None: the task learns from its own site only."""
 
 
 def _physics_model(model: dict) -> nn.Module:
@@ -50,6 +53,11 @@ def _physics_datasets(data_dir: Path, index: Path, model: dict) -> dict[str, Dat
     return loop.make_datasets(data_dir, index, with_truth=True, context_days=context_days)
 
 
+def _physics_site(site_dir: Path, chunk_m: float, days: int, model: dict) -> Dataset:
+    context_days = ModelConfig(**model).context_days
+    return loop.site_train_dataset(site_dir, chunk_m, days, context_days=context_days)
+
+
 def physics_task() -> Task:
     """The physics-informed autoencoder (``releo.models``) with ``releo.train.loop``."""
     return Task(
@@ -59,4 +67,5 @@ def physics_task() -> Task:
         collate=loop.collate_chunks,
         train_one_epoch=loop.train_one_epoch,
         evaluate=loop.evaluate,
+        site_dataset=_physics_site,
     )
