@@ -487,6 +487,8 @@ def test_train_stage_writes_model_metrics_and_mlflow_run(project):
     assert not {"train_time_s", "epoch_time_s"} & set(curve.columns)
     timings = json.loads((root / "metrics" / "timings" / "train.json").read_text())
     assert timings["stage"] == "train" and timings["seconds"] >= timings["fit_seconds"] > 0
+    # the run id changes every run: with the timings, not in the committed metrics
+    assert "mlflow_run_id" not in saved and timings["mlflow_run_id"] == metrics["mlflow_run_id"]
     assert len(timings["epoch_seconds"]) == 2 and 0 < timings["gates_share"] < 1
 
     mlflow.set_tracking_uri(params.tracking.resolved_uri(root))

@@ -26,9 +26,11 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from releo.data.io import json_safe, write_json
 from releo.tracking.runs import finite_metrics
 
 TIMINGS_DIR = Path("metrics/timings")
+RUN_ID = "mlflow_run_id"
 GATES = "gates"
 
 _current: ContextVar[StageClock | None] = ContextVar("releo_stage_clock", default=None)
@@ -126,6 +128,15 @@ def timed(stage: str, root: Path = Path()) -> Iterator[StageClock]:
     finally:
         _current.reset(token)
     clock.finish(root)
+
+
+def write_metrics(metrics: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a stage's DVC metrics file: ``metrics`` less its MLflow run id, which changes on
+    every run and is recorded with the stage's timings instead (so a rerun with the same
+    results leaves the committed metrics as they were)."""
+    if (run_id := metrics.get(RUN_ID)) is not None:
+        record(**{RUN_ID: run_id})
+    return write_json(json_safe({k: v for k, v in metrics.items() if k != RUN_ID}), path)
 
 
 def record(**values: Any) -> None:

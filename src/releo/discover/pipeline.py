@@ -30,7 +30,7 @@ from releo import tracking
 from releo.config import Params
 from releo.data.chunks import INDEX
 from releo.data.errors import DataError
-from releo.data.io import json_safe, open_cube, write_json, write_table
+from releo.data.io import json_safe, open_cube, write_table
 from releo.data.site import open_site
 from releo.discover.compare import structure_scores
 from releo.discover.config import DiscoverConfig
@@ -54,7 +54,7 @@ from releo.discover.trajectories import Drivers, is_constant
 from releo.discover.truth import planted_equations
 from releo.models import PhysicsAutoencoder
 from releo.models.checkpoint import load_autoencoder
-from releo.timings import record
+from releo.timings import record, write_metrics
 
 MODEL = Path("models/model.pt")
 OUT_DIR = Path("discover")
@@ -316,7 +316,7 @@ def run_discover(params: Params, root: Path = Path(), log_mlflow: bool = True) -
     metrics = json_safe(metrics)
     if log_mlflow:
         metrics["mlflow_run_id"] = _log_run(params, root, metrics, written, started)
-    write_json(metrics, root / METRICS)
+    write_metrics(metrics, root / METRICS)
     return metrics
 
 
@@ -357,7 +357,7 @@ def _skip(
     print(f"discover skipped: {reason}")
     if log_mlflow:
         metrics["mlflow_run_id"] = _log_run(params, root, metrics, written, started)
-    write_json(metrics, root / METRICS)
+    write_metrics(metrics, root / METRICS)
     return metrics
 
 

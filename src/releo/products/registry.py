@@ -26,9 +26,9 @@ import xarray as xr
 from releo import tracking
 from releo.config import Params
 from releo.data.errors import DataError
-from releo.data.io import write_json
 from releo.models import ModelConfig, build_model
 from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_queries, pair_queries
+from releo.timings import write_metrics
 
 ARTIFACT = "lai_decoder"
 REGISTER_METRICS = Path("metrics/register.json")
@@ -319,5 +319,5 @@ def run_register(
         "model_uri": f"models:/{cfg.model_name}/{version.version}",
         "mlflow_run_id": run.run_id,
     }
-    write_json(result, root / REGISTER_METRICS)
+    write_metrics(result, root / REGISTER_METRICS)
     return result

@@ -20,10 +20,10 @@ import pandas as pd
 from releo import tracking
 from releo.config import Params
 from releo.data.chunks import INDEX
-from releo.data.io import json_safe, write_json, write_table
+from releo.data.io import write_json, write_table
 from releo.data.site import SITE_FILES
 from releo.models.checkpoint import save_autoencoder
-from releo.timings import record
+from releo.timings import record, write_metrics
 from releo.train.config import TrainConfig, site_metric
 from releo.train.ray_train import RunSpec, TrainOutcome, fit
 from releo.train.task import Task, physics_task
@@ -168,7 +168,7 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
         "trials_table": [{k: t[k] for k in TRIAL_FIELDS} for t in outcome.trials],
         "mlflow_run_id": run.run_id,
     }
-    write_json(json_safe(summary), root / TUNE_METRICS)
+    write_metrics(summary, root / TUNE_METRICS)
     return summary
 
 
@@ -206,7 +206,7 @@ def _no_study(
         "trials_table": [],
         "mlflow_run_id": run.run_id,
     }
-    write_json(summary, root / TUNE_METRICS)
+    write_metrics(summary, root / TUNE_METRICS)
     print("tune: no study (tune.num_samples is 1): the configured loss_weights are trained")
     return summary
 
@@ -309,5 +309,5 @@ def run_train(
     curve = pd.DataFrame(outcome.history).drop(columns=list(EPOCH_TIMINGS), errors="ignore")
     write_table(curve, root / TRAIN_PLOT)
     metrics["mlflow_run_id"] = run.run_id
-    write_json(json_safe(metrics), root / TRAIN_METRICS)
+    write_metrics(metrics, root / TRAIN_METRICS)
     return metrics
