@@ -31,7 +31,7 @@ from releo.data.contracts import S2_BANDS
 from releo.models import ModelConfig, build_model
 from releo.physics import snap_lai
 from releo.products import decode as decode_module
-from releo.products.decode import LAI_VARIABLES, decode_grid, decode_queries
+from releo.products.decode import LAI_VARIABLES, Queries, decode_grid, decode_queries
 from releo.products.embed import load_autoencoder
 from report import report
 
@@ -177,17 +177,19 @@ def main() -> None:
     n = len(owner)
 
     def run(compiled: bool = False) -> dict:
-        return decode_queries(
-            model, table, owner, u, v, doy, batch_queries=args.batch_queries, compiled=compiled
-        )
+        queries = Queries.unblended(table, owner, u, v, doy)
+        return decode_queries(model, queries, batch_queries=args.batch_queries, compiled=compiled)
 
     def run_before() -> dict:
-        fast = decode_module.decode_lai
-        decode_module.decode_lai = before_decode_lai
-        try:
-            return run()
-        finally:
-            decode_module.decode_lai = fast
+        per_call = max(1, args.batch_queries // n_px)  # whole chunks per model call
+        shape = (args.chunks, n_px)
+        q = [torch.as_tensor(a, dtype=torch.float32).view(shape) for a in (u, v, doy)]
+        z = torch.as_tensor(table)
+        parts = [
+            before_decode_lai(model, z[a : a + per_call], *(x[a : a + per_call] for x in q))
+            for a in range(0, args.chunks, per_call)
+        ]
+        return {k: torch.cat([p[k] for p in parts]).reshape(-1).numpy() for k in LAI_VARIABLES}
 
     started = time.perf_counter()
     compiled_values = run(compiled=True)

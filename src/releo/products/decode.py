@@ -304,6 +304,28 @@ def _blocks(owner_sorted: np.ndarray, block: int) -> list[tuple[int, int]]:
     return sorted(out, key=lambda ab: ab[0] - ab[1])
 
 
+@dataclass(frozen=True)
+class Queries:
+    """Decoder queries of P point-dates: the embedding rows ``table`` (K, D) and, for the
+    point-dates a chunk covers (``valid`` (P,)), their ``owner`` row, chunk-relative ``u``,
+    ``v``, day of year ``doy``, and the ``partner`` row blended in with ``weight``."""
+
+    table: np.ndarray
+    owner: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    doy: np.ndarray
+    partner: np.ndarray
+    weight: np.ndarray
+    valid: np.ndarray
+
+    @classmethod
+    def unblended(cls, table, owner, u, v, doy) -> Queries:
+        """Queries of one embedding each (no window blended in), all valid."""
+        owner = np.asarray(owner)
+        return cls(table, owner, u, v, doy, owner, np.zeros(len(owner)), np.ones(len(owner), bool))
+
+
 def _query_logits(
     model: PhysicsAutoencoder,
     table: torch.Tensor,
@@ -343,30 +365,21 @@ def _query_logits(
 
 @torch.inference_mode()
 def blended_logits(
-    model: PhysicsAutoencoder,
-    table: np.ndarray,
-    owner: np.ndarray,
-    u: np.ndarray,
-    v: np.ndarray,
-    doy: np.ndarray,
-    partner: np.ndarray | None = None,
-    weight: np.ndarray | None = None,
-    batch_queries: int = 65536,
-    compiled: bool = False,
+    model: PhysicsAutoencoder, q: Queries, batch_queries: int = 65536, compiled: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """LAI logit location and scale (Q,) of the queries of :func:`decode_queries`, each
-    blended with its ``partner`` row where its ``weight`` is positive."""
+    """LAI logit location and scale (Q,) of the valid queries ``q``, each blended with its
+    ``partner`` row where its ``weight`` is positive."""
     model.eval()
-    table_t = torch.as_tensor(np.asarray(table, dtype=np.float32))
-    inputs = [torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in (u, v, doy)]
-    loc, scale = _query_logits(model, table_t, owner, inputs, batch_queries, compiled)
-    if partner is not None and weight is not None and (mixed := np.asarray(weight) > 0).any():
+    table = torch.as_tensor(np.asarray(q.table, dtype=np.float32))
+    inputs = [torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in (q.u, q.v, q.doy)]
+    loc, scale = _query_logits(model, table, np.asarray(q.owner), inputs, batch_queries, compiled)
+    if (mixed := np.asarray(q.weight) > 0).any():
         pick = torch.as_tensor(np.flatnonzero(mixed))
         other = _query_logits(
-            model, table_t, np.asarray(partner)[mixed], [x[pick] for x in inputs],
+            model, table, np.asarray(q.partner)[mixed], [x[pick] for x in inputs],
             batch_queries, compiled,
         )  # fmt: skip
-        w = torch.as_tensor(np.asarray(weight, dtype=np.float32)[mixed])
+        w = torch.as_tensor(np.asarray(q.weight, dtype=np.float32)[mixed])
         loc[pick], scale[pick] = _lanewise(blend_logits, loc[pick], scale[pick], *other, w)
     return loc, scale
 
@@ -374,31 +387,22 @@ def blended_logits(
 @torch.inference_mode()
 def decode_queries(
     model: PhysicsAutoencoder,
-    table: np.ndarray,
-    owner: np.ndarray,
-    u: np.ndarray,
-    v: np.ndarray,
-    doy: np.ndarray,
+    queries: Queries,
     *,
-    partner: np.ndarray | None = None,
-    weight: np.ndarray | None = None,
     interval: float = 0.9,
     calibration: LaiCalibration | None = None,
     batch_queries: int = 65536,
     compiled: bool = False,
 ) -> dict[str, np.ndarray]:
-    """LAI at Q queries: ``owner`` (Q,) indexes the embedding rows of ``table`` (K, D); ``u``,
-    ``v``, ``doy`` (Q,). With ``partner`` (Q,) rows and their ``weight`` (Q,) (see
-    :meth:`ChunkLayout.blend_of`), each query blends the two embeddings' LAI
-    (:func:`blend_logits`). Returns float32 arrays (Q,) per :data:`LAI_VARIABLES`."""
-    model.eval()
-    n = len(owner)
+    """LAI at the Q valid ``queries`` (:class:`Queries`; :meth:`Queries.unblended` for one
+    embedding per query). Queries of one embedding share model calls, ≤ ``batch_queries``
+    each; near a window boundary a query blends its two windows' LAI (:func:`blend_logits`).
+    Returns float32 arrays (Q,) per :data:`LAI_VARIABLES`."""
+    n = len(queries.owner)
     out = {k: np.full(n, np.nan, np.float32) for k in LAI_VARIABLES}
     if n == 0:
         return out
-    loc, scale = blended_logits(
-        model, table, owner, u, v, doy, partner, weight, batch_queries, compiled
-    )
+    loc, scale = blended_logits(model, queries, batch_queries, compiled)
     for a in range(0, n, batch_queries):
         part = slice(a, min(a + batch_queries, n))
         values = _lanewise(
@@ -440,8 +444,7 @@ def decode_pixels(
         blend_days=blend_days,
     )  # fmt: skip
     values = decode_queries(
-        model, q.table, q.owner, q.u, q.v, q.doy, partner=q.partner, weight=q.weight,
-        interval=interval, calibration=calibration, batch_queries=batch_queries,
+        model, q, interval=interval, calibration=calibration, batch_queries=batch_queries,
         compiled=compiled,
     )  # fmt: skip
     out = {}
@@ -450,22 +453,6 @@ def decode_pixels(
         full[q.valid] = value
         out[k] = full.reshape(t, p)
     return out
-
-
-@dataclass(frozen=True)
-class Queries:
-    """Decoder queries of P point-dates: the embedding rows ``table`` (K, D) and, for the
-    point-dates a chunk covers (``valid`` (P,)), their ``owner`` row, chunk-relative ``u``,
-    ``v``, day of year ``doy``, and the ``partner`` row blended in with ``weight``."""
-
-    table: np.ndarray
-    owner: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
-    doy: np.ndarray
-    partner: np.ndarray
-    weight: np.ndarray
-    valid: np.ndarray
 
 
 def pair_queries(
@@ -500,8 +487,7 @@ def pair_queries(
 def decode_distribution(model: PhysicsAutoencoder, queries: Queries) -> BoundedNormal:
     """The model's LAI distribution (Q,) at the valid ``queries``, before any calibration:
     for a few points (field surveys)."""
-    q = queries
-    loc, scale = blended_logits(model, q.table, q.owner, q.u, q.v, q.doy, q.partner, q.weight)
+    loc, scale = blended_logits(model, queries)
     return BoundedNormal(loc, scale, *VARIABLE_RANGES["lai"])
 
 
@@ -518,10 +504,7 @@ def decode_pairs(
 ) -> dict[str, np.ndarray]:
     """LAI (P,) at P point-dates (one date per point, e.g. field measurements)."""
     q = pair_queries(embeddings, x, y, dates, blend_days=blend_days)
-    values = decode_queries(
-        model, q.table, q.owner, q.u, q.v, q.doy, partner=q.partner, weight=q.weight,
-        interval=interval, calibration=calibration,
-    )  # fmt: skip
+    values = decode_queries(model, q, interval=interval, calibration=calibration)
     out = {}
     for k, value in values.items():
         full = np.full(len(q.valid), np.nan, np.float32)

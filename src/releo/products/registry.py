@@ -27,7 +27,13 @@ from releo import tracking
 from releo.config import Params
 from releo.data.errors import DataError
 from releo.models import ModelConfig, build_model
-from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_queries, pair_queries
+from releo.products.decode import (
+    LAI_VARIABLES,
+    LaiCalibration,
+    Queries,
+    decode_queries,
+    pair_queries,
+)
 from releo.timings import write_metrics
 
 ARTIFACT = "lai_decoder"
@@ -66,18 +72,14 @@ class LaiDecoderModel(mlflow.pyfunc.PythonModel):
             z = np.concatenate([z, np.stack(other)]) if n else z
         table, rows = np.unique(z, axis=0, return_inverse=True)
         rows = rows.ravel()
-        out = decode_queries(
-            self.model,
-            table,
-            rows[:n],
+        queries = Queries(
+            table, rows[:n],
             model_input["x_rel"].to_numpy(np.float32),
             model_input["y_rel"].to_numpy(np.float32),
             model_input["doy"].to_numpy(np.float32),
-            partner=rows[n:] if len(rows) > n else None,
-            weight=weight,
-            interval=interval,
-            calibration=self.calibration,
-        )
+            rows[n:] if len(rows) > n else rows[:n], weight, np.ones(n, bool),
+        )  # fmt: skip
+        out = decode_queries(self.model, queries, interval=interval, calibration=self.calibration)
         return pd.DataFrame({k: out[k].astype(np.float64) for k in LAI_VARIABLES})
 
 
