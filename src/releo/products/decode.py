@@ -439,10 +439,7 @@ def decode_pixels(
     the two windows (``blend_days``: see :func:`pair_queries`)."""
     dates = pd.DatetimeIndex(dates)
     t, p = len(dates), len(np.asarray(x))
-    q = pair_queries(
-        embeddings, np.tile(np.asarray(x), t), np.tile(np.asarray(y), t), dates.repeat(p),
-        blend_days=blend_days,
-    )  # fmt: skip
+    q = _queries(embeddings, x, y, dates, blend_days, every_date=True)
     values = decode_queries(
         model, q, interval=interval, calibration=calibration, batch_queries=batch_queries,
         compiled=compiled,
@@ -467,21 +464,39 @@ def pair_queries(
     ``blend_days / 2`` of a window boundary blends in the neighbouring window's embedding
     (:meth:`ChunkLayout.blend_of`); None: the window length (LAI interpolated between window
     centres), 0: each window alone (a 10-day staircase)."""
+    return _queries(embeddings, x, y, dates, blend_days, every_date=False)
+
+
+def _queries(
+    embeddings: xr.Dataset,
+    x: np.ndarray,
+    y: np.ndarray,
+    dates: pd.DatetimeIndex | np.ndarray,
+    blend_days: float | None,
+    *,
+    every_date: bool,
+) -> Queries:
+    """:func:`pair_queries` (one date per point), or with ``every_date`` the queries of every
+    date × point, row-major (dates first): points are located and dates given their windows
+    once each, then broadcast."""
     layout = ChunkLayout.from_embeddings(embeddings)
     table, finite = embedding_table(embeddings)
     row, col, u, v, inside = layout.locate(np.asarray(x), np.asarray(y))
     dates = pd.DatetimeIndex(dates)
     blend = layout.days if blend_days is None else blend_days
     window, neighbour, weight, covered = layout.blend_of(dates, blend)
+    doy = dates.day_of_year.to_numpy()
+    if every_date:  # dates (T, 1) against points (1, P)
+        window, neighbour, weight, covered, doy = (
+            a[:, None] for a in (window, neighbour, weight, covered, doy)
+        )
     place = row * layout.cols + col
     owner = window * (layout.rows * layout.cols) + place
     partner = neighbour * (layout.rows * layout.cols) + place
     valid = covered & inside & finite[owner]
     weight = np.where(finite[partner], weight, 0.0)
-    doy = dates.day_of_year.to_numpy()
-    return Queries(
-        table, owner[valid], u[valid], v[valid], doy[valid], partner[valid], weight[valid], valid
-    )
+    u, v, doy = (np.broadcast_to(a, valid.shape)[valid] for a in (u, v, doy))
+    return Queries(table, owner[valid], u, v, doy, partner[valid], weight[valid], valid.ravel())
 
 
 def decode_distribution(model: PhysicsAutoencoder, queries: Queries) -> BoundedNormal:
