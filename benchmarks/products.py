@@ -58,7 +58,7 @@ def before_decode_lai(model, z, u, v, doy, interval=0.9, calibration=None, compi
     BoundedNormal's median, stddev (its two moments) and quantiles."""
     cal = calibration or decode_module.LaiCalibration()
     with torch.no_grad():
-        dist = cal.widen(model.decode(z, u, v, doy, context=None)["lai"])
+        dist = cal.widen(model.decode(z, u, v, doy, detail=None)["lai"])
         q = (1.0 - interval) / 2
         return {
             "lai": cal.censor(dist.median),

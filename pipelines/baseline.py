@@ -32,7 +32,7 @@ def main() -> None:
         }
         if has_truth:  # scored here where truth exists; stage evaluate scores it on any site
             scores |= evaluate_pixel_inversion(model, params.data_dir, INDEX, split="val")
-            print(f"per-pixel inversion: val LAI RMSE {scores['lai_rmse_vs_truth']:.3f}")
+            print(f"per-pixel inversion: val LAI RMSE {scores['lai_rmse_truth']:.3f}")
         else:
             print("per-pixel inversion: no simulator truth to score it on (see stage evaluate)")
         write_json(scores, METRICS)

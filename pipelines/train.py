@@ -17,11 +17,11 @@ def main() -> None:
         metrics = run_train(params, Path.cwd())
         if metrics["site_has_truth"]:
             lai = (
-                f"val LAI RMSE {metrics['lai_rmse_vs_truth_val']:.3f} "
-                f"(SNAP {metrics['snap_lai_rmse_vs_truth_val']:.3f})"
+                f"val LAI RMSE {metrics['lai_rmse_truth_val']:.3f} "
+                f"(SNAP {metrics['snap_lai_rmse_truth_val']:.3f})"
             )
         else:
-            lai = f"no truth: val LAI RMSE vs SNAP {metrics['lai_rmse_vs_snap_val']:.3f}"
+            lai = f"no truth: val LAI RMSE vs SNAP {metrics['lai_rmse_snap_val']:.3f}"
         print(
             f"{lai}, {metrics['epochs']} epochs on {metrics['workers']} worker(s), "
             f"kept epoch {metrics['selected_epoch']} (by {metrics['select_metric']})"

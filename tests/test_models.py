@@ -64,13 +64,13 @@ def model(seed: int = 0, cfg: ModelConfig = TINY):
 
 def test_encode_decode_shapes_and_physical_ranges(batch):
     m = model()
-    z, context = m.encode_with_context(batch)
+    z, detail = m.encode_with_detail(batch)
     assert z.shape == (2, TINY.embedding_dim) and torch.isfinite(z).all()
     # A 10 x 10 px grid at every day of the window: between acquisitions and under clouds.
     pix = (torch.arange(10) + 0.5) / 10
     y, x = torch.meshgrid(pix, pix, indexing="ij")
     days = batch["window_doy"][:, :1] + torch.arange(10.0)
-    for ctx in (context, None):
+    for ctx in (detail, None):
         out = m.decode(z, x[None, None], y[None, None], days[:, :, None, None], ctx)
         assert set(REQUIRED) <= set(out)
         for name, dist in out.items():
@@ -89,7 +89,7 @@ def test_decoded_locations_stay_bounded_for_any_embedding(batch):
     """However large the embedding grows, the decoded logit locations stay within
     ±LOGIT_BOUND (unbounded, they fed a prior KL of 10²³ in a diverging training)."""
     m = model()
-    z, _ = m.encode_with_context(batch)
+    z, _ = m.encode_with_detail(batch)
     pix = torch.tensor([[0.25, 0.75]])
     for factor in (1.0, 1e3, 1e6):
         space = m.decoder.space_features(z * factor, pix.expand(2, -1), pix.expand(2, -1), None)
@@ -142,8 +142,8 @@ def test_works_without_a_modality(batch, missing):
     terms["total"].backward()
     if missing in ("s2", "clouds"):
         assert float(terms["s2"].detach()) == 0.0
-    z, context = m.encode_with_context(partial)
-    lai = m.decode(z, torch.tensor(0.5), torch.tensor(0.5), partial["window_doy"][:, :1], context)
+    z, detail = m.encode_with_detail(partial)
+    lai = m.decode(z, torch.tensor(0.5), torch.tensor(0.5), partial["window_doy"][:, :1], detail)
     assert torch.isfinite(lai["lai"].median).all()
 
 
@@ -241,10 +241,10 @@ def test_temporal_context_informs_the_embedding_and_only_the_window_is_fitted(si
     assert (batch["s2_valid"] & ~batch["s2_in_window"]).any()
     m = model(cfg=TINY.model_copy(update={"context_days": 10}))
     with torch.no_grad():
-        z, context = m.encode_with_context(batch)
+        z, detail = m.encode_with_detail(batch)
         assert not torch.allclose(z, m.encode(collate_chunks([window_only(i) for i in items])))
         idx, x, y = m._sample_pixels(2, *batch["s2"].shape[-2:], z.device)
-        space = m.decoder.space_features(z, x, y, context)
+        space = m.decoder.space_features(z, x, y, detail)
 
         def spoiled(outside: bool) -> dict:
             out = dict(batch)
@@ -304,8 +304,8 @@ def test_evaluate_reports_the_metrics(datasets):
     metrics = evaluate(m, loader, LossWeights())
     names = [
         "loss", "s2_reconstruction_rmse", "s1_reconstruction_rmse_db", "s1_rmse_db_VV",
-        "s1_rmse_db_VH", "lai_rmse_vs_truth", "lai_rmse_vs_truth_clear", "snap_lai_rmse_vs_truth",
-        "lai_rmse_vs_truth_embedding_only", "lai_rmse_vs_truth_embedding_only_at_snap_pixels",
+        "s1_rmse_db_VH", "lai_rmse_truth", "lai_rmse_truth_clear", "snap_lai_rmse_truth",
+        "lai_rmse_truth_embedding_only", "lai_rmse_truth_embedding_only_at_snap",
         "embedding_lai_to_goal", "goal_ratio",
         *(f"s2_rmse_{b}" for b in ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A",
                                    "B11", "B12")),
@@ -314,9 +314,9 @@ def test_evaluate_reports_the_metrics(datasets):
     assert all(math.isfinite(metrics[n]) for n in names)
     # The goals: none may be missed unseen (the products' goal is 70 % of SNAP's RMSE, on
     # SNAP's pixel-dates: clouded dates, where SNAP has nothing, are not in the ratio).
-    products_goal = 0.7 * metrics["snap_lai_rmse_vs_truth"]
-    at_snap = metrics["lai_rmse_vs_truth_embedding_only_at_snap_pixels"]
-    assert at_snap != metrics["lai_rmse_vs_truth_embedding_only"]
+    products_goal = 0.7 * metrics["snap_lai_rmse_truth"]
+    at_snap = metrics["lai_rmse_truth_embedding_only_at_snap"]
+    assert at_snap != metrics["lai_rmse_truth_embedding_only"]
     embedding_ratio = at_snap / products_goal
     assert metrics["embedding_lai_to_goal"] == pytest.approx(embedding_ratio)
     assert metrics["goal_ratio"] >= embedding_ratio
@@ -390,21 +390,21 @@ def test_synthetic_term_teaches_the_inversion(batch):
 
 def test_distillation_teaches_the_embedding_only_lai(batch):
     """The distillation term alone brings the LAI decoded from z alone towards the LAI decoded
-    with the per-pixel context (the teacher), and is skipped without a context."""
+    with the per-pixel detail (the teacher), and is skipped without it."""
     m = model()
-    with torch.no_grad():  # a context that matters, as after training through the physics
+    with torch.no_grad():  # detail that matters, as after training through the physics
         m.encoder.detail.weight.mul_(30.0)
         m.decoder.dynamic_head[-1].weight.mul_(100.0)
     only = LossWeights(**{k: float(k == "distil") for k in LossWeights.model_fields})
 
     def gap() -> float:
         with torch.no_grad():
-            z, context = m.encode_with_context(batch)
+            z, detail = m.encode_with_detail(batch)
             x, y = torch.rand(2, 1, 64), torch.rand(2, 1, 64)
             t = batch["window_doy"][:, :1, None].float()
-            with_context = m.decode(z, x, y, t, context)["lai"].median
+            with_detail = m.decode(z, x, y, t, detail)["lai"].median
             alone = m.decode(z, x, y, t)["lai"].median
-            return float((with_context - alone).abs().mean())
+            return float((with_detail - alone).abs().mean())
 
     torch.manual_seed(0)
     before = gap()
@@ -418,8 +418,8 @@ def test_distillation_teaches_the_embedding_only_lai(batch):
     torch.manual_seed(0)
     after = gap()
     assert after < 0.5 * before
-    no_context = build_model(TINY.model_copy(update={"detail_channels": 0}))
-    assert float(no_context.loss(batch, only)["distil"]) == 0.0
+    no_detail = build_model(TINY.model_copy(update={"detail_channels": 0}))
+    assert float(no_detail.loss(batch, only)["distil"]) == 0.0
 
 
 def test_field_slots_pool_and_redraw_parcels_of_any_layout():
@@ -599,4 +599,4 @@ def test_a_training_step_and_the_validation_metrics_run_on_gpu(batch):
     sums: dict = {}
     with torch.no_grad():
         evaluate_batch(gpu.eval(), on_gpu, sums)
-    assert math.isfinite(finish_metrics(sums)["lai_rmse_vs_truth"])
+    assert math.isfinite(finish_metrics(sums)["lai_rmse_truth"])

@@ -16,8 +16,8 @@ from releo.data.io import open_cube, write_cube
 HEADLINE_METRICS = (
     "s2_reconstruction_rmse",
     "s1_reconstruction_rmse_db",
-    "lai_rmse_vs_truth_val",
-    "snap_lai_rmse_vs_truth_val",
+    "lai_rmse_truth_val",
+    "snap_lai_rmse_truth_val",
 )
 pytestmark = pytest.mark.slow
 

@@ -104,7 +104,7 @@ def _evaluate(model, loader, weights) -> dict[str, float]:
         losses.append(float(model.loss(batch, weights)["total"]))
         errors.append(model.net(batch["x"]).squeeze(-1) - batch["truth"])
     rmse = float(torch.cat(errors).pow(2).mean().sqrt())
-    return {"loss": sum(losses) / len(losses), "lai_rmse_vs_truth": rmse}
+    return {"loss": sum(losses) / len(losses), "lai_rmse_truth": rmse}
 
 
 class KillOnce:
@@ -257,7 +257,7 @@ def test_capped_evaluation_samples_the_whole_split():
     ("tune", "message"),
     [
         ({"metric": "lai_rmse"}, "not a validation error metric"),
-        ({"metric": "lai_bias_vs_truth"}, "not a validation error metric"),
+        ({"metric": "lai_bias_truth"}, "not a validation error metric"),
         ({"metric": "loss_s2"}, "depends on the loss weights"),
         ({"search_space": {"s3": [0.1, 1.0]}}, "not LossWeights fields: ['s3']"),
         ({"search_space": {"s2": [1.0, 0.1]}}, "search_space.s2: need 0 < low < high"),
@@ -275,7 +275,7 @@ def test_one_worker_trains_reports_and_checkpoints(tmp_path):
     assert [r["epoch"] for r in outcome.history] == [0, 1, 2]
     assert outcome.attempts == [0]
     assert all(r["train_samples"] == 64 for r in outcome.history)
-    rmse = [r["val_lai_rmse_vs_truth"] for r in outcome.history]
+    rmse = [r["val_lai_rmse_truth"] for r in outcome.history]
     assert rmse[-1] < rmse[0]  # it learns
     assert outcome.state["epoch"] == 2
     assert set(outcome.state["model"]) == {
@@ -290,18 +290,18 @@ def test_one_worker_trains_reports_and_checkpoints(tmp_path):
 
 def test_run_keeps_its_best_validated_epoch(tmp_path):
     task = tiny_task(SpoilFrom(tmp_path / "calls.log", at=2))
-    run = spec(tmp_path, task, epochs=4, select_metric="lai_rmse_vs_truth")
+    run = spec(tmp_path, task, epochs=4, select_metric="lai_rmse_truth")
     outcome = fit(run, name="best")
-    rmse = [r["val_lai_rmse_vs_truth"] for r in outcome.history]
+    rmse = [r["val_lai_rmse_truth"] for r in outcome.history]
     assert min(rmse[2:]) > 2 * rmse[1]  # spoilt from epoch 2 on
     assert outcome.selected_epoch == 1 and outcome.state["epoch"] == 3
-    assert outcome.best["metric"] == "val_lai_rmse_vs_truth"
+    assert outcome.best["metric"] == "val_lai_rmse_truth"
     assert outcome.best["value"] == rmse[1]
     # the kept weights are epoch 1's: they score what epoch 1 scored
     model = task.build_model(run.model)
     model.load_state_dict(outcome.selected_model)
     loader = DataLoader(Points(32, seed=2), batch_size=16)
-    assert _evaluate(model, loader, {"s2": 1.0, "prior": 1e-3})["lai_rmse_vs_truth"] == (
+    assert _evaluate(model, loader, {"s2": 1.0, "prior": 1e-3})["lai_rmse_truth"] == (
         pytest.approx(rmse[1], rel=1e-5)
     )
     # a metric the task does not report keeps the last epoch
@@ -394,7 +394,7 @@ def project(tmp_path) -> tuple[Path, Params]:
         tune={
             "num_samples": 2,
             "epochs": 2,
-            "metric": "lai_rmse_vs_truth",  # what the tiny task reports
+            "metric": "lai_rmse_truth",  # what the tiny task reports
             "search_space": {"s2": [0.5, 2.0], "prior": [1e-4, 1e-1]},
             "warm_start": [{"s2": 1.5}],  # with num_samples 2: the defaults, then this
         },
@@ -413,7 +413,7 @@ def test_a_one_trial_study_trains_nothing_and_passes_the_weights_on(project):
     assert best == params.loss_weights.model_dump()
     metrics = json.loads((root / "metrics" / "tune.json").read_text())
     assert metrics["trials"] == 0 and metrics["objective_best"] is None
-    assert metrics["metric"] == "val_lai_rmse_vs_truth"
+    assert metrics["metric"] == "val_lai_rmse_truth"
     assert pd.read_csv(root / "metrics" / "tune_trials.csv").empty
     mlflow.set_tracking_uri(params.tracking.resolved_uri(root))
     run = mlflow.get_run(summary["mlflow_run_id"])
@@ -427,7 +427,7 @@ def test_tune_logs_nested_trials_and_writes_best_weights(project):
     assert set(best) == set(LossWeights.model_fields)
     assert 0.5 <= best["s2"] <= 2.0 and best["s1"] == LossWeights().s1  # s1 was not searched
     metrics = json.loads((root / "metrics" / "tune.json").read_text())
-    assert metrics["trials"] == 2 and metrics["metric"] == "val_lai_rmse_vs_truth"
+    assert metrics["trials"] == 2 and metrics["metric"] == "val_lai_rmse_truth"
     assert metrics["objective_best"] <= metrics["objective_default"]  # default is a trial
     assert [t["default"] for t in metrics["trials_table"]].count(True) == 1
     assert [t["warm_start"] for t in metrics["trials_table"]].count(True) == 1
@@ -447,7 +447,7 @@ def test_tune_logs_nested_trials_and_writes_best_weights(project):
         assert len(run["tags.params_hash"]) == 12
     # the default weights, then the warm start
     assert sorted(children["params.loss_weights.s2"].astype(float)) == [LossWeights().s2, 1.5]
-    assert children["metrics.val_lai_rmse_vs_truth"].notna().all()
+    assert children["metrics.val_lai_rmse_truth"].notna().all()
     assert parent["metrics.objective_best"] == pytest.approx(metrics["objective_best"])
     assert parent["metrics.objective_default"] == pytest.approx(metrics["objective_default"])
     assert float(parent["params.best_weights.s2"]) == pytest.approx(best["s2"])
@@ -468,12 +468,12 @@ def test_train_stage_writes_model_metrics_and_mlflow_run(project):
     assert metrics["epochs"] == 2 and metrics["attempts"] == [0]
     # the tiny task reports no goal_ratio (train.select_metric): the last epoch is kept
     assert metrics["selected_epoch"] == 1 and metrics["select_metric"] is None
-    assert metrics["lai_rmse_vs_truth_val"] == metrics["val"]["lai_rmse_vs_truth"]
+    assert metrics["lai_rmse_truth_val"] == metrics["val"]["lai_rmse_truth"]
     saved = json.loads((root / "metrics" / "train.json").read_text())
     for key in (
         "s2_reconstruction_rmse",
         "s1_reconstruction_rmse_db",
-        "snap_lai_rmse_vs_truth_val",
+        "snap_lai_rmse_truth_val",
     ):
         assert key in saved  # null here: the tiny task has no S2/S1/SNAP
     card = json.loads((root / "models" / "model.json").read_text())

@@ -31,8 +31,8 @@ from releo.train.loop import collate_chunks, evaluate, make_datasets
 from releo.train.metrics import S1_SPECKLE_DB, TRUTH_FREE_METRICS, truth_free_ratio
 
 TRUTH_METRICS = (
-    "lai_rmse_vs_truth",
-    "snap_lai_rmse_vs_truth",
+    "lai_rmse_truth",
+    "snap_lai_rmse_truth",
     "embedding_lai_to_goal",
     "lai_rmse_to_snap",
 )
@@ -53,16 +53,16 @@ def test_a_truth_metric_falls_back_only_on_a_site_without_truth():
     assert site_metric("s2_reconstruction_rmse", "truth_free_ratio", False) == (
         "s2_reconstruction_rmse"
     )
-    assert site_metric("lai_rmse_vs_truth", "truth_free_ratio", None) == "lai_rmse_vs_truth"
+    assert site_metric("lai_rmse_truth", "truth_free_ratio", None) == "lai_rmse_truth"
     params = Params()
     assert params.train.select_metric_without_truth == "truth_free_ratio"
     assert params.tune.metric_without_truth == "truth_free_ratio"
-    for bad in ("goal_ratio", "lai_rmse_vs_truth", "embedding_lai_to_goal"):
+    for bad in ("goal_ratio", "lai_rmse_truth", "embedding_lai_to_goal"):
         with pytest.raises(ValidationError, match="needs the simulator's truth"):
             TrainConfig(select_metric_without_truth=bad)
         with pytest.raises(ValidationError, match="needs the simulator's truth"):
             TuneConfig(metric_without_truth=bad)
-    assert not any("vs_truth" in m or m.endswith("_to_goal") for m in TRUTH_FREE_METRICS)
+    assert not any("_truth" in m or m.endswith("_to_goal") for m in TRUTH_FREE_METRICS)
 
 
 def test_truth_free_ratio_is_the_worst_of_its_goals():
@@ -127,7 +127,7 @@ def test_validation_reports_truth_free_metrics_that_truth_does_not_change(site):
     expected = max(
         blind["s2_fit_to_noise"] / 2,
         blind["s1_reconstruction_rmse_db"] / S1_SPECKLE_DB / 1.25,
-        max(blind["lai_rmse_vs_snap"], blind["lai_rmse_vs_snap_embedding_only"]),
+        max(blind["lai_rmse_snap"], blind["lai_rmse_snap_embedding_only"]),
     )
     assert blind["truth_free_ratio"] == pytest.approx(expected)
 
@@ -170,9 +170,9 @@ def test_repro_runs_every_stage_on_a_site_without_truth(real_project):
     assert math.isfinite(tune["objective_best"])
     assert train["select_metric"] == "val_truth_free_ratio"
     assert train["select_metric_configured"] == "goal_ratio"
-    assert train["lai_rmse_vs_truth_val"] is None and train["lai_rmse_vs_snap_val"] > 0
+    assert train["lai_rmse_truth_val"] is None and train["lai_rmse_snap_val"] > 0
     assert "ranking by truth_free_ratio" in done.stdout
-    assert "lai_rmse_vs_truth" not in _metrics(project, "baseline")
+    assert "lai_rmse_truth" not in _metrics(project, "baseline")
 
     evaluation = _metrics(project, "evaluate")
     assert evaluation["references"] == {"truth": False, "snap": True, "field_surveys": True}
@@ -227,3 +227,13 @@ def test_repro_without_surveys_and_meteo_falls_back_and_skips(real_project):
     assert "Skipped" in (project / "discover" / "equations.md").read_text()
     for name in ("truth_s2", "lai"):
         assert (project / "discover" / "plots" / f"{name}.csv").exists()
+
+
+def test_old_metric_names_still_select_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="now named 'lai_rmse_truth_at_snap'"):
+        cfg = TrainConfig(select_metric="lai_rmse_vs_truth_at_snap_pixels")
+    assert cfg.select_metric == "lai_rmse_truth_at_snap"
+    with pytest.warns(DeprecationWarning, match="now named 'lai_rmse_snap'"):
+        assert TuneConfig(metric_without_truth="lai_rmse_vs_snap").metric_without_truth == (
+            "lai_rmse_snap"
+        )

@@ -25,7 +25,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs"
-METRICS = {"lai_rmse_vs_truth_val": 0.6123, "s2_reconstruction_rmse": 0.0214}
+METRICS = {"lai_rmse_truth_val": 0.6123, "s2_reconstruction_rmse": 0.0214}
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,

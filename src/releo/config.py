@@ -94,8 +94,10 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
 
 
 def described(model: BaseModel, prefix: str = "") -> list[tuple[str, object, str]]:
-    """Every leaf setting of ``model`` as (dotted key, effective value, its field description),
-    so ``releo params`` shows what the pipeline will use and what each knob means."""
+    """Every leaf setting of ``model``: (dotted key, effective value, field description).
+
+    ``releo params`` shows them: what the pipeline will use and what each knob means.
+    """
     rows: list[tuple[str, object, str]] = []
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)

@@ -66,8 +66,10 @@ class StageClock:
             self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - started
 
     def record(self, **values: Any) -> None:
-        """Keep ``values`` (seconds, rates; dicts of them) and log them to the active MLflow
-        run, which then also receives the stage's totals when it ends."""
+        """Keep ``values`` (seconds, rates; dicts of them) and log them to the active MLflow run.
+
+        That run then also receives the stage's totals when it ends.
+        """
         self.values.update(values)
         # a stage that never imported MLflow has no run: don't pay for the import
         mlflow = sys.modules.get("mlflow")
@@ -131,16 +133,20 @@ def timed(stage: str, root: Path = Path()) -> Iterator[StageClock]:
 
 
 def write_metrics(metrics: Mapping[str, Any], path: str | Path) -> Path:
-    """Write a stage's DVC metrics file: ``metrics`` less its MLflow run id, which changes on
-    every run and is recorded with the stage's timings instead (so a rerun with the same
-    results leaves the committed metrics as they were)."""
+    """Write a stage's DVC metrics file: ``metrics`` without its MLflow run id.
+
+    The run id changes on every run and is recorded with the stage's timings instead, so a rerun
+    with the same results leaves the committed metrics as they were.
+    """
     if (run_id := metrics.get(RUN_ID)) is not None:
         record(**{RUN_ID: run_id})
     return write_json(json_safe({k: v for k, v in metrics.items() if k != RUN_ID}), path)
 
 
 def record(**values: Any) -> None:
-    """Record timings of the running stage (see :meth:`StageClock.record`); outside a timed
-    stage (a CLI command, a test) nothing is kept."""
+    """Record timings of the running stage (see :meth:`StageClock.record`).
+
+    Outside a timed stage (a CLI command, a test) nothing is kept.
+    """
     if (clock := _current.get()) is not None:
         clock.record(**values)

@@ -100,7 +100,11 @@ def chunk_index(
 
     s2_days = s2.time.values.astype("datetime64[D]")
     s1_days = s1.time.values.astype("datetime64[D]")
-    first = np.datetime64(start, "D") if start is not None else min(s2_days[0], s1_days[0])
+    first = (
+        np.datetime64(start, "D")  # type: ignore[call-overload]
+        if start is not None
+        else min(s2_days[0], s1_days[0])
+    )
     last = max(s2_days[-1], s1_days[-1])
     n_windows = int((last - first).astype(int) // days) + 1
     t_s2 = ((s2_days - first).astype(int) // days).astype(int)
@@ -263,6 +267,8 @@ class ChunkDataset(torch.utils.data.Dataset):
         return item
 
     def _truth(self, window: dict, times: slice, s2_times: np.ndarray) -> dict:
+        if self.truth is None:
+            raise ValueError("this dataset was made without a truth cube")
         # Daily truth LAI selected by date, so it lines up with the S2 dates whatever the cube.
         daily = self.truth["lai"].isel(window).sel(time=times)
         days = s2_times.astype("datetime64[D]").astype("datetime64[ns]")
@@ -275,10 +281,13 @@ class ChunkDataset(torch.utils.data.Dataset):
 
 
 class SiteBatchSampler(torch.utils.data.Sampler[list[int]]):
-    """Batches of a concatenation of datasets (sites) of ``sizes`` items, each batch drawn from
-    one dataset: a site's chunks share their pixel size, and a batch stacks them. Items and
-    batches are shuffled anew each epoch (:meth:`set_epoch`, seeded); on ``world`` ranks, rank
-    ``rank`` takes every world-th batch of the same order (the same count on every rank)."""
+    """Batches over a concatenation of datasets (sites), each batch drawn from one dataset.
+
+    The datasets hold ``sizes`` items. A site's chunks share their pixel size, so a batch can stack
+    them. Items and batches are shuffled anew each epoch (:meth:`set_epoch`, seeded); on ``world``
+    ranks, rank ``rank`` takes every world-th batch of the same order (the same count on every
+    rank).
+    """
 
     def __init__(
         self, sizes: list[int], batch_size: int, *, seed: int = 0, rank: int = 0, world: int = 1

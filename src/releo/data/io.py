@@ -146,10 +146,17 @@ def _load(root: Path, backed: xr.Dataset) -> xr.Dataset:
     are read in a few threads (decompression and numpy release the GIL).
     """
     group = zarr.open_group(root, mode="r", zarr_format=3)
-    direct = [name for name, var in backed.data_vars.items() if _direct_read(name, var)]
+    direct = [
+        name
+        for name, var in backed.data_vars.items()
+        if isinstance(name, str) and _direct_read(name, var)
+    ]
 
     def read(name: str) -> np.ndarray:
-        raw = group[name][...]
+        stored = group[name]
+        if not isinstance(stored, zarr.Array):
+            raise DataError(f"{root}: {name} is a Zarr group, not an array")
+        raw = np.asarray(stored[...])
         var = backed[name]
         if "scale_factor" in var.encoding:
             return _decode_reflectance(raw, var.encoding)
@@ -195,9 +202,12 @@ def _lut(scale: float, offset: float) -> np.ndarray:
 
 @functools.cache
 def _float32_steps(scale: float, offset: float) -> tuple[np.float32, np.float32] | None:
-    """``(shift, divisor)`` such that ``(v - shift) / divisor`` in float32 equals the table for
-    every stored value (true for L2A's 1e-4 and -0.1: integers and one rounded division), or
-    None. Two float32 passes are 3x faster than a table look-up."""
+    """``(shift, divisor)`` that decode stored values in two float32 passes, or None.
+
+    ``(v - shift) / divisor`` in float32 must equal the decoding table for every stored value (true
+    for L2A's 1e-4 and -0.1: integers and one rounded division); None where no such pair exists. Two
+    float32 passes are 3x faster than a table look-up.
+    """
     if scale <= 0:
         return None
     shift, divisor = np.float32(round(-offset / scale)), np.float32(round(1 / scale))
@@ -245,6 +255,8 @@ def prepare_cube(
     chunk_px = _chunk_px(out, chunk_m)
     encoding: dict[str, dict] = {}
     for name in list(out.variables):
+        if not isinstance(name, str):
+            raise DataError(f"{target}: variable names must be strings, got {name!r}")
         var = out.variables[name]
         enc: dict = {"compressors": _compressors(name)}
         if var.dtype.kind in "UT" or (var.dtype.kind == "O" and _all_str(var.values)):
@@ -285,9 +297,12 @@ def prepare_cube(
 
 
 def _compressors(name: str) -> list:
-    """Blosc LZ4 + shuffle for noisy observations (S2 reflectance, S1 backscatter): ~15 % fewer
-    bytes than zstd and 2-3x faster to read; zstd for the rest (masks, truth fields, products),
-    smooth fields that zstd packs 3-7x better."""
+    """Zarr compressors of variable ``name``: Blosc LZ4 for noisy observations, else zstd.
+
+    Blosc LZ4 + shuffle suits noisy observations (S2 reflectance, S1 backscatter): ~15 % fewer bytes
+    than zstd and 2-3x faster to read. zstd packs the rest (masks, truth fields, products), smooth
+    fields, 3-7x better.
+    """
     if name in S2_BANDS:  # uint16: bit shuffle groups the noisy low bits apart
         return [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")]
     if name in S1_POLARISATIONS:
@@ -296,8 +311,10 @@ def _compressors(name: str) -> list:
 
 
 def _chunk_px(ds: xr.Dataset, chunk_m: float) -> int:
-    """Pixels per side of a ``chunk_m`` chunk on the grid of ``ds``, or a generic tile size
-    where the chunk is not a whole number of (at least 16) pixels."""
+    """Pixels per side of a ``chunk_m`` chunk on the grid of ``ds``.
+
+    A generic tile size where the chunk is not a whole number of (at least 16) pixels.
+    """
     if "x" not in ds.coords or ds.sizes.get("x", 0) < 2:
         return _INNER_CHUNK_PX
     res = abs(float(ds.x.values[1] - ds.x.values[0]))
@@ -380,7 +397,7 @@ def _decode_cube(ds: xr.Dataset) -> xr.Dataset:
 
 def write_manifest(root: Path) -> None:
     """Record the size and SHA-256 of every file of the Zarr store ``root`` in its attributes."""
-    files = {}
+    files: dict[str, list[int | str]] = {}
     for file in sorted(root.rglob("*")):
         rel = file.relative_to(root).as_posix()
         if file.is_file() and rel != "zarr.json":
@@ -505,8 +522,11 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` as strict JSON takes it: NaN/inf become null (DVC and browsers reject bare
-    NaN), numpy scalars Python numbers, arrays and tuples lists, dict keys strings."""
+    """``value`` in the form strict JSON accepts.
+
+    NaN/inf become null (DVC and browsers reject bare NaN), numpy scalars Python numbers, arrays and
+    tuples lists, dict keys strings.
+    """
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, dict):

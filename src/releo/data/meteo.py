@@ -105,9 +105,11 @@ def check_meteo(
     source: str | os.PathLike[str],
     period: tuple[pd.Timestamp, pd.Timestamp] | None = None,
 ) -> pd.DataFrame:
-    """Check the meteo contract: every day once, no gap, no missing or implausible value, and
-    (with ``period``) every day of the site's period covered. Errors name the file, the
-    column and the offending dates and values."""
+    """Check a meteo table against the meteo contract.
+
+    Every day once, no gap, no missing or implausible value, and (with ``period``) every day of the
+    site's period covered. Errors name the file, the column and the offending dates and values.
+    """
     missing = [c for c in METEO_COLUMNS if c not in table.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)}")

@@ -216,9 +216,11 @@ _PACKING = ("_FillValue", "scale_factor", "add_offset")
 
 
 def unpack(var: xr.DataArray) -> xr.DataArray:
-    """A variable opened with ``mask_and_scale=False`` as float64 values: its ``_FillValue``
-    (tested on the stored integers) and non-finite values NaN, then ``scale_factor`` and
-    ``add_offset`` applied; the packing attributes are dropped."""
+    """A variable opened with ``mask_and_scale=False``, as float64 values.
+
+    Its ``_FillValue`` (tested on the stored integers) and non-finite values become NaN, then
+    ``scale_factor`` and ``add_offset`` are applied; the packing attributes are dropped.
+    """
     fill = var.attrs.get("_FillValue", var.encoding.get("_FillValue"))
     values = var.values.astype(np.float64)
     invalid = ~np.isfinite(values)
@@ -355,8 +357,8 @@ def _with_mask(part: xr.Dataset) -> xr.Dataset:
         return part
     scl = part["SCL"].values
     lut = np.full(256, MASK_CLEAR, dtype=np.uint8)
-    for code, mask in SCL_TO_MASK.items():
-        lut[code] = mask
+    for code, mask_code in SCL_TO_MASK.items():
+        lut[code] = mask_code
     valid = np.isfinite(scl) & (scl >= 0) & (scl <= 255)
     codes = np.where(valid, lut[np.where(valid, scl, 0).astype(np.int64)], MASK_NODATA)
     mask = xr.DataArray(codes.astype(np.uint8), dims=part["SCL"].dims, coords=part["SCL"].coords)
@@ -539,7 +541,7 @@ def _assemble(parts: list[xr.Dataset], sources: list[Path]) -> xr.Dataset:
         src = native[0] if native else min(holders, key=_resolution)
         cube[band] = _on_grid(src[[band]], template)[band].astype(np.float32)
     if missing:
-        found = sorted({v for p in parts for v in p.data_vars if v in S2_BANDS})
+        found = sorted({str(v) for p in parts for v in p.data_vars if v in S2_BANDS})
         raise DataError(f"{names}: band(s) {', '.join(missing)} not found (found: {found})")
 
     masks = [p for p in sorted(parts, key=_resolution) if S2_MASK in p]
@@ -670,7 +672,10 @@ def _band_token(rel: str) -> str | None:
 def _open_tiff(file: Path) -> xr.DataArray:
     try:
         # mask_and_scale applies the nodata value and any scales/offsets the GeoTIFF declares
-        with rioxarray.open_rasterio(file, mask_and_scale=True) as da:
+        opened = rioxarray.open_rasterio(file, mask_and_scale=True)
+        if not isinstance(opened, xr.DataArray):
+            raise TypeError(f"expected a single raster, got {type(opened).__name__}")
+        with opened as da:
             return da.load()
     except Exception as err:  # rasterio raises several types for unreadable files
         raise DataError(f"{file}: cannot read GeoTIFF: {type(err).__name__}: {err}") from err
@@ -725,20 +730,26 @@ def _sidecar_angles(
 PIXEL_TABLE_OPTIONAL_COLUMNS: tuple[str, ...] = ("x", "y", "crs", *S1_POLARISATIONS, S1_INCIDENCE)
 """Optional columns of a pixel time-series table."""
 
-PixelTableSchema = create_model(
-    "PixelTableSchema",
-    __doc__="One row of a pixel time-series table, in releo's column names.",
-    point_id=(str | int, Field(..., description="measurement point id")),
-    date=(datetime, Field(..., description="acquisition date (UTC)")),
+# Field definitions in column order; typed Any because create_model checks a ** mapping's values
+# against its keyword options (__config__, __base__, ...) as well.
+_PIXEL_TABLE_FIELDS: dict[str, Any] = {
+    "point_id": (str | int, Field(..., description="measurement point id")),
+    "date": (datetime, Field(..., description="acquisition date (UTC)")),
     # Required columns, but a cloudy row may leave them empty (a requested date has neither).
     **{b: (float | None, Field(..., description="BOA reflectance")) for b in S2_BANDS},
     **{a: (float | None, Field(..., description="degrees")) for a in S2_ANGLES},
-    cloud_mask=(int, Field(..., description="0 clear, 1 cloud, 2 shadow, 3 no data")),
-    x=(float | None, Field(None, description="easting in the row's crs")),
-    y=(float | None, Field(None, description="northing in the row's crs")),
-    crs=(str | None, Field(None, description="e.g. EPSG:32631")),
+    "cloud_mask": (int, Field(..., description="0 clear, 1 cloud, 2 shadow, 3 no data")),
+    "x": (float | None, Field(None, description="easting in the row's crs")),
+    "y": (float | None, Field(None, description="northing in the row's crs")),
+    "crs": (str | None, Field(None, description="e.g. EPSG:32631")),
     **{p: (float | None, Field(None, description="backscatter σ0, dB")) for p in S1_POLARISATIONS},
-    **{S1_INCIDENCE: (float | None, Field(None, description="degrees"))},
+    S1_INCIDENCE: (float | None, Field(None, description="degrees")),
+}
+
+PixelTableSchema = create_model(
+    "PixelTableSchema",
+    __doc__="One row of a pixel time-series table, in releo's column names.",
+    **_PIXEL_TABLE_FIELDS,
 )
 """Pydantic row model of a pixel table; its fields are the required and optional columns."""
 

@@ -13,8 +13,10 @@ Layout (the simulator writes it; real sites follow it)::
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,7 +71,8 @@ class Site:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(xmin, ymin, xmax, ymax) of the S2 grid, in the site CRS."""
-        return tuple(float(v) for v in self.s2.rio.bounds())
+        xmin, ymin, xmax, ymax = (float(v) for v in self.s2.rio.bounds())
+        return xmin, ymin, xmax, ymax
 
     @property
     def period(self) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -110,13 +113,13 @@ def open_site(root: str | Path) -> Site:
     )
 
 
-def validate_site(site: Site, context_root: str | Path | None = None) -> dict:
+def validate_site(site: Site, context_root: str | os.PathLike[str] | None = None) -> dict:
     """Run the quality gate of every part present; raises QualityGateError on the first failure.
 
     Returns the gates' statistics per part (for ``metrics/``).
     """
     check_consistency(site)
-    results = {
+    results: dict[str, Any] = {
         "s2": quality.check_s2_cube(site.s2, site.path("s2"), context_root=context_root),
         "s1": quality.check_s1_cube(site.s1, site.path("s1"), context_root=context_root),
     }
@@ -140,8 +143,11 @@ def validate_site(site: Site, context_root: str | Path | None = None) -> dict:
 
 
 def check_consistency(site: Site) -> None:
-    """The parts of a site must agree: one CRS and one grid for S1 and S2, overlapping
-    periods, and a real site's ``site.json`` that holds its contract."""
+    """Check that the parts of a site agree.
+
+    S1 and S2 must share one CRS and one grid and have overlapping periods, and a real site's
+    ``site.json`` must hold its contract.
+    """
     if site.metadata.get("kind") == "real":
         try:
             SiteRecord.model_validate(site.metadata)

@@ -1,5 +1,7 @@
-"""Residual analysis and equation discovery (SINDy) on the model's exclusive residuals, the
-decoded LAI and, on simulated sites, the planted exclusive effects.
+"""Residual analysis and equation discovery (SINDy) on the model's outputs.
+
+The targets are the model's exclusive residuals, the decoded LAI and, on simulated sites, the
+planted exclusive effects.
 
 - :mod:`.trajectories`: trajectories on irregular days and their daily drivers, checked;
 - :mod:`.sindy`: integral-form SINDy between observations with model bridges, then

@@ -1,5 +1,7 @@
-"""Residual analysis: dependence between residuals and physical variables, and the best
-affine match between learned residuals and the simulator's planted effects.
+"""Residual analysis: dependence measures and affine matches to planted effects.
+
+Measures the dependence between residuals and physical variables, and finds the best affine match
+between learned residuals and the simulator's planted effects.
 
 Dependence is measured three ways, because each misses something: Pearson correlation
 (linear), mutual information (k-nearest-neighbour estimator of Kraskov et al. 2004, as in
@@ -50,8 +52,11 @@ def subsample(n: int, size: int, seed: int) -> np.ndarray:
 def dependence(
     residual: np.ndarray, variables: dict[str, np.ndarray], seed: int = 0
 ) -> dict[str, dict[str, float]]:
-    """|Pearson|, mutual information (nats) and normalised HSIC between a scalar residual
-    and each physical variable (same samples)."""
+    """Dependence of a scalar residual on each physical variable.
+
+    Returns |Pearson|, mutual information (nats) and normalised HSIC, computed on the same samples
+    for every variable.
+    """
     keep = subsample(residual.size, MAX_SAMPLES, seed)
     r = np.asarray(residual, dtype=float)[keep]
     out = {}
@@ -70,8 +75,10 @@ def dependence(
 
 
 def leading_direction(values: np.ndarray) -> tuple[np.ndarray, float]:
-    """The dominant (uncentred) direction of residual vectors and its share of their energy,
-    signed so the mean projection is positive: a zero residual stays zero."""
+    """The dominant (uncentred) direction of residual vectors and its share of their energy.
+
+    The direction is signed so that the mean projection is positive: a zero residual stays zero.
+    """
     _, s, vt = np.linalg.svd(np.asarray(values, dtype=float), full_matrices=False)
     direction = vt[0]
     if np.mean(values @ direction) < 0:
@@ -103,8 +110,10 @@ def ridge_match(
     target_test: np.ndarray,
     ridge: float = 1e-2,
 ) -> dict:
-    """Best affine map from latent vectors to a planted quantity (ridge on standardised
-    features), fitted on one split and scored on both."""
+    """Best affine map from latent vectors to a planted quantity.
+
+    A ridge regression on standardised features, fitted on one split and scored on both.
+    """
     mean, sd = features_fit.mean(axis=0), features_fit.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
     a = np.column_stack([(features_fit - mean) / sd, np.ones(len(features_fit))])

@@ -6,8 +6,10 @@ from collections.abc import Mapping
 
 
 def structure_scores(found: Mapping[str, float], planted: Mapping[str, float]) -> dict:
-    """Precision, recall and F1 of the selected terms against the planted terms, and the
-    relative error of every planted coefficient (1.0 for a missing term)."""
+    """Precision, recall and F1 of the selected terms against the planted terms.
+
+    Also the relative error of every planted coefficient (1.0 for a missing term).
+    """
     chosen = {k for k, v in found.items() if v != 0}
     true = set(planted)
     hits = chosen & true

@@ -6,8 +6,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class LibraryConfig(BaseModel):
-    """Candidate terms: monomials of (state, drivers) up to ``degree`` (pysindy's
-    ``PolynomialLibrary`` on the state concatenated with the control inputs)."""
+    """Candidate terms: monomials of (state, drivers) up to ``degree``.
+
+    As pysindy's ``PolynomialLibrary`` on the state concatenated with the control inputs.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

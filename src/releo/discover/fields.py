@@ -67,8 +67,10 @@ def make_fields(
 def field_means(
     values: np.ndarray, labels: np.ndarray, n_fields: int, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-date field means (n_dates, n_fields + 1) of ``values`` (n_dates, y, x) over the
-    pixels where ``weights`` (same shape, 0/1) is set, and their pixel counts."""
+    """Per-date field means (n_dates, n_fields + 1) of ``values`` and their pixel counts.
+
+    ``values`` is (n_dates, y, x); only the pixels where ``weights`` (same shape, 0/1) is set count.
+    """
     n_dates = values.shape[0]
     flat = labels.ravel()
     w = np.ones_like(values, dtype=float) if weights is None else weights.astype(float)

@@ -1,5 +1,6 @@
-"""Integrating a candidate equation with daily drivers: free runs and bridges between
-observations, and the integrals of every library term along them.
+"""Integration of a candidate equation with daily drivers.
+
+Free runs and bridges between observations, and the integrals of every library term along them.
 
 Drivers are constant over each day, so RK4 with ``substeps`` steps per day is accurate even
 on heavy-rain days (rates near 1/day), and composite Simpson (trapezoid for odd ``substeps``)
@@ -16,8 +17,10 @@ from releo.discover.library import Library, horner
 def _rk4_day(
     lib: Library, coef: np.ndarray, x: np.ndarray, monomials: np.ndarray, substeps: int, bounds
 ) -> np.ndarray:
-    """States at the ``substeps`` nodes after ``x`` over one day whose drivers have the
-    term ``monomials``."""
+    """States at the ``substeps`` nodes after ``x`` over one day.
+
+    ``monomials`` are the day's values of the driver monomials of each term.
+    """
     h = 1.0 / substeps
     poly = lib.state_polynomial(coef, monomials)  # the drivers are fixed for the day
     nodes = np.empty((x.size, substeps))
@@ -82,9 +85,10 @@ def bridge_integrals(
     drivers: np.ndarray,
     substeps: int,
     bounds: tuple[float, float],
-) -> np.ndarray:
-    """∫ Θ(x(t), u(t)) dt over each observation interval, (n_intervals, n_terms), and the
-    RMS of each term along the paths, (n_terms,).
+) -> tuple[np.ndarray, np.ndarray]:
+    """Integrals ∫ Θ(x(t), u(t)) dt over each observation interval, and each term's RMS.
+
+    The integrals are (n_intervals, n_terms), the RMS of each term along the paths (n_terms,).
 
     The path x(t) of an interval runs the current equation from the observed ``y0`` and is
     then bent linearly in time to end at the observed ``y1`` (a bridge): with no equation yet

@@ -1,6 +1,7 @@
-"""What the trained model says about every chunk: exclusive residual latents, decoded
-residuals and physical variables at sampled pixels and the sensors' dates, and how much of
-each modality's signal the residuals carry.
+"""What the trained model says about every chunk.
+
+Exclusive residual latents, decoded residuals and physical variables at sampled pixels and the
+sensors' dates, and how much of each modality's signal the residuals carry.
 
 Each chunk place decodes the same pixel sample in every window, so a pixel's (and a
 field's) series runs across windows: the model is asked at the S2 dates (clear or not) and
@@ -10,6 +11,7 @@ the S1 dates of each window, with that window's embedding — as it would be in 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,16 +49,18 @@ class VarianceSums:
 
     def add(self, obs: torch.Tensor, physics: torch.Tensor, residual: torch.Tensor) -> None:
         """Accumulate a batch of observations and their physics and residual parts."""
-        obs, physics, residual = (v.double().numpy() for v in (obs, physics, residual))
-        self.n += obs.shape[0]
-        self.total += obs.sum(0)
-        self.squares += (obs**2).sum(0)
-        self.without += ((obs - physics) ** 2).sum(0)
-        self.with_residual += ((obs - physics - residual) ** 2).sum(0)
+        o, p, r = (v.double().numpy() for v in (obs, physics, residual))
+        self.n += o.shape[0]
+        self.total += o.sum(0)
+        self.squares += (o**2).sum(0)
+        self.without += ((o - p) ** 2).sum(0)
+        self.with_residual += ((o - p - r) ** 2).sum(0)
 
     def summary(self) -> dict:
-        """R² of physics alone and physics + residual (channels pooled), and the difference:
-        the share of the signal's variance that only the residuals explain."""
+        """R² of physics alone and of physics + residual (channels pooled), and their difference.
+
+        The difference is the share of the signal's variance that only the residuals explain.
+        """
         if not self.n.sum():
             return {"observations": 0}
         sst = float(np.sum(self.squares - self.total**2 / np.maximum(self.n, 1)))
@@ -144,17 +148,19 @@ def extract(
     dataset = ChunkDataset(s2, s1, index, context_days=model.cfg.context_days)
     samples = pixel_sample(index, decode_pixels, seed)
     r = model.cfg.residual_dim
-    chunk_rows, s2_rows, s1_rows = [], [], []
+    chunk_rows: list[dict[str, Any]] = []
+    s2_rows: list[pd.DataFrame] = []
+    s1_rows: list[pd.DataFrame] = []
     var_s2, var_s1 = VarianceSums.zeros(10), VarianceSums.zeros(2)
     for start in range(0, len(dataset), BATCH):
         part = index.iloc[start : start + BATCH].reset_index(drop=True)
         items = [dataset[start + i] for i in range(len(part))]
-        z, context = model.encode_with_context(collate_chunks(items))
+        z, detail = model.encode_with_detail(collate_chunks(items))
         batch = collate_chunks([window_only(item) for item in items])  # decoded at these dates
         latents = z[:, -2 * r :].numpy()
         for i, row in enumerate(part.itertuples(index=False)):
-            names = ("chunk_id", "split", "row", "col", "window", "y0", "x0", "size_px")
-            record = {k: getattr(row, k) for k in names}
+            columns = ("chunk_id", "split", "row", "col", "window", "y0", "x0", "size_px")
+            record = {k: getattr(row, k) for k in columns}
             record.update(start=row.start, end=row.end)
             record.update({f"s2_latent_{k}": float(latents[i, k]) for k in range(r)})
             record.update({f"s1_latent_{k}": float(latents[i, r + k]) for k in range(r)})
@@ -162,7 +168,7 @@ def extract(
         h, w = batch["s2"].shape[-2:]
         idx = torch.as_tensor(np.stack([samples[(row.row, row.col)] for row in part.itertuples()]))
         x, y = pixel_xy(idx, h, w, z.dtype)
-        space = model.decoder.space_features(z, x, y, context)
+        space = model.decoder.space_features(z, x, y, detail)
         heldout = torch.tensor(part["split"].isin(heldout_splits).to_numpy())
         in_variance = heldout[:, None] & (torch.arange(idx.shape[1]) < variance_pixels)[None]
         for modality, cube, rows, sums in (

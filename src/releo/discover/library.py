@@ -17,8 +17,10 @@ from releo.discover.config import LibraryConfig
 
 
 def term_label(factors: Mapping[str, int]) -> str:
-    """``P*b``-style label of a monomial (symbols sorted; ``x^2`` for powers), as in
-    :attr:`releo.data.simulate.effects.Term.label`."""
+    """``P*b``-style label of a monomial (symbols sorted; ``x^2`` for powers).
+
+    As in :attr:`releo.data.simulate.effects.Term.label`.
+    """
     parts = [s if p == 1 else f"{s}^{p}" for s, p in sorted(factors.items()) if p]
     return "*".join(parts) if parts else "1"
 
@@ -70,9 +72,11 @@ class Library:
         return np.prod(drivers[:, None, :] ** self.powers[None, :, 1:], axis=-1)
 
     def state_polynomial(self, coef: np.ndarray, monomials: np.ndarray) -> np.ndarray:
-        """dx/dt as a polynomial in the state for fixed drivers: coefficients (n, degree + 1)
-        of x⁰, x¹, … from the drivers' ``monomials`` (n, n_terms) and ``coef`` (n_terms,) or
-        (n, n_terms)."""
+        """dx/dt as a polynomial in the state for fixed drivers.
+
+        Returns the coefficients (n, degree + 1) of x⁰, x¹, … from the drivers'
+        ``monomials`` (n, n_terms) and ``coef`` (n_terms,) or (n, n_terms).
+        """
         weighted = monomials * coef
         return weighted @ self._state_power_matrix
 

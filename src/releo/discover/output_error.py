@@ -53,8 +53,10 @@ class Runs:
 
 
 def _simulate(runs: Runs, lib, coefs, x0, drivers, substeps, bounds) -> tuple[np.ndarray, ...]:
-    """Observations simulated by each (coefficient row, initial values) variant, stacked as
-    (n_variants, n_observations), and the paths of the first variant."""
+    """Observations simulated by each (coefficient row, initial values) variant.
+
+    Returns them stacked as (n_variants, n_observations), and the paths of the first variant.
+    """
     n_traj = runs.start.size
     n_var = coefs.shape[0]
     path = run_paths(
@@ -85,8 +87,11 @@ def _term_rms(lib: Library, path: np.ndarray, runs: Runs, drivers: np.ndarray, s
 
 @dataclass
 class Linearised:
-    """Gauss–Newton view of the misfit at a point: response and design with the initial
-    values projected out, per-trajectory initial-value sensitivities, and the misfit."""
+    """Gauss–Newton view of the misfit at a point.
+
+    Response and design with the initial values projected out, per-trajectory initial-value
+    sensitivities, and the misfit.
+    """
 
     design: np.ndarray  # (n_obs, n_terms) sensitivities, x0 directions removed
     response: np.ndarray  # projected residual + design · coef
@@ -108,8 +113,10 @@ def linearise(
     rate_rms: float,
     support: np.ndarray | None = None,
 ) -> Linearised:
-    """Sensitivities by forward differences, every variant in one batched run (only for the
-    terms of ``support`` when given; the other columns stay 0)."""
+    """Sensitivities by forward differences, every variant in one batched run.
+
+    Only the terms of ``support`` are varied when it is given; the other columns stay 0.
+    """
     n_terms = coef.size
     varied = np.flatnonzero(np.ones(n_terms, bool) if support is None else support)
     step = 1e-6 * rate_rms
@@ -122,14 +129,20 @@ def linearise(
     jac[:, varied] = ((sims[1 : varied.size + 1] - base) / step).T
     g = (sims[-1] - base) / x0_step
     residual = runs.values - base
-    design, response, gs, rs, js = [], [], [], [], []
+    blocks: list[np.ndarray] = []
+    response: list[np.ndarray] = []
+    gs: list[np.ndarray] = []
+    rs: list[np.ndarray] = []
+    js: list[np.ndarray] = []
     for sl in np.split(np.arange(base.size), np.cumsum(runs.sizes)[:-1]):
         gi, ri, ji = g[sl], residual[sl], jac[sl]
         norm = float(gi @ gi)
-        design.append(ji - np.outer(gi, gi @ ji) / norm)
+        blocks.append(ji - np.outer(gi, gi @ ji) / norm)
         response.append(ri - gi * (gi @ ri) / norm)
-        gs.append(gi), rs.append(ri), js.append(ji)
-    design = np.concatenate(design)
+        gs.append(gi)
+        rs.append(ri)
+        js.append(ji)
+    design = np.concatenate(blocks)
     return Linearised(
         design,
         np.concatenate(response) + design @ coef,
@@ -166,9 +179,11 @@ def refine_output_error(
     rate_rms: float,
     support: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, Linearised, int]:
-    """Sparse Gauss–Newton from ``coef`` (plain least squares on ``support`` when given);
-    returns coefficients, initial values, the linearisation at the solution and the
-    iterations made."""
+    """Sparse Gauss–Newton from ``coef`` (plain least squares on ``support`` when given).
+
+    Returns the coefficients, the initial values, the linearisation at the solution and the number
+    of iterations made.
+    """
     runs = Runs.of(trajectories, cfg.substeps)
     x0 = np.array([t.values[0] for t in trajectories], dtype=float)
     lin = linearise(runs, lib, coef, x0, drivers, cfg, bounds, rate_rms, support)
@@ -219,8 +234,9 @@ def prune(
     bounds: tuple[float, float],
     rate_rms: float,
 ) -> tuple[np.ndarray, Linearised, list[dict]]:
-    """Backward elimination on the simulation error: drop the term whose removal costs the
-    least misfit while the BIC falls, refit, repeat.
+    """Backward elimination on the simulation error.
+
+    Drops the term whose removal costs the least misfit while the BIC falls, refits, and repeats.
 
     Near-collinear pairs that cancel (b² with b, T⁺·b with a seasonal b) can pass the
     threshold and the bagging together; the BIC asks whether the free runs need them. The
@@ -254,8 +270,11 @@ def prune(
 
 
 def inclusion(lin: Linearised, cfg: DiscoverConfig, rate_rms: float) -> np.ndarray:
-    """Inclusion probability of every term: the share of pysindy ``EnsembleOptimizer``
-    models (STLSQ on bootstrap samples of the linearised problem) that keep it."""
+    """Inclusion probability of every term.
+
+    The share of pysindy ``EnsembleOptimizer`` models (STLSQ on bootstrap samples of the linearised
+    problem) that keep it.
+    """
     scale = _scale(lin, rate_rms)
     # pysindy draws its bootstrap samples from numpy's legacy global generator: seed it,
     # then restore it so the rest of the program is unaffected.

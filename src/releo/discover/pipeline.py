@@ -21,6 +21,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -123,9 +124,9 @@ def fit_target(target: Target, cfg: DiscoverConfig) -> tuple[Discovery | None, d
 
 
 def _worst(entries: list[dict], path: tuple[str, ...], pick) -> float | None:
-    values = []
+    values: list[float] = []
     for entry in entries:
-        value = entry
+        value: Any = entry
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None
         if isinstance(value, int | float) and math.isfinite(value):
@@ -321,8 +322,10 @@ def run_discover(params: Params, root: Path = Path(), log_mlflow: bool = True) -
 
 
 def missing_drivers(meteo: pd.DataFrame | None, cfg: DiscoverConfig, path: Path) -> str | None:
-    """Why discovery cannot run on this site's drivers (None: it can): no ``meteo.csv``, or
-    none of the columns that ``discover.drivers`` names."""
+    """Why discovery cannot run on this site's drivers (None: it can).
+
+    No ``meteo.csv``, or none of the columns that ``discover.drivers`` names.
+    """
     if meteo is None:
         return f"{path}: absent; discovery needs the daily drivers {dict(cfg.drivers)}"
     missing = [c for c in ("date", *cfg.drivers.values()) if c not in meteo.columns]
@@ -337,11 +340,14 @@ def missing_drivers(meteo: pd.DataFrame | None, cfg: DiscoverConfig, path: Path)
 def _skip(
     params: Params, root: Path, reason: str, has_truth: bool, log_mlflow: bool, started: float
 ) -> dict:
-    """Discovery skipped: the outputs say why (equations.md, empty plot tables), the metrics
-    carry the reason in ``skipped`` and ``notes`` and null figures."""
+    """Record a skipped discovery.
+
+    The outputs say why (equations.md, empty plot tables); the metrics carry the reason in
+    ``skipped`` and ``notes``, and null figures.
+    """
     out_dir = root / OUT_DIR
     shutil.rmtree(out_dir, ignore_errors=True)  # the last run's equations are not this site's
-    metrics = {k: None for k in headline({}, {})}
+    metrics: dict[str, Any] = {k: None for k in headline({}, {})}
     written = [write_table(pd.DataFrame(columns=PLOT_COLUMNS), out_dir / "plots" / f"{n}.csv")
                for n in PLOTTED]  # fmt: skip
     equations = out_dir / "equations.md"
@@ -362,8 +368,10 @@ def _skip(
 
 
 def _log_run(params: Params, root: Path, metrics: dict, written: list[Path], started: float) -> str:
-    """An MLflow run with the discover params, the headline metrics, the outputs and (through
-    :func:`releo.timings.record`) the stage's timings."""
+    """An MLflow run with the discover params, the headline metrics and the outputs.
+
+    The stage's timings are logged too, through :func:`releo.timings.record`.
+    """
     import mlflow
 
     with tracking.stage_run(params, root, "discover") as run:

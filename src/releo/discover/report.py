@@ -1,5 +1,8 @@
-"""Human-readable outputs: the equations (Markdown with LaTeX), plots of simulated against
-observed held-out trajectories (PNG), and the same as small CSV tables for ``dvc plots``."""
+"""Human-readable outputs of discovery.
+
+The equations (Markdown with LaTeX), plots of simulated against observed held-out trajectories
+(PNG), and the same as small CSV tables for ``dvc plots``.
+"""
 
 from __future__ import annotations
 

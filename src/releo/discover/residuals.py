@@ -1,8 +1,12 @@
-"""Residual analysis of the model's outputs: scalar residual per modality, dependence on
-the physical variables (disentanglement), and the best affine match of the chunks' residual
-latents to the simulator's planted effects."""
+"""Residual analysis of the model's outputs.
+
+The scalar residual per modality, its dependence on the physical variables (disentanglement), and
+the best affine match of the chunks' residual latents to the simulator's planted effects.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,9 +23,12 @@ from releo.models import VARIABLES
 
 
 def add_residual_scalars(outputs: ModelOutputs, cfg: DiscoverConfig) -> dict:
-    """Project each modality's residual vectors on their leading direction (fitted on the
-    fit splits): the scalar residual trajectory of a pixel."""
-    info = {}
+    """Project each modality's residual vectors on their leading direction.
+
+    The direction is fitted on the fit splits; the projection is the scalar residual trajectory of a
+    pixel.
+    """
+    info: dict[str, dict[str, Any]] = {}
     for modality, names, table in (
         ("s2", S2_RESIDUALS, outputs.s2),
         ("s1", S1_RESIDUALS, outputs.s1),
@@ -44,8 +51,11 @@ def add_residual_scalars(outputs: ModelOutputs, cfg: DiscoverConfig) -> dict:
 
 
 def disentanglement(outputs: ModelOutputs, cfg: DiscoverConfig) -> dict:
-    """Residual vs physical variables on held-out places: per pixel-date (scalar residual vs
-    each decoded variable) and per chunk (residual latent vector vs mean decoded variables)."""
+    """Dependence of the residuals on the physical variables on held-out places.
+
+    Per pixel-date (scalar residual vs each decoded variable) and per chunk (residual latent vector
+    vs mean decoded variables).
+    """
     out = {}
     for modality, table in (("s2", outputs.s2), ("s1", outputs.s1)):
         if table.empty:
@@ -91,8 +101,11 @@ def chunk_latent_match(
     planted: list[PlantedEquation],
     cfg: DiscoverConfig,
 ) -> dict:
-    """Best affine (ridge) map from each chunk's residual latent vector to the mean planted
-    imprint over the chunk's pixels and window, fitted on the fit splits."""
+    """Best affine (ridge) map from each chunk's residual latents to the planted imprint.
+
+    The target is the mean planted imprint over the chunk's pixels and window; the map is fitted on
+    the fit splits.
+    """
     chunks = outputs.chunks
     out = {}
     for eq in planted:
@@ -102,8 +115,10 @@ def chunk_latent_match(
         values = effect.values
         target = np.full(len(chunks), np.nan)
         for i, row in enumerate(chunks.itertuples(index=False)):
-            a = max(int((np.datetime64(row.start, "D") - first).astype(int)), 0)
-            b = min(int((np.datetime64(row.end, "D") - first).astype(int)) + 1, len(values))
+            start: np.datetime64 = np.datetime64(row.start, "D")
+            end: np.datetime64 = np.datetime64(row.end, "D")
+            a = max(int((start - first).astype(int)), 0)
+            b = min(int((end - first).astype(int)) + 1, len(values))
             rows = slice(int(row.y0), int(row.y0 + row.size_px))
             cols = slice(int(row.x0), int(row.x0 + row.size_px))
             if a < b:
@@ -120,9 +135,11 @@ def chunk_latent_match(
 
 
 def field_series_table(outputs: ModelOutputs, fields: Fields, drivers: Drivers) -> pd.DataFrame:
-    """Per modality, field and date: the scalar residual, the decoded physical variables (field
-    means over the sampled pixels; clear ones for S2) and the day's drivers — the extraction
-    behind every latent and LAI target, for inspection."""
+    """Per modality, field and date: the scalar residual, the physical variables and drivers.
+
+    The decoded physical variables are field means over the sampled pixels (clear ones for S2), next
+    to the day's drivers: the extraction behind every latent and LAI target, for inspection.
+    """
     parts = []
     for modality, table in (("s2", outputs.s2), ("s1", outputs.s1)):
         means = field_date_means(

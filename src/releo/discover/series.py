@@ -15,8 +15,11 @@ from releo.discover.trajectories import Drivers, Trajectory
 def field_date_means(
     table: pd.DataFrame, columns: Sequence[str], *, clear_only: bool, min_clear_fraction: float
 ) -> pd.DataFrame:
-    """Mean of ``columns`` per (field, date) over the sampled pixels — over the clear ones
-    when ``clear_only``, and only where enough of the field's sample was clear."""
+    """Mean of ``columns`` per (field, date) over the sampled pixels.
+
+    Over the clear pixels only when ``clear_only``, and only where enough of the field's sample was
+    clear.
+    """
     rows = table[table["field"] > 0]
     if rows.empty:
         return pd.DataFrame(columns=["field", "date", "pixels", *columns])
@@ -37,8 +40,11 @@ def trajectories_from(
     cfg: DiscoverConfig,
     scale: dict[int, float] | None = None,
 ) -> tuple[list[Trajectory], dict]:
-    """One trajectory per field with at least ``min_dates`` observations (optionally divided
-    by a per-field ``scale``); counts of what was left out."""
+    """One trajectory per field with at least ``min_dates`` observations.
+
+    Values are optionally divided by a per-field ``scale``. Also returns counts of what was left
+    out.
+    """
     out, skipped = [], {"few_dates": 0, "no_scale": 0}
     for field_id, part in means.groupby("field"):
         field_id = int(field_id)

@@ -118,8 +118,11 @@ def value_bounds(trajectories: Sequence[Trajectory]) -> tuple[float, float]:
 
 
 def _scales(term_rms: np.ndarray, rate_rms: float) -> np.ndarray:
-    """Each term's typical share of the rate per unit coefficient: |ξ_j| · scale_j is the
-    share of dx/dt that term j carries, so one threshold fits every unit system."""
+    """Each term's typical share of the rate per unit coefficient.
+
+    |ξ_j| · scale_j is the share of dx/dt that term j carries, so one threshold fits every unit
+    system.
+    """
     scale = term_rms / max(rate_rms, 1e-300)
     scale[scale == 0] = 1.0
     return scale
@@ -139,8 +142,10 @@ def sparse_fit(
 
 
 def _bridge_fit(integrals, dy: np.ndarray, n_terms: int, cfg: DiscoverConfig):
-    """Alternate sparse fits and bridges from straight lines between observations; returns
-    the coefficients, the fits made and whether they settled."""
+    """Alternate sparse fits and bridges, starting from straight lines between observations.
+
+    Returns the coefficients, the number of fits made and whether they settled.
+    """
     coef = np.zeros(n_terms)
     for iteration in range(1, cfg.bridge_iterations + 1):
         theta, scale = integrals(coef)
@@ -159,8 +164,10 @@ def discover(
     cfg: DiscoverConfig,
     target: str,
 ) -> Discovery:
-    """Fit the equation of ``state`` on the ``train`` trajectories and score it on the others
-    (free-run simulation from each held-out trajectory's first observation)."""
+    """Fit the equation of ``state`` on the ``train`` trajectories and score it on the others.
+
+    The score is a free-run simulation from each held-out trajectory's first observation.
+    """
     check_trajectories(trajectories, drivers, cfg.min_dates, target)
     trajectories = [smooth(t, cfg.smoothing_days) for t in trajectories]
     fitted = [t for t in trajectories if t.group == "train"]
@@ -237,8 +244,11 @@ def skill(
     theta: np.ndarray,
     dy: np.ndarray,
 ) -> dict:
-    """Fit quality: increment R² on the fitted intervals, and free-run simulation R² / RMSE
-    on the held-out trajectories (the initial value excluded: it is given)."""
+    """Fit quality on the fitted intervals and on the held-out trajectories.
+
+    Increment R² on the fitted intervals, and free-run simulation R² / RMSE on the held-out
+    trajectories (the initial value excluded: it is given).
+    """
     out: dict = {"increment_r2_fit": r2(dy, theta @ result.coef)}
     for group, members in (
         ("fit", [t for t in trajectories if t.group == "train"]),
@@ -268,9 +278,12 @@ def skill(
 def derivative_baseline(
     trajectories: Sequence[Trajectory], drivers: Drivers, state: str, cfg: DiscoverConfig
 ) -> dict[str, float]:
-    """The textbook route, for comparison: pysindy's ``FiniteDifference`` derivatives on the
-    irregular observation dates (its non-uniform stencils) regressed on the library at those
-    dates, with the same thresholding. It sees the drivers only on observation days."""
+    """The textbook route, for comparison: pysindy's finite differences.
+
+    Its ``FiniteDifference`` derivatives on the irregular observation dates (its non-uniform
+    stencils) are regressed on the library at those dates, with the same thresholding. It sees the
+    drivers only on observation days.
+    """
     fitted = [t for t in trajectories if t.group == "train"]
     lib = polynomial_library(cfg.library, state, drivers.names)
     derivative = ps.FiniteDifference()

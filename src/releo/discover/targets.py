@@ -1,6 +1,8 @@
-"""Discovery targets: trajectories of one quantity per field, and what they are compared
-with — the planted states (truth), the learned residuals mapped to them, the residuals in
-their own units, the decoded LAI."""
+"""Discovery targets: trajectories of one quantity per field, and their references.
+
+The planted states (truth), the learned residuals mapped to them, the residuals in their own units,
+and the decoded LAI.
+"""
 
 from __future__ import annotations
 
@@ -118,8 +120,10 @@ def matched_targets(
     truth: xr.Dataset,
     planted: list[PlantedEquation],
 ) -> tuple[list[Target], dict]:
-    """The decoded residuals mapped to each planted state by their best affine match to the
-    planted imprint (fitted fields), and the match statistics."""
+    """The decoded residuals mapped to each planted state, and the match statistics.
+
+    Each residual is mapped by its best affine match to the planted imprint (fitted fields).
+    """
     targets, matches = [], {}
     for eq in planted:
         modality = eq.modality.lower()
@@ -154,7 +158,8 @@ def matched_targets(
         ]
         if not match["slope"] or not math.isfinite(match["slope"]):
             notes.append("no affine relation to the planted effect: nothing to map")
-            trajectories, counts = [], {"kept": 0}
+            trajectories: list[Trajectory] = []
+            counts: dict = {"kept": 0}
         else:
             m = m.assign(mapped=(m[column] - match["offset"]) / match["slope"])
             trajectories, counts = trajectories_from(

@@ -81,8 +81,12 @@ class Trajectory:
 
 
 def check_trajectory(traj: Trajectory, drivers: Drivers, min_dates: int, label: str) -> None:
-    """Raise DataError unless ``traj`` has enough, increasing, finite, varying observations
-    inside the driver table."""
+    """Check that ``traj`` has usable observations inside the driver table.
+
+    Raises:
+        DataError: unless the observations are enough, increasing, finite and varying, and
+            lie inside the driver table.
+    """
     where = f"{label}: trajectory {traj.name!r}"
     if traj.days.shape != traj.values.shape or traj.values.ndim != 1:
         raise DataError(
@@ -146,8 +150,10 @@ def _date(drivers: Drivers, day: int) -> str:
 
 
 def smooth(traj: Trajectory, bandwidth_days: float) -> Trajectory:
-    """Local-linear Gaussian-kernel smoothing in real time (days), so irregular gaps weigh
-    what they span; a bandwidth of 0 returns the trajectory unchanged."""
+    """Local-linear Gaussian-kernel smoothing in real time (days).
+
+    Irregular gaps weigh what they span; a bandwidth of 0 returns the trajectory unchanged.
+    """
     if bandwidth_days <= 0:
         return traj
     t = traj.days.astype(float)

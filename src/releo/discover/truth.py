@@ -89,8 +89,10 @@ def _at_days(cube: xr.DataArray, times: np.ndarray) -> np.ndarray:
 
 
 def _s2_noise(site: Site, fields: Fields, clear: np.ndarray, eq: PlantedEquation) -> np.ndarray:
-    """Per-pixel noise sd of the effect estimated from the 10 L2A bands, per date and field:
-    σ = 1 / sqrt(Σ_b a_b² / σ_b²) with σ_b = abs + rel · (field-mean reflectance)."""
+    """Per-pixel noise sd of the effect estimated from the 10 L2A bands, per date and field.
+
+    σ = 1 / sqrt(Σ_b a_b² / σ_b²) with σ_b = abs + rel · (field-mean reflectance).
+    """
     noise = site.metadata.get("observation_models", {}).get("s2", {}).get("noise", {})
     absolute, relative = float(noise.get("absolute", 0.005)), float(noise.get("relative", 0.02))
     amplitude = eq.band_amplitude or {}
@@ -115,8 +117,10 @@ def truth_trajectories(
     drivers: Drivers,
     cfg: DiscoverConfig,
 ) -> tuple[list[Trajectory], dict]:
-    """One trajectory of the planted state per susceptible field, sampled and noised like the
-    sensor of ``eq``; and counts of what was kept."""
+    """One trajectory of the planted state per susceptible field, and counts of what was kept.
+
+    Each trajectory is sampled and noised like the sensor of ``eq``.
+    """
     for name in (eq.pixel_variable, eq.susceptibility_variable):
         if name not in truth:
             raise DataError(f"{site.path('truth')}: variable {name!r} missing")

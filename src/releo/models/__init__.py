@@ -10,7 +10,7 @@
 - Latent decoder (:mod:`.decoder`): the slots, drawn as a soft Voronoi diagram at any (x, y)
   (edges sharp at any resolution), and the chunk-wide features, joined with day-of-year
   Fourier features of any t → a :class:`BoundedNormal` (logit-normal in the variable's range)
-  per physical variable. Optional ``context``: per-pixel features of the encoder
+  per physical variable. Optional per-pixel ``detail``: features of the encoder
   (``detail_channels``) for 10 m detail; without it, decoding uses z alone.
 - Physical decoders (:mod:`.forward`): PROSAIL at each acquisition's geometry → S2 bands; the
   Water Cloud Model at each pixel's incidence → S1 dB.
@@ -18,8 +18,8 @@
   whose bounded outputs are added to S2 reflectance and S1 dB.
 - Losses (:meth:`PhysicsAutoencoder.loss`): Gaussian NLL of clear S2 (L2A noise model + learned
   model error) and S1, KL to priors, LAI curvature in time, residual magnitude, squared
-  correlation of residuals with the physical variables, the hybrid term on simulated
-  chunks, and the distillation of the context path's LAI into the embedding-only decoding.
+  correlation of residuals with the physical variables, the synthetic term on simulated
+  chunks, and the distillation of the detail path's LAI into the embedding-only decoding.
 """
 
 from releo.models.autoencoder import LOSS_TERMS, PhysicsAutoencoder, build_model

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -19,6 +21,14 @@ LOSS_TERMS: tuple[str, ...] = (
     *("s2", "s1", "prior", "temporal", "residual", "disentangle", "synthetic", "distil"),
 )
 S2_RESIDUAL_UNIT, S1_RESIDUAL_UNIT = 0.01, 1.0  # reflectance, dB: scales of the penalty
+
+
+def sum_terms(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``sum(terms)`` (from 0) of at least one tensor; a ValueError for none."""
+    total = sum(terms)
+    if not isinstance(total, torch.Tensor):
+        raise ValueError("no loss terms to sum")
+    return total
 
 
 def gather_pixels(cube: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -42,8 +52,10 @@ SPATIAL_INPUTS = ("s2", "s2_mask", "s1", "s1_incidence")
 
 
 def transformed(batch: dict, quarter_turns: int, flip: bool) -> dict:
-    """``batch`` with its chunks' images rotated by ``quarter_turns`` × 90° (then mirrored):
-    one of the 8 symmetries of the square, the same for every chunk and date."""
+    """``batch`` with its chunks' images rotated by ``quarter_turns`` × 90° (then mirrored).
+
+    One of the 8 symmetries of the square, the same for every chunk and date.
+    """
     out = dict(batch)
     for key in SPATIAL_INPUTS:
         image = batch[key].rot90(quarter_turns, dims=(-2, -1))
@@ -85,14 +97,21 @@ class PhysicsAutoencoder(nn.Module):
         self.s1_log_sigma = nn.Parameter(torch.full((2,), math.log(2.0)))
 
     # -- encoding / decoding -------------------------------------------------------------------
-    def encode_with_context(self, batch: dict) -> tuple[torch.Tensor, dict | None]:
-        """Embedding (B, embedding_dim) and the per-pixel decoding context (or None)."""
+    def encode_with_detail(self, batch: dict) -> tuple[torch.Tensor, dict | None]:
+        """Embedding (B, embedding_dim) and the per-pixel detail (or None)."""
         z, detail = self.encoder(batch)
-        return z, (None if detail is None else {"detail": detail})
+        return z, (None if detail is None else {"map": detail})
+
+    def encode_with_context(self, batch: dict) -> tuple[torch.Tensor, dict | None]:
+        """Deprecated name of :meth:`encode_with_detail`."""
+        warnings.warn(
+            "encode_with_context is now encode_with_detail", DeprecationWarning, stacklevel=2
+        )
+        return self.encode_with_detail(batch)
 
     def encode(self, batch: dict) -> torch.Tensor:
         """One embedding per chunk, (B, embedding_dim)."""
-        return self.encode_with_context(batch)[0]
+        return self.encode_with_detail(batch)[0]
 
     def decode(
         self,
@@ -100,17 +119,18 @@ class PhysicsAutoencoder(nn.Module):
         x: torch.Tensor,
         y: torch.Tensor,
         t: torch.Tensor,
-        context: dict | None = None,
+        detail: dict | None = None,
     ) -> dict[str, BoundedNormal]:
-        """Distributions of the physical variables at chunk-relative x, y ∈ [0, 1] (pixel
-        centres at (i + 0.5) / size) and day-of-year t; x, y, t broadcast to (B, …).
+        """Distributions of the physical variables at chunk-relative x, y and day-of-year t.
 
-        ``context`` is ``encode_with_context``'s: without it the decoder works from z alone.
+        x, y ∈ [0, 1] (pixel centres at (i + 0.5) / size); x, y, t broadcast to (B, …).
+
+        ``detail`` is ``encode_with_detail``'s: without it the decoder works from z alone.
         """
         x, y, t = torch.broadcast_tensors(x, y, t)
         shape = x.shape
         flat = [v.reshape(shape[0], -1).to(z.dtype) for v in (x, y, t)]
-        space = self.decoder.space_features(z, flat[0], flat[1], context)
+        space = self.decoder.space_features(z, flat[0], flat[1], detail)
         return reshape_dists(self.decoder.variables(space, flat[2]), shape)
 
     # -- training loss -------------------------------------------------------------------------
@@ -195,18 +215,18 @@ class PhysicsAutoencoder(nn.Module):
         step = self.cfg.temporal_step_days
         times = torch.cat([t - step, t, t + step], dim=1)
         dists = self.decoder.variables(torch.cat([space] * 3, dim=1), times)
-        kl = sum(d.kl_to_prior(prior_logit(k))[:, q : 2 * q].mean() for k, d in dists.items())
+        kl = sum_terms(d.kl_to_prior(prior_logit(k))[:, q : 2 * q].mean() for k, d in dists.items())
         lai = dists["lai"].median
         curvature = lai[:, 2 * q :] - 2 * lai[:, q : 2 * q] + lai[:, :q]
         return kl, curvature.pow(2).mean()
 
     def _encode_for_loss(self, batch: dict) -> tuple[torch.Tensor, dict | None]:
-        z, context = self.encode_with_context(batch)
-        if context is not None and self.training and self.cfg.detail_dropout > 0:
+        z, detail = self.encode_with_detail(batch)
+        if detail is not None and self.training and self.cfg.detail_dropout > 0:
             # Some chunks decode from the embedding alone, so that mode stays usable.
             keep = torch.rand(z.shape[0], device=z.device) >= self.cfg.detail_dropout
-            context["detail_present"] = keep
-        return z, context
+            detail["present"] = keep
+        return z, detail
 
     def _synthetic_term(self) -> torch.Tensor:
         """NLL of the true variables of simulated chunks under the decoded distributions."""
@@ -217,22 +237,25 @@ class PhysicsAutoencoder(nn.Module):
             residual_scale=self.cfg.synthetic_residual,
             residual_degree=self.cfg.s2_residual_degree,
         )  # fmt: skip
-        z, context = self._encode_for_loss(batch)
+        z, detail = self._encode_for_loss(batch)
         b = z.shape[0]
         idx = torch.arange(size * size, device=device).expand(b, -1)
         x, y = pixel_xy(idx, size, size, z.dtype)
-        space = self.decoder.space_features(z, x, y, context)
+        space = self.decoder.space_features(z, x, y, detail)
         dists = self.decoder.variables(space, self._window_dates(batch, x))
-        return sum(d.logit_nll(truth[k].reshape(b, -1)).mean() for k, d in dists.items())
+        return sum_terms(d.logit_nll(truth[k].reshape(b, -1)).mean() for k, d in dists.items())
 
-    def _distil_term(self, batch, z, x, y, space, context) -> torch.Tensor:
-        """KL from the LAI distribution decoded with the per-pixel context (detached: the
-        teacher) to the one decoded from z alone, at random dates of the window, on the chunks
-        that had the context. The KL, not the NLL of the teacher's median, so that the
-        embedding-only spread holds the teacher's own uncertainty as well as its miss of it."""
-        if context is None:
+    def _distil_term(self, batch, z, x, y, space, detail) -> torch.Tensor:
+        """KL from the LAI decoded with the per-pixel detail to the LAI decoded from z alone.
+
+        The distribution decoded with the detail is the (detached) teacher. The KL is taken at
+        random dates of the window, on the chunks that had the detail. The KL, not the NLL of the
+        teacher's median, so that the embedding-only spread holds the teacher's own uncertainty as
+        well as its miss of it.
+        """
+        if detail is None:
             return z.sum() * 0
-        present = context.get("detail_present", z.new_ones(z.shape[0], dtype=torch.bool))
+        present = detail.get("present", z.new_ones(z.shape[0], dtype=torch.bool))
         t = self._window_dates(batch, x)
         with torch.no_grad():
             teacher = self.decoder.variables(space, t)["lai"]
@@ -242,16 +265,19 @@ class PhysicsAutoencoder(nn.Module):
         return (kl * weight).sum() / weight.sum().clamp(min=1.0)
 
     def loss(self, batch: dict, weights: LossWeights) -> dict[str, torch.Tensor]:
-        """Every loss term on a random subset of ``query_pixels`` pixels per chunk, plus
-        ``total`` = Σ weight · term."""
+        """Every loss term, plus ``total`` = Σ weight · term.
+
+        The terms are computed on a random subset of ``query_pixels`` pixels per chunk.
+        """
         if self.training and self.cfg.augment:
-            turns, flip = torch.randint(4, ()).item(), bool(torch.randint(2, ()).item())
+            turns, flip = int(torch.randint(4, ()).item()), bool(torch.randint(2, ()).item())
             batch = transformed(batch, turns, flip)
-        z, context = self._encode_for_loss(batch)
-        b, h, w = batch["s2"].shape[0], *batch["s2"].shape[-2:]
+        z, detail = self._encode_for_loss(batch)
+        s2: torch.Tensor = batch["s2"]
+        b, h, w = s2.shape[0], *s2.shape[-2:]
         idx, x, y = self._sample_pixels(b, h, w, z.device)
         x, y = x.to(z.dtype), y.to(z.dtype)
-        space = self.decoder.space_features(z, x, y, context)
+        space = self.decoder.space_features(z, x, y, detail)
         s2_nll, s2_res, s2_dep = self._s2_term(batch, z, space, idx)
         s1_nll, s1_res, s1_dep = self._s1_term(batch, z, space, idx)
         kl, temporal = self._prior_and_temporal(batch, space)
@@ -263,7 +289,7 @@ class PhysicsAutoencoder(nn.Module):
             "residual": s2_res + s1_res,
             "disentangle": s2_dep + s1_dep,
             "synthetic": self._synthetic_term() if weights.synthetic > 0 else z.sum() * 0,
-            "distil": self._distil_term(batch, z, x, y, space, context)
+            "distil": self._distil_term(batch, z, x, y, space, detail)
             if weights.distil > 0
             else z.sum() * 0,
         }

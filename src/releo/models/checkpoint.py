@@ -17,16 +17,22 @@ predates it): the slots of earlier models carried a power, and their encoder rea
 
 
 def save_autoencoder(model: torch.nn.Module, config: dict, weights: dict, path: str | Path) -> Path:
-    """Write the state dict of ``model``, its ``model`` params section (``config``) and the loss
-    weights it was trained with to ``path``, atomically."""
+    """Write ``model``'s state dict, params and loss weights to ``path``, atomically.
+
+    The params are its ``model`` params section (``config``); the loss weights are those it was
+    trained with.
+    """
     with atomic_file(path) as tmp:
         torch.save({"model": model.state_dict(), "config": config, "weights": weights}, tmp)
     return Path(path)
 
 
 def load_autoencoder(path: str | Path) -> tuple[PhysicsAutoencoder, dict]:
-    """The trained model of ``path`` (eval mode) and its saved payload; a clear
-    :class:`DataError` for a missing or foreign file."""
+    """The trained model of ``path`` (eval mode) and its saved payload.
+
+    Raises:
+        DataError: for a missing or foreign file.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: trained model not found; run the train stage first")

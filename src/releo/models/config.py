@@ -17,7 +17,7 @@ class ModelConfig(BaseModel):
     a 256-feature embedding (the seeds' size) of which 2 × 16 are the exclusive S2/S1 latents,
     49 field slots of 2 features drawn as a Voronoi diagram (196 of z's features: parcels, 43
     pieces per chunk on the default site), 28 chunk-wide features, 16
-    per-pixel context channels, and 1024 query pixels per chunk per step (compiled PROSAIL
+    per-pixel detail channels, and 1024 query pixels per chunk per step (compiled PROSAIL
     and the encoder share the step time).
     """
 
@@ -48,10 +48,10 @@ class ModelConfig(BaseModel):
     detail_channels: int = Field(
         16,
         ge=0,
-        description="per-pixel context channels passed to the decoder (0: embedding only)",
+        description="per-pixel detail channels passed to the decoder (0: embedding only)",
     )
     detail_dropout: float = Field(
-        0.1, ge=0.0, le=1.0, description="share of training chunks decoded without the context"
+        0.1, ge=0.0, le=1.0, description="share of training chunks decoded without the detail"
     )
     field_slots: int = Field(
         49,
@@ -90,7 +90,7 @@ class ModelConfig(BaseModel):
         4.0, gt=0, description="spacing of the second differences of the temporal regulariser"
     )
     synthetic_batch: int = Field(
-        4, ge=1, description="synthetic chunks simulated per step for the hybrid term"
+        4, ge=1, description="synthetic chunks simulated per step for the synthetic term"
     )
     synthetic_size: int = Field(16, ge=4, description="side in pixels of a synthetic chunk")
     synthetic_residual: float = Field(
@@ -147,6 +147,6 @@ class LossWeights(BaseModel):
     distil: float = Field(
         0.3,
         ge=0,
-        description="KL from the context path's LAI distribution to the LAI decoded from the "
+        description="KL from the detail path's LAI distribution to the LAI decoded from the "
         "embedding alone",
     )

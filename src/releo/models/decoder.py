@@ -1,5 +1,7 @@
-"""Latent decoder: embedding (+ context) and query (x, y, t) → bounded physical variables, and
-the exclusive residual decoders of each modality."""
+"""Latent decoder: embedding (+ per-pixel detail) and query (x, y, t) → bounded physical variables.
+
+Also the exclusive residual decoders of each modality.
+"""
 
 from __future__ import annotations
 
@@ -40,17 +42,28 @@ def mlp(n_in: int, width: int, n_out: int) -> nn.Sequential:
     )
 
 
+def last_linear(head: nn.Sequential) -> nn.Linear:
+    """The output layer of an :func:`mlp` head."""
+    last = head[-1]
+    if not isinstance(last, nn.Linear):
+        raise TypeError(f"expected an nn.Linear output layer, got {type(last).__name__}")
+    return last
+
+
 def sample_map(field: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples (B, N, C) of ``field`` (B, C, H, W) at chunk-relative (x, y) ∈ [0, 1]²
-    (pixel centres at (i + 0.5) / W, so a full-resolution map is read exactly)."""
+    """Bilinear samples (B, N, C) of ``field`` (B, C, H, W) at chunk-relative (x, y) ∈ [0, 1]².
+
+    Pixel centres are at (i + 0.5) / W, so a full-resolution map is read exactly.
+    """
     grid = torch.stack([2 * x - 1, 2 * y - 1], dim=-1)[:, :, None]  # (B, N, 1, 2)
     out = F.grid_sample(field, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out[..., 0].transpose(1, 2)
 
 
 def spectral_basis(degree: int) -> torch.Tensor:
-    """Legendre polynomials of degree 0..``degree`` in log-wavelength over the S2 band centres,
-    (degree + 1, 10): the span of the S2 residual's spectra.
+    """Legendre polynomials in log-wavelength over the S2 band centres.
+
+    Degrees 0..``degree``, shape (degree + 1, 10): the span of the S2 residual's spectra.
 
     Degree 2 holds the simulator's broad browning spectrum (rising from blue, flat in the
     SWIR) to 3 % (RMS), but leaves ~60 % of PROSAIL's reflectance change with LAI (the
@@ -67,9 +80,10 @@ def spectral_basis(degree: int) -> torch.Tensor:
 
 
 class LatentDecoder(nn.Module):
-    """z → field slots read at (x, y) (sharp parcel boundaries) and chunk-wide features, with
-    the optional per-pixel context and day-of-year Fourier features → per-variable
-    distributions.
+    """Decoder from z to per-variable distributions at query positions and dates.
+
+    Field slots are read at (x, y) (sharp parcel boundaries), next to chunk-wide features, the
+    optional per-pixel detail and day-of-year Fourier features.
 
     The last ``2 · residual_dim`` features of z are the exclusive latents of S2 and S1; only the
     residual decoders read them, so the physical variables depend on the common part alone.
@@ -91,7 +105,7 @@ class LatentDecoder(nn.Module):
             (self.dynamic_head, self.dynamic),
         ):
             # Start near each variable's prior median, with a moderate spread.
-            last = head[-1]
+            last = last_linear(head)
             nn.init.normal_(last.weight, std=1e-2)
             with torch.no_grad():
                 last.bias[: len(names)] = torch.tensor([prior_logit(n) for n in names])
@@ -108,25 +122,26 @@ class LatentDecoder(nn.Module):
         self.s1_residual = mlp(n_res, cfg.hidden_width // 2, 2)
         for head in (self.s2_residual, self.s1_residual):
             # Residuals start near zero: physics explains the observations first.
-            nn.init.normal_(head[-1].weight, std=1e-3)
-            nn.init.zeros_(head[-1].bias)
+            nn.init.normal_(last_linear(head).weight, std=1e-3)
+            nn.init.zeros_(last_linear(head).bias)
 
     def space_features(
-        self, z: torch.Tensor, x: torch.Tensor, y: torch.Tensor, context: dict | None
+        self, z: torch.Tensor, x: torch.Tensor, y: torch.Tensor, detail: dict | None
     ) -> torch.Tensor:
         """Features (B, N, n_space) of the query positions x, y (B, N)."""
         cfg, common = self.cfg, z[:, : self.cfg.embedding_dim - 2 * self.cfg.residual_dim]
         code, chunk_wide = common[:, : cfg.slot_code_dim], common[:, cfg.slot_code_dim :]
         parts = [self.slots(code, x, y)]
-        detail = None if context is None else context.get("detail")
+        detail = {} if detail is None else detail
+        detail_map = detail.get("map")
         n = x.shape[1]
         if cfg.detail_channels:
-            if detail is None:
+            if detail_map is None:
                 parts += [x.new_zeros(x.shape[0], n, cfg.detail_channels + 1)]
             else:
-                present = context.get("detail_present", x.new_ones(x.shape[0]))
+                present = detail.get("present", x.new_ones(x.shape[0]))
                 present = present.to(x.dtype)[:, None, None]
-                parts += [sample_map(detail, x, y) * present, present.expand(-1, n, 1)]
+                parts += [sample_map(detail_map, x, y) * present, present.expand(-1, n, 1)]
         else:
             parts += [x.new_zeros(x.shape[0], n, 1)]
         parts.append(self.to_global(chunk_wide)[:, None].expand(-1, n, -1))

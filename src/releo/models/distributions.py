@@ -103,9 +103,11 @@ class BoundedNormal:
         return normal.log_prob(u) - torch.log((self.high - self.low) * p * (1 - p))
 
     def logit_nll(self, value: torch.Tensor, huber: float = 3.0) -> torch.Tensor:
-        """Negative log-density of ``value`` in logit space (constant- and Jacobian-free),
-        quadratic within ``huber`` standard deviations and linear beyond, so the gradients of
-        a badly placed early distribution stay bounded."""
+        """Negative log-density of ``value`` in logit space (constant- and Jacobian-free).
+
+        Quadratic within ``huber`` standard deviations and linear beyond, so the gradients of a
+        badly placed early distribution stay bounded.
+        """
         p = ((value - self.low) / (self.high - self.low)).clamp(1e-6, 1 - 1e-6)
         d = ((torch.log(p) - torch.log1p(-p)) - self.loc).abs() / self.scale
         robust = torch.where(d < huber, 0.5 * d**2, huber * d - 0.5 * huber**2)
@@ -116,8 +118,11 @@ class BoundedNormal:
         return _normal_kl(self.loc, self.scale, prior_loc, prior_scale)
 
     def kl_from(self, other: BoundedNormal) -> torch.Tensor:
-        """KL(other || self) in logit space: fitting ``self`` to ``other`` by it gives
-        self.scale² = other.scale² + (loc gap)², the other's spread plus its own miss."""
+        """KL(other || self) in logit space.
+
+        Fitting ``self`` to ``other`` by it gives self.scale² = other.scale² + (loc gap)², the
+        other's spread plus its own miss.
+        """
         return _normal_kl(other.loc, other.scale, self.loc, self.scale)
 
 

@@ -1,4 +1,4 @@
-"""Chunk encoder: S2 and S1 time series of a chunk → one embedding (+ per-pixel context)."""
+"""Chunk encoder: S2 and S1 time series of a chunk → one embedding (+ per-pixel detail)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ class PixelStem(nn.Module):
 
     def __init__(self, channels_in: int, width: int):
         super().__init__()
+        self.width = width
         self.net = nn.Sequential(
             nn.Conv2d(channels_in, width, 1),
             nn.GELU(),
@@ -44,7 +45,7 @@ class PixelStem(nn.Module):
         """Per-date features of a (B, T, C, H, W) stack."""
         b, t = x.shape[:2]
         if t == 0:
-            return x.new_zeros(b, 0, self.net[-1].out_channels, *x.shape[-2:])
+            return x.new_zeros(b, 0, self.width, *x.shape[-2:])
         return self.net(x.flatten(0, 1)).unflatten(0, (b, t))
 
 
@@ -74,8 +75,10 @@ class TemporalAttentionPool(nn.Module):
 
 
 def in_window(batch: dict, modality: str) -> torch.Tensor:
-    """Dates (B, T) of ``modality`` ("s2", "s1") that are real and inside the chunk's window:
-    the ones losses and scores use (the others are the encoder's temporal context)."""
+    """Dates (B, T) of ``modality`` ("s2", "s1") that are real and inside the chunk's window.
+
+    These are the dates losses and scores use (the others are the encoder's temporal context).
+    """
     valid = batch[f"{modality}_valid"]
     return valid & batch.get(f"{modality}_in_window", torch.ones_like(valid))
 
@@ -92,8 +95,11 @@ def fitted(batch: dict, modality: str) -> torch.Tensor:
 
 
 def cell_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dated per-pixel features (B, T, 11, H, W) the field cells are fitted to, 0 where not
-    observed, and where they are observed (B, T, H, W): each usable S2 date's bands and NDVI."""
+    """Dated per-pixel features the field cells are fitted to, and where they are observed.
+
+    The features (B, T, 11, H, W) are each usable S2 date's bands and NDVI, 0 where not observed;
+    the mask is (B, T, H, W).
+    """
     s2, observed = batch["s2"], usable(batch, "s2")
     red, nir = s2[:, :, S2_RED], s2[:, :, S2_NIR]
     x = torch.cat([s2, ((nir - red) / (nir + red))[:, :, None]], dim=2)
@@ -125,14 +131,16 @@ def s1_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class ChunkEncoder(nn.Module):
-    """Spatial stems per date → per-pixel temporal attention pooling (day-of-year encoded,
-    masked; ``pool_queries`` learned queries) → per-pixel features → one embedding per chunk:
-    the field slots pooled from the pixels over cells fitted to the chunk's dated inputs, then
-    strided convolutions for the chunk-wide features and the exclusive residual latents.
+    """Chunk encoder: dated S2 and S1 stacks → one embedding per chunk.
+
+    Spatial stems per date → per-pixel temporal attention pooling (day-of-year encoded, masked;
+    ``pool_queries`` learned queries) → per-pixel features → one embedding per chunk: the field
+    slots pooled from the pixels over cells fitted to the chunk's dated inputs, then strided
+    convolutions for the chunk-wide features and the exclusive residual latents.
 
     A learned always-visible token lets pixels with no usable observation (overcast, no S1)
     still attend to something; the fused per-pixel features are also returned, projected to
-    ``detail_channels``, as the optional high-resolution decoding context.
+    ``detail_channels``, as the optional high-resolution decoding detail.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -186,8 +194,9 @@ class ChunkEncoder(nn.Module):
         return tokens, ~usable
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Embedding (B, embedding_dim) and context features (B, detail_channels, H, W)."""
-        b, h, w = batch["s2"].shape[0], *batch["s2"].shape[-2:]
+        """Embedding (B, embedding_dim) and detail features (B, detail_channels, H, W)."""
+        s2: torch.Tensor = batch["s2"]
+        b, h, w = s2.shape[0], *s2.shape[-2:]
         tokens, ignore = self._tokens(batch)
         pixels = self.fuse(self.pool(tokens, ignore))  # (B·H·W, C)
         pixels = pixels.reshape(b, h, w, -1).permute(0, 3, 1, 2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from releo.physics import prosail_s2_bands, wcm_backscatter_db
@@ -33,12 +35,16 @@ def s2_reflectance(
     *,
     fused: bool,
 ) -> torch.Tensor:
-    """PROSAIL S2 bands (N, 10) for flat variables (N,), angles (N, 3) sun zenith, view zenith,
-    relative azimuth in degrees, and platform codes (N,)."""
+    """PROSAIL S2 bands (N, 10) for flat variables (N,).
+
+    ``angles`` (N, 3) are sun zenith, view zenith and relative azimuth in degrees; ``platform`` (N,)
+    holds platform codes.
+    """
     out = angles.new_zeros(angles.shape[0], 10)
     for code in platform.unique().tolist():
         sel = platform == code
-        args = {k: values[k][sel] for k in PROSAIL_DECODED}
+        # Any: prosail_s2_bands leaves its variables unannotated beside typed keyword options.
+        args: dict[str, Any] = {k: values[k][sel] for k in PROSAIL_DECODED}
         a = angles[sel]
         out[sel] = prosail_s2_bands(
             **args, tts=a[:, 0], tto=a[:, 1], psi=a[:, 2], platform=PLATFORMS[code], fused=fused

@@ -61,8 +61,11 @@ class BaselineConfig(BaseModel):
 
 
 def spectrum_features(bands: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Encoder input (N, 14): bands standardised like the chunk encoder's, and the geometry
-    (cos sun zenith, cos view zenith, cos and sin relative azimuth)."""
+    """Encoder input (N, 14): standardised bands and the geometry.
+
+    Bands are standardised like the chunk encoder's; the geometry is cos sun zenith, cos view
+    zenith, and cos and sin relative azimuth.
+    """
     centre, spread = bands.new_tensor(S2_CENTRE), bands.new_tensor(S2_SPREAD)
     rad = torch.deg2rad(angles)
     geometry = torch.stack([rad[:, 0].cos(), rad[:, 1].cos(), rad[:, 2].cos(), rad[:, 2].sin()], 1)
@@ -90,8 +93,10 @@ class PixelInversion(nn.Module):
         self.log_sigma = nn.Parameter(torch.full((10,), math.log(0.01)))
 
     def forward(self, bands: torch.Tensor, angles: torch.Tensor) -> dict[str, BoundedNormal]:
-        """Distributions (N,) of each inverted variable for bands (N, 10) and angles (N, 3)
-        (sun zenith, view zenith, relative azimuth, degrees)."""
+        """Distributions (N,) of each inverted variable for bands (N, 10) and angles (N, 3).
+
+        Angles are sun zenith, view zenith and relative azimuth, in degrees.
+        """
         raw = self.net(spectrum_features(bands, angles))
         k = len(INVERTED)
         scale = nn.functional.softplus(raw[:, k:]) + 1e-3
@@ -103,8 +108,11 @@ class PixelInversion(nn.Module):
     def loss(
         self, bands: torch.Tensor, angles: torch.Tensor, platform: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """Mean per pixel-date of ``nll`` (Gaussian, summed over bands), ``kl`` (summed over
-        variables) and ``total`` = nll + kl_weight · kl; ``platform`` (N,) SRF codes."""
+        """Mean per pixel-date of ``nll``, ``kl`` and ``total`` = nll + kl_weight · kl.
+
+        ``nll`` is Gaussian, summed over bands; ``kl`` is summed over variables. ``platform`` (N,)
+        holds the SRF codes.
+        """
         dists = self(bands, angles)
         values = {k: d.rsample() for k, d in dists.items()}
         pred = s2_reflectance(values, angles, platform, fused=self.cfg.fused_prosail)
@@ -126,8 +134,10 @@ def _as_tensor(values, name: str, width: int) -> torch.Tensor:
 def predict_pixel_variables(
     model: PixelInversion, bands, angles, variables: tuple[str, ...] = ("lai",)
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(median, standard deviation) arrays (N,) of ``variables`` for bands (N, 10) and angles
-    (N, 3) (sun zenith, view zenith, relative azimuth, degrees; numpy or torch).
+    """(median, standard deviation) arrays (N,) of ``variables`` for bands and angles.
+
+    Bands are (N, 10), angles (N, 3) (sun zenith, view zenith, relative azimuth, degrees), numpy or
+    torch.
 
     Rows with a non-finite band or angle get NaN. Blocks of ``PREDICT_BLOCK`` rows.
     """

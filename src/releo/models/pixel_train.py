@@ -68,8 +68,10 @@ def split_mask(s2: xr.Dataset, index: pd.DataFrame, split: str) -> np.ndarray:
 def clear_pixel_dates(
     s2: xr.Dataset, selection: np.ndarray, max_samples: int | None = None, seed: int = 0
 ) -> PixelDates:
-    """The clear pixel-dates (mask clear, every band finite) inside ``selection`` (time, y, x),
-    at most ``max_samples`` of them drawn without replacement with ``seed``."""
+    """The clear pixel-dates (mask clear, every band finite) inside ``selection`` (time, y, x).
+
+    At most ``max_samples`` of them, drawn without replacement with ``seed``.
+    """
     bands = np.stack([s2[b].values for b in S2_BANDS], axis=-1).astype(np.float32, copy=False)
     usable = selection & (s2[S2_MASK].values == MASK_CLEAR) & np.isfinite(bands).all(-1)
     flat = np.flatnonzero(usable)
@@ -100,7 +102,7 @@ def train_pixel_inversion(
     """
     cfg = cfg or BaselineConfig()
     seed = cfg.seed if seed is None else seed
-    site = open_site(data_dir)
+    site = open_site(Path(data_dir))
     s2 = site.s2.load()
     sample = clear_pixel_dates(s2, split_mask(s2, _read_index(index), "train"), cfg.samples, seed)
     if not len(sample):
@@ -138,8 +140,10 @@ def train_pixel_inversion(
 
 @torch.no_grad()
 def predict_cube_lai(model: PixelInversion, s2: xr.Dataset) -> xr.Dataset:
-    """LAI median ``lai`` and standard deviation ``lai_std`` (time, y, x) of every clear
-    pixel-date of an S2 contract cube (NaN elsewhere), with the cube's coordinates."""
+    """LAI median and standard deviation of every clear pixel-date of an S2 contract cube.
+
+    ``lai`` and ``lai_std`` are (time, y, x), NaN elsewhere, with the cube's coordinates.
+    """
     selection = np.ones((s2.sizes["time"], s2.sizes["y"], s2.sizes["x"]), dtype=bool)
     pixels = clear_pixel_dates(s2, selection)
     lai, std = predict_pixel_variables(model, pixels.bands, pixels.angles)["lai"]
@@ -168,13 +172,13 @@ def _errors(pred: np.ndarray, truth: np.ndarray, prefix: str) -> dict[str, float
     error = pred - truth
     ok = np.isfinite(error)
     if not ok.any():
-        return {f"{prefix}_rmse_vs_truth": math.nan, f"{prefix}_bias_vs_truth": math.nan}
+        return {f"{prefix}_rmse_truth": math.nan, f"{prefix}_bias_truth": math.nan}
     e, t = error[ok].astype(np.float64), truth[ok].astype(np.float64)
     ss = float(((t - t.mean()) ** 2).sum())
     return {
-        f"{prefix}_rmse_vs_truth": float(np.sqrt((e**2).mean())),
-        f"{prefix}_bias_vs_truth": float(e.mean()),
-        f"{prefix}_r2_vs_truth": 1.0 - float((e**2).sum()) / ss if ss > 0 else math.nan,
+        f"{prefix}_rmse_truth": float(np.sqrt((e**2).mean())),
+        f"{prefix}_bias_truth": float(e.mean()),
+        f"{prefix}_r2_truth": 1.0 - float((e**2).sum()) / ss if ss > 0 else math.nan,
     }
 
 
@@ -190,13 +194,13 @@ def evaluate_pixel_inversion(
 ) -> dict[str, float]:
     """LAI of the clear pixel-dates of ``split`` against the simulator truth, next to SNAP's.
 
-    Keys: ``n_pixel_dates``; ``lai_rmse_vs_truth``, ``lai_bias_vs_truth``,
-    ``lai_r2_vs_truth`` and ``lai_coverage_90`` (share of truth inside the 5–95 % interval)
-    over all of them; ``n_snap``, ``lai_rmse_vs_truth_at_snap_pixels``,
-    ``snap_lai_rmse_vs_truth`` (and bias, R²) where the SNAP product has a value. The site
+    Keys: ``n_pixel_dates``; ``lai_rmse_truth``, ``lai_bias_truth``,
+    ``lai_r2_truth`` and ``lai_coverage90_truth`` (share of truth inside the 5–95 % interval)
+    over all of them; ``n_snap``, ``lai_rmse_truth_at_snap``,
+    ``snap_lai_rmse_truth`` (and bias, R²) where the SNAP product has a value. The site
     needs ``truth/truth.zarr``; without a reference product the SNAP keys are NaN.
     """
-    site = open_site(data_dir)
+    site = open_site(Path(data_dir))
     if not site.path("truth").exists():
         raise DataError(f"{site.path('truth')}: missing; the baseline is scored against truth")
     s2 = site.s2.load()
@@ -216,13 +220,13 @@ def evaluate_pixel_inversion(
         inside[sl] = ((t >= dist.icdf(0.05)) & (t <= dist.icdf(0.95))).numpy()
     out: dict[str, float] = {"n_pixel_dates": len(pixels)}
     out.update(_errors(lai, truth, "lai"))
-    out["lai_coverage_90"] = float(inside[np.isfinite(truth)].mean())
+    out["lai_coverage90_truth"] = float(inside[np.isfinite(truth)].mean())
     snap = np.full_like(truth, np.nan)
     if site.reference is not None:
         snap = _at_s2_dates(site.reference[REFERENCE_LAI], s2).reshape(-1)[pixels.flat]
     seen = np.isfinite(snap) & np.isfinite(truth)
     out["n_snap"] = int(seen.sum())
     at_snap = _errors(np.where(seen, lai, np.nan), truth, "lai")
-    out["lai_rmse_vs_truth_at_snap_pixels"] = at_snap["lai_rmse_vs_truth"]
+    out["lai_rmse_truth_at_snap"] = at_snap["lai_rmse_truth"]
     out.update(_errors(np.where(seen, snap, np.nan), truth, "snap_lai"))
     return out

@@ -37,8 +37,11 @@ def slot_lattice(side: int) -> torch.Tensor:
 def power_diagram(
     query: torch.Tensor, centre: torch.Tensor, power: torch.Tensor, sharpness: float
 ) -> torch.Tensor:
-    """Soft membership (B, N, K) of query points (B, N, 2) in the cells of slots with
-    centres (B, K, 2) and powers (B, K); distances in lattice spacings (centre units)."""
+    """Soft membership (B, N, K) of query points (B, N, 2) in the cells of slots.
+
+    The slots have centres (B, K, 2) and powers (B, K); distances are in lattice spacings (centre
+    units).
+    """
     distance2 = torch.cdist(query, centre).pow(2)
     return (power[:, None, :] - distance2 * sharpness).softmax(-1)
 
@@ -46,8 +49,10 @@ def power_diagram(
 def pixel_xy(
     idx: torch.Tensor, h: int, w: int, dtype: torch.dtype | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chunk-relative x, y of the pixel centres at flat (row by row) indices ``idx`` of an
-    h × w chunk: (i + 0.5) / size, the decoder's convention."""
+    """Chunk-relative x, y of the pixel centres at flat (row by row) indices ``idx``.
+
+    For an h × w chunk: (i + 0.5) / size, the decoder's convention.
+    """
     x, y = (idx % w + 0.5) / w, (idx // w + 0.5) / h
     return (x, y) if dtype is None else (x.to(dtype), y.to(dtype))
 
@@ -58,8 +63,11 @@ def pixel_centres(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def slic_centres(features: torch.Tensor, side: int, iterations: int) -> torch.Tensor:
-    """Cluster centres (B, side², 2), in lattice spacings, of a SLIC (k-means over position and
-    features, started on the side × side lattice) of per-pixel features (B, C, H, W)."""
+    """Cluster centres (B, side², 2), in lattice spacings, of a SLIC of per-pixel features.
+
+    The SLIC is a k-means over position and features, started on the side × side lattice, of
+    features (B, C, H, W).
+    """
     b, _, h, w = features.shape
     values = features.flatten(2).transpose(1, 2)
     position = pixel_centres(h, w, features).expand(b, -1, -1) * side
@@ -134,9 +142,10 @@ def fit_power_cells(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tens
 
 
 class SlotPooling(nn.Module):
-    """Per-pixel features (B, C, H, W) → slot code (B, K · (geometry + features)): the centre
-    (and with ``power`` the power) of each slot's cell, fitted to the chunk's dated inputs
-    (:func:`fit_cells`), and the mean of the slot features over the cell, exactly as
+    """Per-pixel features (B, C, H, W) → slot code (B, K · (geometry + features)).
+
+    Each slot's code is the centre (and with ``power`` the power) of its cell, fitted to the chunk's
+    dated inputs (:func:`fit_cells`), and the mean of the slot features over the cell, exactly as
     :class:`FieldSlots` draws it back.
 
     The cells are a pure function of a chunk's inputs, so they are memoised by content (up to
@@ -161,8 +170,11 @@ class SlotPooling(nn.Module):
         self._single: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def cells(self, values: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Centres (B, K, 2) and powers (B, K) of each chunk's cells: :meth:`fitted_cells`,
-        or for 1 × 1-pixel chunks the single-pixel cells (:meth:`single_pixel_cells`)."""
+        """Centres (B, K, 2) and powers (B, K) of each chunk's cells.
+
+        From :meth:`fitted_cells`, or for 1 × 1-pixel chunks the single-pixel cells
+        (:meth:`single_pixel_cells`).
+        """
         b, h, w = values.shape[0], *values.shape[-2:]
         if h * w == 1:
             centre, power = self.single_pixel_cells(values.dtype)
@@ -170,8 +182,9 @@ class SlotPooling(nn.Module):
         return self.fitted_cells(values, observed)
 
     def single_pixel_cells(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Centres (1, K, 2) and powers (1, K) that :meth:`fitted_cells` gives any 1 × 1-pixel
-        chunk, computed once per dtype.
+        """Centres (1, K, 2) and powers (1, K) of any 1 × 1-pixel chunk, computed once per dtype.
+
+        They are what :meth:`fitted_cells` gives such a chunk.
 
         One pixel has nothing to partition: standardised over its own dates its mean features
         are 0, so the SLIC sees position alone, and a k-means energy of one pixel does not
@@ -179,13 +192,16 @@ class SlotPooling(nn.Module):
         and the Adam steps leave the cells where the SLIC put them. The fit's result is thus a
         function of the lattice only (the slots nearest the pixel's centre collapse onto it,
         the others away from it), and fitting it once on any 1 × 1 input gives it exactly;
-        pooling over these cells returns the pixel's features, as the fit would."""
+        pooling over these cells returns the pixel's features, as the fit would.
+        """
         if dtype not in self._single:
             values = torch.zeros(1, 1, 1, 1, 1, dtype=torch.float64)
             observed = torch.ones(1, 1, 1, 1, dtype=torch.bool)
             setting = (self.side, self.fit_steps, self.iterations, self.power)
-            cells = fit_cells(_standardised_dates(values[0], observed[0])[None], observed, *setting)
-            self._single[dtype] = tuple(c.to(dtype) for c in cells)
+            centres, powers = fit_cells(
+                _standardised_dates(values[0], observed[0])[None], observed, *setting
+            )
+            self._single[dtype] = (centres.to(dtype), powers.to(dtype))
         return self._single[dtype]
 
     def fitted_cells(
@@ -197,7 +213,8 @@ class SlotPooling(nn.Module):
         batch's padding, overcast dates), standardised per channel over its observed
         pixel-dates (its own contrasts draw its cells), in float64: the fit amplifies
         rounding, so a chunk's cells must depend neither on its batch nor on the number of
-        threads (in float32 either moved a stored embedding by up to 0.23)."""
+        threads (in float32 either moved a stored embedding by up to 0.23).
+        """
         setting = (self.side, self.fit_steps, self.iterations, self.power)
         out = []
         for v, o in zip(values, observed, strict=True):
@@ -206,26 +223,34 @@ class SlotPooling(nn.Module):
             key = _digest(v, o, *setting)
             if key not in self._cells:
                 v = _standardised_dates(v.double(), o)
-                cells = fit_cells(v[None], o[None], *setting)
-                self._cells[key] = tuple(c.to(values.dtype) for c in cells)
+                centres, powers = fit_cells(v[None], o[None], *setting)
+                self._cells[key] = (centres.to(values.dtype), powers.to(values.dtype))
                 if len(self._cells) > CELL_CACHE:
                     self._cells.popitem(last=False)
             self._cells.move_to_end(key)
             out.append(self._cells[key])
-        return tuple(torch.cat(parts).to(values.device) for parts in zip(*out, strict=True))
+        centres_parts, powers_parts = zip(*out, strict=True)
+        return (
+            torch.cat(centres_parts).to(values.device),
+            torch.cat(powers_parts).to(values.device),
+        )
 
     def forward(
         self, pixels: torch.Tensor, values: torch.Tensor, observed: torch.Tensor
     ) -> torch.Tensor:
-        """Slot code of per-pixel features ``pixels`` pooled over the cells fitted to the dated
-        inputs ``values`` (B, D, C', H, W) where ``observed`` (B, D, H, W)."""
+        """Slot code of per-pixel features ``pixels`` pooled over cells fitted to dated inputs.
+
+        The cells are fitted to ``values`` (B, D, C', H, W) where ``observed`` (B, D, H, W).
+        """
         return self.pooled(pixels, *self.cells(values, observed))
 
     def pooled(
         self, pixels: torch.Tensor, centre: torch.Tensor, power: torch.Tensor
     ) -> torch.Tensor:
-        """Slot code of per-pixel features ``pixels`` (B, C, H, W) pooled over the cells of
-        centres (B, K, 2) and powers (B, K)."""
+        """Slot code of per-pixel features ``pixels`` (B, C, H, W) pooled over given cells.
+
+        The cells have centres (B, K, 2) and powers (B, K).
+        """
         b, _, h, w = pixels.shape
         position = pixel_centres(h, w, pixels).expand(b, -1, -1) * self.side
         member = power_diagram(position, centre, power, CELL_SHARPNESS)
@@ -237,8 +262,10 @@ class SlotPooling(nn.Module):
 
 
 def _standardised_dates(values: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-    """Dated features (D, C, H, W) standardised per channel over the observed (D, H, W)
-    pixel-dates, 0 elsewhere."""
+    """Dated features (D, C, H, W) standardised per channel over the observed pixel-dates.
+
+    ``observed`` is (D, H, W); the features are 0 elsewhere.
+    """
     weight = observed[:, None].to(values.dtype)
     count = weight.sum((0, 2, 3), keepdim=True).clamp(min=1)
     mean = (values * weight).sum((0, 2, 3), keepdim=True) / count
@@ -260,8 +287,9 @@ def _digest(*parts) -> bytes:
 
 
 class FieldSlots(nn.Module):
-    """Slot code (B, K · (3 + features)) → slot features (B, N, features) at chunk-relative
-    x, y (B, N): each query takes the features of the slots whose power cells hold it.
+    """Slot code (B, K · (3 + features)) → slot features (B, N, features) at x, y (B, N).
+
+    x, y are chunk-relative; each query takes the features of the slots whose power cells hold it.
 
     Parcels are convex cells (close to a Voronoi tessellation of their centres), so a centre and
     a power per slot draw a boundary sharply at any resolution, with the sharpness the encoder

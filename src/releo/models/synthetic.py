@@ -50,8 +50,10 @@ def _patches(values: torch.Tensor, size: int) -> torch.Tensor:
 def residual_spectra(
     b: int, n_s2: int, coarse: int, size: int, scale: float, degree: int, gen
 ) -> torch.Tensor:
-    """Additive spectra (B·n_s2·size², 10): one smooth shape per chunk and date, scaled per
-    field."""
+    """Additive spectra (B·n_s2·size², 10): one smooth shape per chunk and date.
+
+    Each shape is scaled per field.
+    """
     spread = scale * 0.5 ** torch.arange(degree + 1, dtype=torch.float32)
     shapes = (torch.randn((b, n_s2, degree + 1), generator=gen) * spread) @ spectral_basis(degree)
     factor = _patches(_uniform((b, coarse, coarse), RESIDUAL_SUSCEPTIBILITY, gen), size)
@@ -69,16 +71,18 @@ def synthetic_chunks(
     residual_scale: float = 0.0,
     residual_degree: int = 2,
 ) -> tuple[dict, dict[str, torch.Tensor]]:
-    """A batch of simulated chunks (layout of ``releo.train.loop.collate_chunks``) and the true
-    variables (B, size, size) of every pixel, constant over the chunk's 10-day window, on
-    ``device``.
+    """A batch of simulated chunks and the true variables of every pixel, on ``device``.
+
+    The batch has the layout of ``releo.train.loop.collate_chunks``; the true variables are
+    (B, size, size), constant over the chunk's 10-day window.
 
     ``residual_scale`` > 0 adds to each date an exclusive-effect spectrum of Legendre degree
     ``residual_degree``: coefficients N(0, residual_scale · 2⁻ᵏ) for degree k, drawn per chunk
     and date, times a factor per field drawn in :data:`RESIDUAL_SUSCEPTIBILITY`.
 
     Random draws come from ``gen`` (the global generator when None; speckle always does), on
-    the CPU whatever the device, so a seed gives the same chunks everywhere."""
+    the CPU whatever the device, so a seed gives the same chunks everywhere.
+    """
     b, coarse = batch_size, -(-size // PATCH)
     truth = {k: _patches(v, size) for k, v in prior_draws((b, coarse, coarse), gen).items()}
     start = _uniform((b, 1), (1.0, 355.0), gen).floor()

@@ -1,5 +1,8 @@
-"""Operations around the pipeline: retraining on a data drop (``releo retrain``) and the MLflow
-UI on the project's store (``releo ui``)."""
+"""Operations around the pipeline: retraining and the MLflow UI.
+
+Retraining on a data drop (``releo retrain``), and the MLflow UI on the project's store
+(``releo ui``).
+"""
 
 from releo.ops.retrain import (
     RegistryDecision,

@@ -32,8 +32,10 @@ class RetrainError(RuntimeError):
 
 
 def _env() -> dict[str, str]:
-    """The environment of DVC and its stages: this interpreter's ``bin/`` first on PATH, so
-    the stages' ``python`` is the project's."""
+    """The environment of DVC and its stages, with this interpreter's ``bin/`` first on PATH.
+
+    The stages' ``python`` is then the project's.
+    """
     bin_dir = str(Path(sys.executable).parent)
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
 
@@ -41,8 +43,11 @@ def _env() -> dict[str, str]:
 def dvc(
     *args: str, cwd: Path, check: bool = True, echo: Callable[[str], Any] | None = None
 ) -> subprocess.CompletedProcess:
-    """Run ``dvc ARGS`` in ``cwd``; with ``echo``, its output lines are passed on as they come
-    (``dvc repro`` runs for minutes). Raises :class:`RetrainError` when ``check`` and it fails."""
+    """Run ``dvc ARGS`` in ``cwd``.
+
+    With ``echo``, its output lines are passed on as they come (``dvc repro`` runs for minutes).
+    Raises :class:`RetrainError` when ``check`` and it fails.
+    """
     command = [sys.executable, "-m", "dvc", *args]
     if echo is None:
         done = subprocess.run(
@@ -84,9 +89,12 @@ def _data_md5(root: Path) -> str | None:
 
 @dataclass(frozen=True)
 class RegistryDecision:
-    """What the ``register`` stage decided (``metrics/register.json``): the new version of
-    ``model_name``, its ``alias`` (champion or challenger), whether it was ``promoted``, and
-    the held-out ``metric`` (lower is better) of the new model and of the champion before."""
+    """What the ``register`` stage decided (``metrics/register.json``).
+
+    The new version of ``model_name``, its ``alias`` (champion or challenger), whether it was
+    ``promoted``, and the held-out ``metric`` (lower is better) of the new model and of the champion
+    before.
+    """
 
     model_name: str
     version: int
@@ -162,8 +170,10 @@ class PlotSeries:
 
 
 def plot_series(plots_json: dict) -> list[PlotSeries]:
-    """Summarise ``dvc plots diff --json``: per plot, y series and revision, the number of
-    points, the last value and the minimum."""
+    """Summarise ``dvc plots diff --json``.
+
+    Per plot, y series and revision: the number of points, the last value and the minimum.
+    """
     rows = []
     for name, items in (plots_json.get("data") or {}).items():
         for item in items:

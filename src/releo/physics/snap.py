@@ -12,7 +12,7 @@ ATBD, INRA-EMMAH Avignon (https://step.esa.int/docs/extra/ATBD_S2ToolBox_L2B_V1.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -148,14 +148,20 @@ def _forward(inputs: Any, net: _SnapNetwork) -> Any:
 
 
 def _lai_from_inputs(inputs: Any, version: str = "3.0", platform: str = "S2A") -> Any:
-    """Raw network LAI from the 11 inputs on the last axis (8 reflectances, then cos(view zenith),
-    cos(sun zenith), cos(relative azimuth)) — the layout of the shipped LAI_TestCases."""
+    """Raw network LAI from the 11 inputs on the last axis.
+
+    The inputs are 8 reflectances, then cos(view zenith), cos(sun zenith) and cos(relative azimuth):
+    the layout of the shipped LAI_TestCases.
+    """
     return _forward(inputs, _load_network(version, platform))
 
 
 def _input_flag(refl: Any, net: _SnapNetwork) -> Any:
-    """Out-of-definition-domain flag for reflectances (..., 8) (ATBD: per-band min/max, then the
-    quantised band combination must be one seen in the training data)."""
+    """Out-of-definition-domain flag for reflectances (..., 8).
+
+    As in the ATBD: per-band min/max, then the quantised band combination must be one seen in the
+    training data.
+    """
     xp = torch if isinstance(refl, torch.Tensor) else np
     lo, hi = _const(net.domain_min, refl), _const(net.domain_max, refl)
     finite = xp.isfinite(refl).all(-1)
@@ -187,6 +193,8 @@ def _extreme_cases(raw: Any, net: _SnapNetwork) -> tuple[Any, Any]:
 
 def _compute(refl: list[Any], angles_deg: list[Any], net: _SnapNetwork) -> SnapLAI:
     """numpy or torch core on already-converted, same-type arrays."""
+    cosines: list[Any]
+    stacked: Any
     if isinstance(refl[0], torch.Tensor):
         cosines = [torch.cos(torch.deg2rad(a)) for a in angles_deg]
         stacked = torch.stack(torch.broadcast_tensors(*refl, *cosines), dim=-1)
@@ -240,7 +248,7 @@ def _run_xarray(values: list[Any], net: _SnapNetwork) -> SnapLAI:
     dims = arrays[0].dims
     arrays = [a.transpose(*dims) for a in arrays]
     out = _run_numpy([a.values for a in arrays], net)
-    coords: dict[str, Any] = {}
+    coords: dict[Hashable, Any] = {}
     for a in arrays:
         for name, coord in a.coords.items():
             if name not in coords and set(coord.dims) <= set(dims):

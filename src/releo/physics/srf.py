@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
 import torch
+from numpy.typing import NDArray
 
 from releo.data.contracts import S2_BANDS
 from releo.physics.spectra import WAVELENGTHS_NM
@@ -90,7 +92,13 @@ def band_weights(
     return _weights(platform, dtype, str(torch.device(device)), step_nm)
 
 
-def s2_bands(spectrum: torch.Tensor, platform: str = "S2A") -> torch.Tensor:
+@overload
+def s2_bands(spectrum: torch.Tensor, platform: str = ...) -> torch.Tensor: ...
+@overload
+def s2_bands(spectrum: NDArray[Any], platform: str = ...) -> NDArray[Any]: ...
+def s2_bands(
+    spectrum: torch.Tensor | NDArray[Any], platform: str = "S2A"
+) -> torch.Tensor | NDArray[Any]:
     """Integrate spectra (..., 2101) at 400–2500 nm/1 nm into the 10 S2 bands (..., 10).
 
     Bands in the order of :data:`releo.data.contracts.S2_BANDS`. Accepts torch or numpy input

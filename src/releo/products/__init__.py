@@ -1,5 +1,7 @@
-"""Products of the trained model: chunk embeddings, LAI decoded from them on any grid and
-date, its evaluation against truth, SNAP and field surveys, and its MLflow registration.
+"""Products of the trained model: embeddings, decoded LAI, its evaluation and registration.
+
+Chunk embeddings, LAI decoded from them on any grid and date, its evaluation against truth,
+SNAP and field surveys, and its MLflow registration.
 
 - :mod:`.embed`: the encoder over every chunk → an embeddings cube (time, y, x, feature).
 - :mod:`.grid`, :mod:`.decode`: queries (map x, y, day) → chunk, window, relative position →

@@ -55,10 +55,13 @@ def predictive_coverage(
     draws: int = 4000,
     seed: int = 0,
 ) -> np.ndarray:
-    """For each spread scale: the share of ``observed`` values (N,) inside the central
-    ``interval`` of their predictive distribution, the widened and censored ``dist`` (N,) plus
-    a Gaussian measurement error of ``observed_std`` (N,). Monte Carlo with common draws, so
-    the coverage is a smooth function of the scale."""
+    """Share of ``observed`` values (N,) inside their predictive interval, per spread scale.
+
+    The predictive distribution is the widened and censored ``dist`` (N,) plus a Gaussian
+    measurement error of ``observed_std`` (N,); the share is that of values inside its central
+    ``interval``. Monte Carlo with common draws, so the coverage is a smooth function of the
+    scale.
+    """
     gen = torch.Generator().manual_seed(seed)
     n = len(observed)
     eps = torch.randn((draws, n), generator=gen, dtype=torch.float64)
@@ -87,9 +90,14 @@ def fit_spread_scale(
     detection_limit: float = 0.0,
     scales: np.ndarray | None = None,
 ) -> tuple[float, float, float]:
-    """(scale, coverage at 1, coverage at the scale): the smallest scale of ``scales``
-    (default 0.25…20, 1 % apart) whose predictive coverage reaches ``interval``, else the
-    largest; found by bisection, the coverage growing with the scale."""
+    """The smallest spread scale whose predictive coverage reaches ``interval``.
+
+    The scale is taken from ``scales`` (default 0.25…20, 1 % apart), the largest if none
+    reaches it; found by bisection, the coverage growing with the scale.
+
+    Returns:
+        (scale, coverage at 1, coverage at the scale).
+    """
     scales = np.geomspace(0.25, 20.0, 442) if scales is None else np.sort(scales)
 
     @cache
@@ -109,8 +117,11 @@ def fit_spread_scale(
 
 
 def run_calibrate(params: Params, root: Path = Path()) -> dict:
-    """Stage ``calibrate``: fit the spread scale on the surveys of ``products.calibrate.splits``
-    places; write ``calibration/lai.json`` and ``metrics/calibrate.json``."""
+    """Stage ``calibrate``: fit the spread scale on the field surveys of held-out places.
+
+    The places are those of ``products.calibrate.splits``; writes ``calibration/lai.json`` and
+    ``metrics/calibrate.json``.
+    """
     started = time.perf_counter()
     root = Path(root)
     cfg = params.products.calibrate

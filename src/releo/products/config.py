@@ -8,6 +8,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+Split = Literal["train", "val", "test"]
+"""A chunk split of the site's index."""
+
+
+def _calibration_splits() -> list[Split]:
+    return ["val"]
+
+
+def _evaluation_splits() -> list[Split]:
+    return ["val", "test"]
+
 
 class EmbedConfig(BaseModel):
     """Embeddings of every chunk of the site (stage ``embed``)."""
@@ -84,8 +95,8 @@ class CalibrateConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    splits: list[Literal["train", "val", "test"]] = Field(
-        default_factory=lambda: ["val"],
+    splits: list[Split] = Field(
+        default_factory=_calibration_splits,
         description="places whose field surveys fit the spread: not the training places, where"
         " the model's errors are smaller (score the calibration on the others, e.g. test)",
     )
@@ -102,8 +113,8 @@ class EvaluateConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    splits: list[Literal["train", "val", "test"]] = Field(
-        default_factory=lambda: ["val", "test"], description="held-out splits scored"
+    splits: list[Split] = Field(
+        default_factory=_evaluation_splits, description="held-out splits scored"
     )
     field_max_days: int = Field(
         5, ge=0, description="SNAP/baseline: nearest valid date within ± this many days"

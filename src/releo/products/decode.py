@@ -12,11 +12,14 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import torch
 import xarray as xr
+from torch import nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
 from releo.data.errors import DataError
@@ -56,8 +59,10 @@ class LaiCalibration:
         return BoundedNormal(dist.loc, dist.scale * self.spread_scale, dist.low, dist.high)
 
     def fields(self, prefix: str = "") -> dict[str, float]:
-        """``spread_scale`` and ``detection_limit`` keyed ``prefix + name`` (attributes,
-        MLflow params, model config)."""
+        """``spread_scale`` and ``detection_limit`` keyed ``prefix + name``.
+
+        For attributes, MLflow params and the model config.
+        """
         return {f"{prefix}{k}": v for k, v in asdict(self).items()}
 
     def censor(self, lai: torch.Tensor) -> torch.Tensor:
@@ -79,23 +84,33 @@ class LaiCalibration:
         out = {}
         for name, positive in (("spread_scale", True), ("detection_limit", False)):
             value = values.get(name) if isinstance(values, dict) else None
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            allowed = (
-                number and math.isfinite(value) and (value > 0 or (value == 0 and not positive))
-            )
-            if not allowed:
+            if not (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and (value > 0 or (value == 0 and not positive))
+            ):
                 bound = "> 0" if positive else ">= 0"
                 raise DataError(f"{path}: field {name!r} must be a number {bound}, got {value!r}")
             out[name] = float(value)
         return cls(**out)
 
 
+def _linear(head: nn.Sequential, i: int) -> nn.Linear:
+    """Layer ``i`` of a decoder head (:func:`releo.models.decoder.mlp`): a linear layer."""
+    return cast(nn.Linear, head[i])  # Sequential's indexing is typed as any Module
+
+
 def _first_layer_terms(model: PhysicsAutoencoder, z: torch.Tensor, doy: torch.Tensor) -> tuple:
-    """What the LAI head needs beside the slot features: the first layer's slot weights, its
-    per-embedding term (B, hidden), its per-day term (days, hidden) and each query's day."""
+    """What the LAI head needs beside the slot features.
+
+    Returns:
+        The first layer's slot weights, its per-embedding term (B, hidden), its per-day term
+        (days, hidden) and each query's day.
+    """
     dec, cfg = model.decoder, model.cfg
     chunk_wide = z[:, cfg.slot_code_dim : cfg.embedding_dim - 2 * cfg.residual_dim]
-    first = dec.dynamic_head[0]
+    first = _linear(dec.dynamic_head, 0)
     n_slot = cfg.slot_features
     n_zero = cfg.detail_channels + 1 if cfg.detail_channels else 1  # the absent detail inputs
     w1 = first.weight.double()
@@ -118,7 +133,7 @@ def _lai_head_inputs(model: PhysicsAutoencoder, z, u, v, doy) -> tuple:
     cells = dec.slots
     code = z[:, : cfg.slot_code_dim].reshape(len(z), cells.slots, cells.geometry + cells.features)
     w_slot, per_chunk, per_day, which = _first_layer_terms(model, z, doy)
-    second, last = dec.dynamic_head[2], dec.dynamic_head[4]
+    second, last = _linear(dec.dynamic_head, 2), _linear(dec.dynamic_head, 4)
     k = dec.dynamic.index("lai")
     rows = torch.tensor([k, len(dec.dynamic) + k])  # the LAI location and scale outputs
     return (
@@ -128,9 +143,11 @@ def _lai_head_inputs(model: PhysicsAutoencoder, z, u, v, doy) -> tuple:
 
 
 def _slot_features(code, u, v, side: float, geometry: int):
-    """FieldSlots' features (B, N, F) at u, v: the soft power cells of the slots' centres
-    (and powers), with squared distances taken coordinate-wise (elementwise work that fuses;
-    ``cdist`` expands them as a matrix product)."""
+    """FieldSlots' features (B, N, F) at u, v.
+
+    The soft power cells of the slots' centres (and powers), with squared distances taken
+    coordinate-wise (elementwise work that fuses; ``cdist`` expands them as a matrix product).
+    """
     dx = u[..., None] * side - code[:, None, :, 0] * side
     dy = v[..., None] * side - code[:, None, :, 1] * side
     logits = -(dx * dx + dy * dy) * CELL_SHARPNESS
@@ -140,8 +157,11 @@ def _slot_features(code, u, v, side: float, geometry: int):
 
 
 def _lai_head(code, u, v, side, geometry, w_slot, per_chunk, per_day, which, w2, b2, w3, b3):
-    """LAI logit location and scale (B, N) from the slot features and the first layer's
-    per-embedding and per-day terms (see :func:`lai_distribution`)."""
+    """LAI logit location and scale (B, N) from the slot features and the first layer's terms.
+
+    The first layer's terms are its per-embedding and per-day ones (see
+    :func:`lai_distribution`).
+    """
     slots = _slot_features(code, u, v, side, geometry)
     h = slots[..., 0:1] * w_slot[:, 0]
     for j in range(1, slots.shape[-1]):
@@ -154,10 +174,12 @@ def _lai_head(code, u, v, side, geometry, w_slot, per_chunk, per_day, which, w2,
 
 
 def _lai_products(loc, scale, nodes, weights, low, high, spread, limit, q_low, q_high):
-    """Median, standard deviation and interval bounds of the logit-normal LAI (``loc``,
-    ``scale`` times ``spread``), censored below ``limit``: BoundedNormal's formulas, with the
-    quadrature nodes evaluated once for both moments, taken about the median (less
-    cancellation than about 0)."""
+    """Median, standard deviation and interval bounds of the logit-normal LAI.
+
+    The distribution is (``loc``, ``scale`` times ``spread``), censored below ``limit``:
+    BoundedNormal's formulas, with the quadrature nodes evaluated once for both moments, taken
+    about the median (less cancellation than about 0).
+    """
     scale = scale * spread
 
     def to_range(x):
@@ -179,8 +201,10 @@ _COMPILED: dict = {}
 
 
 def _compiled(fn):
-    """``fn`` through torch.compile, dynamic shapes: compiled once per process (~s), then its
-    elementwise chains run as fused loops."""
+    """``fn`` through torch.compile with dynamic shapes.
+
+    Compiled once per process (~s); then its elementwise chains run as fused loops.
+    """
     if fn not in _COMPILED:
         _COMPILED[fn] = torch.compile(fn, dynamic=True)
     return _COMPILED[fn]
@@ -189,9 +213,10 @@ def _compiled(fn):
 def lai_distribution(
     model: PhysicsAutoencoder, z: torch.Tensor, u: torch.Tensor, v: torch.Tensor, doy: torch.Tensor
 ) -> BoundedNormal:
-    """The model's LAI distribution (B, N) from embeddings ``z`` (B, D) alone at chunk-relative
-    ``u``, ``v`` and day-of-year ``doy`` (B, N): ``model.decode(z, u, v, doy)["lai"]`` computed
-    for LAI only (equal to float32 rounding).
+    """The model's LAI distribution (B, N) from embeddings ``z`` (B, D) alone.
+
+    At chunk-relative ``u``, ``v`` and day-of-year ``doy`` (B, N): ``model.decode(z, u, v,
+    doy)["lai"]`` computed for LAI only (equal to float32 rounding).
 
     Without a context the decoder's first layer sees, per query, only the slot features; its
     chunk-wide input (the embedding's global part) is one per embedding, its date input one
@@ -212,8 +237,10 @@ def lai_logits(
     doy: torch.Tensor,
     compiled: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logit-space location and scale (B, N) of the LAI decoded from embeddings ``z`` (B, D)
-    at ``u``, ``v``, ``doy`` (B, N) (see :func:`lai_distribution`)."""
+    """Logit-space location and scale (B, N) of the LAI decoded from embeddings ``z`` (B, D).
+
+    At ``u``, ``v``, ``doy`` (B, N); see :func:`lai_distribution`.
+    """
     head = _compiled(_lai_head) if compiled else _lai_head
     return head(*_lai_head_inputs(model, z, u, v, doy))
 
@@ -225,8 +252,10 @@ def lai_quantities(
     calibration: LaiCalibration | None = None,
     compiled: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """:data:`LAI_VARIABLES` of the logit-normal LAI (``loc``, ``scale``), widened and
-    censored by ``calibration``."""
+    """:data:`LAI_VARIABLES` of the logit-normal LAI (``loc``, ``scale``).
+
+    The distribution is widened and censored by ``calibration``.
+    """
     cal = calibration or LaiCalibration()
     products = _compiled(_lai_products) if compiled else _lai_products
     q = (1.0 - interval) / 2
@@ -244,8 +273,10 @@ def lai_quantities(
 
 
 def _lanewise(fn, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``fn`` of 1-D ``tensors`` (n,) computed on copies padded to a multiple of
-    :data:`SIMD_PAD` (see there), cut back to n."""
+    """``fn`` of 1-D ``tensors`` (n,), computed on padded copies and cut back to n.
+
+    The copies are padded to a multiple of :data:`SIMD_PAD` (see there).
+    """
     n = len(tensors[0])
     pad = -n % SIMD_PAD
     if pad:
@@ -261,8 +292,11 @@ def blend_logits(
     other_scale: torch.Tensor,
     weight: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The logit-normal matching the first two moments (in logit space) of the mixture of two
-    windows' LAI with the second's ``weight``: where the windows disagree the spread grows."""
+    """The logit-normal matching the first two moments of the mixture of two windows' LAI.
+
+    The moments are taken in logit space; the second window has ``weight``. Where the windows
+    disagree the spread grows.
+    """
     keep = 1.0 - weight
     mixed = keep * loc + weight * other_loc
     gap = loc - other_loc
@@ -281,18 +315,22 @@ def decode_lai(
     calibration: LaiCalibration | None = None,
     compiled: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """LAI (median, std, central ``interval`` bounds) from embeddings ``z`` (B, D) alone at
-    chunk-relative ``u`` (east), ``v`` (south) and day-of-year ``doy``, each (B, N); the
+    """LAI (median, std, central ``interval`` bounds) from embeddings ``z`` (B, D) alone.
+
+    At chunk-relative ``u`` (east), ``v`` (south) and day-of-year ``doy``, each (B, N). The
     ``calibration`` widens the distribution and zeroes values below its detection limit (the
     std is the widened distribution's). ``compiled``: the elementwise chains fused by
-    torch.compile (equal to float32 rounding; worth it for large requests)."""
+    torch.compile (equal to float32 rounding; worth it for large requests).
+    """
     loc, scale = lai_logits(model, z, u, v, doy, compiled)
     return lai_quantities(loc, scale, interval, calibration, compiled)
 
 
 def _blocks(owner_sorted: np.ndarray, block: int) -> list[tuple[int, int]]:
-    """(start, end) runs of equal owners in a sorted array, cut to at most ``block`` long,
-    longest first."""
+    """(start, end) runs of equal owners in a sorted array, longest first.
+
+    Runs are cut to at most ``block`` long.
+    """
     n = len(owner_sorted)
     starts = np.flatnonzero(np.r_[True, owner_sorted[1:] != owner_sorted[:-1]])
     ends = np.r_[starts[1:], n]
@@ -306,9 +344,12 @@ def _blocks(owner_sorted: np.ndarray, block: int) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class Queries:
-    """Decoder queries of P point-dates: the embedding rows ``table`` (K, D) and, for the
-    point-dates a chunk covers (``valid`` (P,)), their ``owner`` row, chunk-relative ``u``,
-    ``v``, day of year ``doy``, and the ``partner`` row blended in with ``weight``."""
+    """Decoder queries of P point-dates.
+
+    The embedding rows ``table`` (K, D) and, for the point-dates a chunk covers (``valid``
+    (P,)), their ``owner`` row, chunk-relative ``u``, ``v``, day of year ``doy``, and the
+    ``partner`` row blended in with ``weight``.
+    """
 
     table: np.ndarray
     owner: np.ndarray
@@ -334,8 +375,11 @@ def _query_logits(
     batch_queries: int,
     compiled: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """LAI logit location and scale (Q,) of queries ``owner`` (Q,) with ``inputs`` u, v, doy
-    (Q,): queries of one embedding share model calls, ≤ ``batch_queries`` each."""
+    """LAI logit location and scale (Q,) of queries ``owner`` (Q,) at ``inputs`` u, v, doy.
+
+    ``inputs`` are (Q,) each. Queries of one embedding share model calls, ≤ ``batch_queries``
+    each.
+    """
     n = len(owner)
     loc, scale = torch.full((n,), math.nan), torch.full((n,), math.nan)
     order = np.argsort(owner, kind="stable")
@@ -355,7 +399,8 @@ def _query_logits(
             keep[r, : b - a] = True
         rows = torch.as_tensor(idx)
         z = table[torch.as_tensor(owner[idx[:, 0]])]
-        got = lai_logits(model, z, *(x[rows] for x in inputs), compiled=compiled)
+        u, v, doy = (x[rows] for x in inputs)
+        got = lai_logits(model, z, u, v, doy, compiled=compiled)
         target = torch.as_tensor(idx[keep])
         mask = torch.as_tensor(keep)
         loc[target], scale[target] = got[0][mask], got[1][mask]
@@ -367,8 +412,10 @@ def _query_logits(
 def blended_logits(
     model: PhysicsAutoencoder, q: Queries, batch_queries: int = 65536, compiled: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """LAI logit location and scale (Q,) of the valid queries ``q``, each blended with its
-    ``partner`` row where its ``weight`` is positive."""
+    """LAI logit location and scale (Q,) of the valid queries ``q``.
+
+    Each query is blended with its ``partner`` row where its ``weight`` is positive.
+    """
     model.eval()
     table = torch.as_tensor(np.asarray(q.table, dtype=np.float32))
     inputs = [torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in (q.u, q.v, q.doy)]
@@ -394,10 +441,15 @@ def decode_queries(
     batch_queries: int = 65536,
     compiled: bool = False,
 ) -> dict[str, np.ndarray]:
-    """LAI at the Q valid ``queries`` (:class:`Queries`; :meth:`Queries.unblended` for one
-    embedding per query). Queries of one embedding share model calls, ≤ ``batch_queries``
-    each; near a window boundary a query blends its two windows' LAI (:func:`blend_logits`).
-    Returns float32 arrays (Q,) per :data:`LAI_VARIABLES`."""
+    """LAI at the Q valid ``queries``.
+
+    ``queries``: :class:`Queries` (:meth:`Queries.unblended` for one embedding per query).
+    Queries of one embedding share model calls, ≤ ``batch_queries`` each; near a window
+    boundary a query blends its two windows' LAI (:func:`blend_logits`).
+
+    Returns:
+        float32 arrays (Q,) per :data:`LAI_VARIABLES`.
+    """
     n = len(queries.owner)
     out = {k: np.full(n, np.nan, np.float32) for k in LAI_VARIABLES}
     if n == 0:
@@ -418,7 +470,8 @@ def embedding_table(embeddings: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings as rows (windows·rows·cols, D) float32 and whether each row is finite."""
     table = embeddings["embedding"].values.astype(np.float32)
     table = table.reshape(-1, table.shape[-1])
-    return table, np.isfinite(table).all(axis=1)
+    # numpy's stubs type all(axis=...) as a scalar or an array; along an axis it is an array
+    return table, cast(npt.NDArray[np.bool_], np.isfinite(table).all(axis=1))
 
 
 def decode_pixels(
@@ -434,9 +487,12 @@ def decode_pixels(
     batch_queries: int = 65536,
     compiled: bool = False,
 ) -> dict[str, np.ndarray]:
-    """LAI (T, P) at every date × point (map coordinates ``x``, ``y`` (P,) in the embeddings'
-    CRS); NaN where no chunk covers the point or the date. Dates near a window boundary blend
-    the two windows (``blend_days``: see :func:`pair_queries`)."""
+    """LAI (T, P) at every date × point.
+
+    Points are map coordinates ``x``, ``y`` (P,) in the embeddings' CRS; NaN where no chunk
+    covers the point or the date. Dates near a window boundary blend the two windows
+    (``blend_days``: see :func:`pair_queries`).
+    """
     dates = pd.DatetimeIndex(dates)
     t, p = len(dates), len(np.asarray(x))
     q = _queries(embeddings, x, y, dates, blend_days, every_date=True)
@@ -460,10 +516,12 @@ def pair_queries(
     *,
     blend_days: float | None = None,
 ) -> Queries:
-    """Queries of P point-dates (map ``x``, ``y`` (P,), one date each). A date within
-    ``blend_days / 2`` of a window boundary blends in the neighbouring window's embedding
-    (:meth:`ChunkLayout.blend_of`); None: the window length (LAI interpolated between window
-    centres), 0: each window alone (a 10-day staircase)."""
+    """Queries of P point-dates (map ``x``, ``y`` (P,), one date each).
+
+    A date within ``blend_days / 2`` of a window boundary blends in the neighbouring window's
+    embedding (:meth:`ChunkLayout.blend_of`); None: the window length (LAI interpolated
+    between window centres), 0: each window alone (a 10-day staircase).
+    """
     return _queries(embeddings, x, y, dates, blend_days, every_date=False)
 
 
@@ -476,9 +534,11 @@ def _queries(
     *,
     every_date: bool,
 ) -> Queries:
-    """:func:`pair_queries` (one date per point), or with ``every_date`` the queries of every
-    date × point, row-major (dates first): points are located and dates given their windows
-    once each, then broadcast."""
+    """:func:`pair_queries` (one date per point), or the queries of every date × point.
+
+    With ``every_date``, the queries are those of every date × point, row-major (dates
+    first): points are located and dates given their windows once each, then broadcast.
+    """
     layout = ChunkLayout.from_embeddings(embeddings)
     table, finite = embedding_table(embeddings)
     row, col, u, v, inside = layout.locate(np.asarray(x), np.asarray(y))
@@ -500,8 +560,10 @@ def _queries(
 
 
 def decode_distribution(model: PhysicsAutoencoder, queries: Queries) -> BoundedNormal:
-    """The model's LAI distribution (Q,) at the valid ``queries``, before any calibration:
-    for a few points (field surveys)."""
+    """The model's LAI distribution (Q,) at the valid ``queries``, before any calibration.
+
+    For a few points (field surveys).
+    """
     loc, scale = blended_logits(model, queries)
     return BoundedNormal(loc, scale, *VARIABLE_RANGES["lai"])
 
@@ -569,8 +631,11 @@ def lai_cube(
     source_model_sha256: str = "",
     chunks: tuple[int, int, int] | None = None,
 ) -> xr.Dataset:
-    """The LAI product cube (time, y, x) of ``values``; with None, a lazy all-NaN template in
-    dask chunks of ``chunks`` (dates, rows, cols) whose regions Ray tasks fill."""
+    """The LAI product cube (time, y, x) of ``values``, or a lazy template.
+
+    With ``values`` None, a lazy all-NaN template in dask chunks of ``chunks`` (dates, rows,
+    cols) whose regions Ray tasks fill.
+    """
     dates = pd.DatetimeIndex(dates)
     if values is None:
         import dask.array as da
@@ -612,8 +677,10 @@ def decode_grid(
     batch_queries: int = 65536,
     compiled: bool = False,
 ) -> xr.Dataset:
-    """LAI maps (time, y, x) of :data:`LAI_VARIABLES` on ``grid`` at ``dates``, from the
-    embeddings alone; NaN outside the chunks and their windows."""
+    """LAI maps (time, y, x) of :data:`LAI_VARIABLES` on ``grid`` at ``dates``.
+
+    Decoded from the embeddings alone; NaN outside the chunks and their windows.
+    """
     values = decode_grid_arrays(
         model, embeddings, grid, dates,
         interval=interval, calibration=calibration, blend_days=blend_days,

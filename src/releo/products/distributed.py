@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -46,10 +47,12 @@ def regions(shape: Sequence[int], block: Sequence[int]) -> list[tuple[slice, ...
 
 @contextmanager
 def ray_session(workers: int | None = None) -> Iterator[None]:
-    """Ray for one stage: the cluster at ``$RAY_ADDRESS``, else a local instance of
-    ``workers`` CPUs (None: all); quiet (Ray's logging at WARNING, worker output kept out of
-    the driver's) and shut down at the end when started here (an already connected session
-    is reused and left running)."""
+    """Ray for one stage: the cluster at ``$RAY_ADDRESS``, else a local instance.
+
+    The local instance has ``workers`` CPUs (None: all). Ray is quiet (its logging at ERROR,
+    worker output kept out of the driver's) and shut down at the end when started here; an
+    already connected session is reused and left running.
+    """
     import ray
 
     if ray.is_initialized():
@@ -58,7 +61,7 @@ def ray_session(workers: int | None = None) -> Iterator[None]:
     # Ray's own logging: errors only in the driver (its start-up notices and warnings, e.g.
     # about token authentication, are noise in `dvc repro`), workers' output not forwarded.
     # A failed task still raises here with its traceback.
-    quiet = {
+    quiet: dict[str, Any] = {
         "logging_level": logging.ERROR,
         "logging_config": ray.LoggingConfig(log_level="ERROR"),  # the workers' ray loggers
         "log_to_driver": False,
@@ -93,9 +96,12 @@ def _run_task(fn: Callable, kwargs: dict, fail_once: str | None):
 def map_tasks(
     fn: Callable, tasks: Sequence[dict], *, workers: int | None = None, in_process: bool = False
 ) -> list:
-    """``fn(**task)`` for every task, as Ray tasks of one CPU (at most ``workers`` running at
-    once on a cluster; locally the instance has ``workers`` CPUs); results in task order.
-    ``in_process``: call ``fn`` here instead (a single small task is not worth a Ray start)."""
+    """``fn(**task)`` for every task, as Ray tasks of one CPU; results in task order.
+
+    At most ``workers`` tasks run at once on a cluster; locally the instance has ``workers``
+    CPUs. ``in_process``: call ``fn`` here instead (a single small task is not worth a Ray
+    start).
+    """
     if in_process:
         return [fn(**task) for task in tasks]
     import ray
@@ -120,15 +126,19 @@ def map_tasks(
 
 
 def use_ray(n_tasks: int) -> bool:
-    """Whether a stage of ``n_tasks`` regions runs on Ray: always on a cluster, locally when
-    there is more than one region."""
+    """Whether a stage of ``n_tasks`` regions runs on Ray.
+
+    Always on a cluster; locally when there is more than one region.
+    """
     return bool(os.environ.get("RAY_ADDRESS")) or n_tasks > 1
 
 
 def create_region_cube(ds: xr.Dataset, path: Path, region_chunks: dict[str, tuple]) -> None:
-    """Write the metadata of cube ``ds`` at ``path``: every variable but those of
-    ``region_chunks`` (lazy templates, left unwritten), which get Zarr chunks of that shape,
-    one per task region."""
+    """Write the metadata of cube ``ds`` at ``path``, leaving the region variables unwritten.
+
+    Every variable is written but those of ``region_chunks`` (lazy templates), which get Zarr
+    chunks of that shape, one per task region.
+    """
     prepared, encoding = prepare_cube(ds, path)
     for name, chunks in region_chunks.items():
         shape = prepared[name].shape
@@ -146,6 +156,8 @@ def write_region(path: Path, name: str, region: tuple[slice, ...], values: np.nd
     """Write ``values`` into ``region`` of variable ``name`` of the cube at ``path``."""
     group = zarr.open_group(str(path), mode="r+", zarr_format=3)
     array = group[name]
+    if not isinstance(array, zarr.Array):
+        raise TypeError(f"{path}: {name!r} is a group, not an array")
     array[region] = values.astype(array.dtype, copy=False)
 
 

@@ -64,7 +64,12 @@ def embeddings_cube(
     """
     if z is not None and len(z) != len(index):
         raise ValueError(f"{len(z)} embeddings for {len(index)} chunks")
-    dim = int(z.shape[1]) if z is not None else int(embedding_dim)
+    if z is not None:
+        dim = int(z.shape[1])
+    elif embedding_dim is not None:
+        dim = int(embedding_dim)
+    else:
+        raise ValueError("embedding_dim is required for a template cube (z is None)")
     rows, cols = int(index["row"].max()) + 1, int(index["col"].max()) + 1
     windows = index.drop_duplicates("window").sort_values("window")
     n_w = int(windows["window"].max()) + 1

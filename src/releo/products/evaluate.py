@@ -1,6 +1,8 @@
-"""Stage ``evaluate``: the decoded LAI scored against the simulator truth, the SNAP reference
-and the field surveys, next to the per-pixel inversion baseline, on held-out chunks. A site
-may lack any of the three (real sites have no truth): its scores are then null, and
+"""Stage ``evaluate``: the decoded LAI scored against truth, SNAP and field surveys.
+
+The references are the simulator truth, the SNAP reference and the field surveys; the
+per-pixel inversion baseline is scored next to ours, on held-out chunks. A site may lack any
+of the three references (real sites have no truth): its scores are then null, and
 ``references`` says which were there.
 
 Everything is matched in space and time on the held-out places (``products.evaluate.splits``):
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +75,7 @@ class HeldOut:
     parcel: np.ndarray | None = None  # (P,) the simulator's parcel id of each pixel
 
 
-def held_out_mask(index: pd.DataFrame, shape: tuple[int, int], splits: list[str]) -> np.ndarray:
+def held_out_mask(index: pd.DataFrame, shape: tuple[int, int], splits: Sequence[str]) -> np.ndarray:
     """Bool (y, x): pixels of the places whose chunks belong to ``splits``."""
     mask = np.zeros(shape, dtype=bool)
     places = index[index["split"].isin(splits)].drop_duplicates(["row", "col"])
@@ -83,20 +86,28 @@ def held_out_mask(index: pd.DataFrame, shape: tuple[int, int], splits: list[str]
 
 
 def split_metrics(
-    est: HeldOut, index: pd.DataFrame, shape: tuple[int, int], splits: list[str], cov: str
+    est: HeldOut, index: pd.DataFrame, shape: tuple[int, int], splits: Sequence[str], cov: str
 ) -> dict[str, float]:
-    """LAI RMSE against truth at SNAP's pixel-dates on each held-out split apart, ours (with
-    the interval's coverage) and SNAP's: training keeps the epoch that validated best on
-    ``val``, so ``test`` is the split no choice has seen."""
+    """LAI RMSE against truth at SNAP's pixel-dates on each held-out split apart.
+
+    Ours (with the interval's coverage) and SNAP's: training keeps the epoch that validated
+    best on ``val``, so ``test`` is the split no choice has seen.
+
+    Raises:
+        ValueError: ``est`` has no truth.
+    """
+    truth = est.truth
+    if truth is None:
+        raise ValueError("split_metrics needs the truth: the site has none")
     out: dict[str, float] = {}
     at_snap = np.isfinite(est.snap)
     for split in splits:
         sel = held_out_mask(index, shape, [split])[est.rows, est.cols][None] & at_snap
-        ours = scores(est.lai[sel], est.truth[sel], est.low[sel], est.high[sel])
+        ours = scores(est.lai[sel], truth[sel], est.low[sel], est.high[sel])
         out[f"lai_n_truth_at_snap_{split}"] = ours["n"]
         out[f"lai_rmse_truth_at_snap_{split}"] = ours["rmse"]
         out[f"lai_{cov}_truth_at_snap_{split}"] = ours["coverage"]
-        out[f"snap_lai_rmse_truth_{split}"] = scores(est.snap[sel], est.truth[sel])["rmse"]
+        out[f"snap_lai_rmse_truth_{split}"] = scores(est.snap[sel], truth[sel])["rmse"]
     return out
 
 
@@ -112,8 +123,14 @@ def at_days(cube: xr.DataArray, dates: pd.DatetimeIndex) -> np.ndarray:
 def nearest_valid(
     values: np.ndarray, dates: pd.DatetimeIndex, when: pd.DatetimeIndex, max_days: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For each column s of ``values`` (T, S): the finite value on the date nearest to
-    ``when[s]`` within ± ``max_days`` (earlier on ties), and that date (NaT/NaN if none)."""
+    """For each column s of ``values`` (T, S): the finite value nearest in time to ``when[s]``.
+
+    The value is taken on the date nearest to ``when[s]`` within ± ``max_days`` (earlier on
+    ties).
+
+    Returns:
+        The values and their dates (NaN and NaT where none).
+    """
     delta = np.abs(
         (dates.values[:, None] - when.values[None, :]).astype("timedelta64[D]").astype(float)
     )
@@ -129,8 +146,10 @@ def nearest_valid(
 def baseline_estimates(
     model: torch.nn.Module, s2: xr.Dataset, selection: np.ndarray, interval: float
 ) -> tuple[np.ndarray, ...]:
-    """Per-pixel inversion LAI median and interval bounds (time, y, x) at the clear
-    pixel-dates inside ``selection`` (time, y, x); NaN elsewhere."""
+    """Per-pixel inversion LAI median and interval bounds (time, y, x).
+
+    Values at the clear pixel-dates inside ``selection`` (time, y, x); NaN elsewhere.
+    """
     from releo.models.pixel_train import clear_pixel_dates
 
     pixels = clear_pixel_dates(s2, selection)
@@ -171,7 +190,7 @@ def held_out_estimates(
     snap = np.full(clear.shape, np.nan, np.float32)
     if site.reference is not None:
         snap = at_days(site.reference[REFERENCE_LAI], dates)[:, rows, cols]
-    base = [None, None, None]
+    base: list[np.ndarray | None] = [None, None, None]
     if baseline is not None:
         selection = np.broadcast_to(mask, (len(dates), *mask.shape))
         base = [b[:, rows, cols] for b in baseline_estimates(baseline, s2, selection, interval)]
@@ -192,8 +211,11 @@ def held_out_estimates(
 
 
 def named(result: dict[str, float], **names: str) -> dict[str, float]:
-    """The :func:`scores` of ``result`` under the metric names given for them
-    (``rmse="lai_rmse_truth"``); scores not computed (no interval, no coverage) are left out."""
+    """The :func:`scores` of ``result`` under the metric names given for them.
+
+    Names are given as ``rmse="lai_rmse_truth"``; scores not computed (no interval, no
+    coverage) are left out.
+    """
     return {name: result[score] for score, name in names.items() if score in result}
 
 
@@ -282,8 +304,11 @@ def truth_metrics(est: HeldOut, cov: str) -> tuple[dict, dict]:
 
 
 def snap_metrics(est: HeldOut, cov: str) -> dict:
-    """Ours (with its interval's coverage of SNAP) and the baseline against the SNAP reference
-    at its held-out pixel-dates: how far the products are from the operational one."""
+    """Ours and the baseline against the SNAP reference at its held-out pixel-dates.
+
+    Ours with its interval's coverage of SNAP: how far the products are from the operational
+    one.
+    """
     base = est.baseline if est.baseline is not None else np.full_like(est.snap, np.nan)
     return {
         **named(
@@ -300,8 +325,10 @@ def snap_metrics(est: HeldOut, cov: str) -> dict:
 
 
 def survey_pixels(surveys: pd.DataFrame, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Grid row and column of each survey on the pixel-centre axes ``x``, ``y`` (north-up),
-    and whether it falls on the grid."""
+    """Grid row and column of each survey, and whether it falls on the grid.
+
+    The grid is given by its pixel-centre axes ``x``, ``y`` (north-up).
+    """
     res = float(abs(x[1] - x[0]))
     col = np.floor((surveys["x"].to_numpy() - (x[0] - res / 2)) / res).astype(int)
     row = np.floor(((y[0] + res / 2) - surveys["y"].to_numpy()) / res).astype(int)
@@ -322,8 +349,11 @@ def survey_matches(
     calibration: LaiCalibration | None = None,
     blend_days: float | None = None,
 ) -> pd.DataFrame:
-    """One row per held-out survey: the measurement, ours at the point and day, SNAP and the
-    baseline at the point's pixel on the nearest date with a value (± ``max_days``)."""
+    """One row per held-out survey: the measurement, ours, SNAP and the baseline.
+
+    Ours is decoded at the point and day; SNAP and the baseline are taken at the point's
+    pixel on the nearest date with a value (± ``max_days``).
+    """
     row, col, inside = survey_pixels(surveys, site.s2.x.values, site.s2.y.values)
     keep = inside.copy()
     keep[inside] = mask[row[inside], col[inside]]
@@ -399,8 +429,10 @@ def field_metrics(table: pd.DataFrame, cov: str) -> tuple[dict, dict]:
 
 
 def product_metrics(product: xr.Dataset, truth: xr.Dataset, mask: np.ndarray, cov: str) -> dict:
-    """The decoded product itself (e.g. weekly maps) against the daily truth on held-out
-    pixels, sampled at the truth pixel centres (nearest product pixel)."""
+    """The decoded product itself (e.g. weekly maps) against the daily truth on held-out pixels.
+
+    The product is sampled at the truth pixel centres (nearest product pixel).
+    """
     rows, cols = np.nonzero(mask)
     res = float(product.attrs.get("resolution_m", 10.0))
     xs = xr.DataArray(truth.x.values[cols], dims="p")
@@ -461,8 +493,11 @@ def field_time_series(
     calibration: LaiCalibration | None = None,
     blend_days: float | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Daily parcel means of truth and ours (with its interval), SNAP and the baseline at the
-    S2 dates (where ≥ half the parcel has a value), and the surveys inside the parcel."""
+    """Daily parcel means of truth, ours, SNAP and the baseline, and the parcel's surveys.
+
+    Ours comes with its interval; SNAP and the baseline are taken at the S2 dates, where
+    ≥ half the parcel has a value.
+    """
     start, end = site.period
     days = pd.date_range(start, end, freq="D")
     position = np.full(mask.shape, -1, dtype=np.int64)
@@ -500,9 +535,12 @@ def field_time_series(
 
 
 def seam_ratio(series: np.ndarray, crossing: np.ndarray) -> float:
-    """Mean day-to-day |change| of daily ``series`` (days, pixels) across the day pairs that
-    cross a window boundary (``crossing`` (days - 1,)) over that within windows: 1 for a
-    product without steps at the boundaries, ~3 for a 10-day staircase."""
+    """Mean day-to-day |change| of daily ``series`` across window boundaries over within them.
+
+    ``series`` is (days, pixels); ``crossing`` (days - 1,) marks the day pairs that cross a
+    window boundary. 1 for a product without steps at the boundaries, ~3 for a 10-day
+    staircase.
+    """
     change = np.abs(np.diff(series, axis=0))
     across, within = change[crossing], change[~crossing]
     if not (np.isfinite(across).any() and np.isfinite(within).any()):
@@ -521,9 +559,11 @@ def seam_metrics(
     seed: int,
     blend_days: float | None,
 ) -> dict[str, float | None]:
-    """The seam ratio (:func:`seam_ratio`) of daily LAI at ``pixels`` held-out pixels as
-    decoded (``seam_ratio``), without blending windows (``seam_ratio_unblended``) and of the
-    truth (``seam_ratio_truth``)."""
+    """The seam ratio (:func:`seam_ratio`) of daily LAI at ``pixels`` held-out pixels.
+
+    Of the LAI as decoded (``seam_ratio``), without blending windows
+    (``seam_ratio_unblended``) and of the truth (``seam_ratio_truth``).
+    """
     rows, cols = np.nonzero(mask)
     if pixels == 0 or len(rows) == 0:
         return {"seam_ratio": None, "seam_ratio_unblended": None, "seam_ratio_truth": None}
@@ -548,8 +588,11 @@ def seam_metrics(
 
 
 def load_baseline(params: Params, root: Path) -> tuple[torch.nn.Module | None, str]:
-    """The per-pixel inversion: the configured model file, else trained now on the train
-    split (``params.baseline`` when the project defines it); None if the module is absent."""
+    """The per-pixel inversion: the configured model file, else trained now.
+
+    Trained on the train split (``params.baseline`` when the project defines it); None if the
+    module is absent.
+    """
     # INTEGRATION POINT (per-pixel baseline, releo.models.pixel / pixel_train).
     try:
         from releo.models.pixel import BaselineConfig, load_pixel_inversion
@@ -565,9 +608,17 @@ def load_baseline(params: Params, root: Path) -> tuple[torch.nn.Module | None, s
 
 
 def _scatter_table(est: HeldOut, n: int, seed: int, against: str = "truth") -> pd.DataFrame:
-    """A random sample of held-out pixel-dates with a value of ``against`` (``truth``, or
-    ``snap`` on sites without truth): every estimate side by side."""
-    t_idx, p_idx = np.nonzero(np.isfinite(est.truth if against == "truth" else est.snap))
+    """A random sample of held-out pixel-dates with a value of ``against``.
+
+    ``against`` is ``truth``, or ``snap`` on sites without truth; every estimate side by side.
+
+    Raises:
+        ValueError: ``est`` has no value of ``against``.
+    """
+    reference = est.truth if against == "truth" else est.snap
+    if reference is None:
+        raise ValueError(f"no {against} to sample the scatter table against")
+    t_idx, p_idx = np.nonzero(np.isfinite(reference))
     if len(t_idx) > n:
         pick = np.sort(np.random.default_rng(seed).choice(len(t_idx), n, replace=False))
         t_idx, p_idx = t_idx[pick], p_idx[pick]
@@ -636,7 +687,7 @@ def write_plots(
 def run_evaluate(
     params: Params,
     root: Path = Path(),
-    baseline: object = "load",
+    baseline: str | torch.nn.Module | None = "load",
     calibration: LaiCalibration | None = None,
 ) -> dict:
     """Stage ``evaluate``: write ``metrics/evaluate.json`` and the plot tables/figures.

@@ -14,9 +14,11 @@ from releo.data.errors import DataError
 
 @dataclass(frozen=True)
 class ChunkLayout:
-    """The chunks of an embeddings cube: a grid of ``rows`` × ``cols`` squares of ``size_m``
-    whose north-west corner is (``x_min``, ``y_max``), and time windows of ``days`` days
-    starting at ``starts``."""
+    """The chunks of an embeddings cube: a grid of squares and time windows.
+
+    The grid has ``rows`` × ``cols`` squares of ``size_m`` whose north-west corner is
+    (``x_min``, ``y_max``); the time windows of ``days`` days start at ``starts``.
+    """
 
     x_min: float
     y_max: float
@@ -61,9 +63,11 @@ class ChunkLayout:
         return pd.Timestamp(self.starts[0]), pd.Timestamp(self.starts[-1] + (self.days - 1))
 
     def locate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Chunk ``row``, ``col`` and chunk-relative ``u``, ``v`` ∈ [0, 1) (east, south) of map
-        points, and ``inside`` (the point lies in a chunk). Pixel centres of a chunk of n px
-        land at (i + 0.5) / n, the decoder's convention."""
+        """Chunk ``row``, ``col`` and chunk-relative ``u``, ``v`` of map points, and ``inside``.
+
+        ``u``, ``v`` ∈ [0, 1) run east and south; ``inside``: the point lies in a chunk. Pixel
+        centres of a chunk of n px land at (i + 0.5) / n, the decoder's convention.
+        """
         fx = (np.asarray(x, dtype=np.float64) - self.x_min) / self.size_m
         fy = (self.y_max - np.asarray(y, dtype=np.float64)) / self.size_m
         inside = (fx >= 0) & (fx < self.cols) & (fy >= 0) & (fy < self.rows)
@@ -81,13 +85,17 @@ class ChunkLayout:
     def blend_of(
         self, dates: pd.DatetimeIndex | np.ndarray, blend_days: float
     ) -> tuple[np.ndarray, ...]:
-        """Window of each date, the neighbouring window it is blended with and that window's
-        weight, and whether a window covers the date.
+        """Window of each date and the neighbouring window blended in.
 
-        The weight ramps from 0, ``blend_days / 2`` days from the boundary shared with the
-        neighbour, to 1/2 at it (day centres): with ``blend_days`` the window length, LAI is
-        interpolated linearly between window centres and a series has no step at a boundary.
-        No neighbour (the first or last window, a gap) or ``blend_days`` 0: weight 0."""
+        The neighbour's weight ramps from 0, ``blend_days / 2`` days from the boundary shared
+        with the neighbour, to 1/2 at it (day centres): with ``blend_days`` the window length,
+        LAI is interpolated linearly between window centres and a series has no step at a
+        boundary. No neighbour (the first or last window, a gap) or ``blend_days`` 0: weight 0.
+
+        Returns:
+            The window of each date, the neighbouring window it is blended with, that
+            window's weight, and whether a window covers the date.
+        """
         window, covered = self.window_of(dates)
         days = np.asarray(pd.DatetimeIndex(dates).values.astype("datetime64[D]"))
         t = (days - self.starts[window]).astype(np.float64) + 0.5  # day centre in its window
@@ -144,8 +152,10 @@ def query_dates(
     end: date | pd.Timestamp | None = None,
     step_days: int = 7,
 ) -> pd.DatetimeIndex:
-    """``dates`` (sorted, unique) when given, else every ``step_days`` from ``start`` to
-    ``end`` inclusive."""
+    """``dates`` (sorted, unique) when given, else every ``step_days`` from start to end.
+
+    ``start`` and ``end`` are inclusive.
+    """
     if dates:
         return pd.DatetimeIndex(sorted(set(pd.to_datetime(list(dates))))).normalize()
     if start is None or end is None:

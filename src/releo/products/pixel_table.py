@@ -99,9 +99,11 @@ def load_column_map(path: PathLike) -> dict[str, str]:
 def read_lai_table(
     path: PathLike, column_map: dict[str, str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """The file's table as it is, the table in releo's names (:func:`read_pixel_table`,
-    sorted by point and date, with a ``platform`` column, S2A when absent) and, for each row
-    of the latter, its row position in the former.
+    """The file's table as it is, the table in releo's names, and where each row comes from.
+
+    The table in releo's names (:func:`read_pixel_table`) is sorted by point and date, with a
+    ``platform`` column (S2A when absent); for each of its rows, the third result is its row
+    position in the file's table.
 
     ``column_map`` maps canonical names to the file's columns (:func:`load_column_map`).
     """
@@ -134,8 +136,11 @@ def read_lai_table(
 
 @dataclass(frozen=True)
 class Window:
-    """One point-window chunk of a pixel table: the rows it reads (one point's, by date) and
-    which of them are its window's (the others are the encoder's temporal context)."""
+    """One point-window chunk of a pixel table: the rows it reads and which are its window's.
+
+    The rows are one point's, by date; those outside the window are the encoder's temporal
+    context.
+    """
 
     rows: np.ndarray  # (n,) row positions, by date
     inside: np.ndarray  # (n,) bool: in the window
@@ -161,8 +166,11 @@ class PixelSeries:
 
     @classmethod
     def from_table(cls, table: pd.DataFrame) -> PixelSeries:
-        """Rows of any kind: clear ones feed the encoder; cloudy rows and requested dates (empty
-        bands, ``cloud_mask`` 1) are masked, whatever their values, and still get an LAI."""
+        """Rows of any kind: clear ones feed the encoder, the others are masked.
+
+        Cloudy rows and requested dates (empty bands, ``cloud_mask`` 1) are masked, whatever
+        their values, and still get an LAI.
+        """
         n = len(table)
         bands = table[list(S2_BANDS)].to_numpy(np.float32)
         angles = table[list(S2_ANGLES)].to_numpy(np.float32)
@@ -182,7 +190,7 @@ class PixelSeries:
             point=table["point_id"].to_numpy(),
             day=dates.to_numpy().astype("datetime64[D]"),
             bands=np.where(usable[:, None], bands, np.nan).astype(np.float32),
-            angles=np.where(geometry[:, None], angles, np.float32(PAD_ANGLES)),
+            angles=np.where(geometry[:, None], angles, np.array(PAD_ANGLES, np.float32)),
             usable=usable,
             s1=np.where(has_s1[:, None], s1, 0.0).astype(np.float32),
             incidence=np.where(has_s1, incidence, PAD_INCIDENCE).astype(np.float32),
@@ -204,9 +212,12 @@ class PixelSeries:
         context_days: int = 0,
         points: list[np.ndarray] | None = None,
     ) -> list[Window]:
-        """The ``window_days`` windows of each point (of ``points``, default all) that hold at
-        least one of its rows, counted from the table's first date like the chunk index, each
-        reading its point's rows up to ``context_days`` either side of it."""
+        """The ``window_days`` windows of each point that hold at least one of its rows.
+
+        Points are those of ``points`` (default all); windows are counted from the table's
+        first date like the chunk index, each reading its point's rows up to ``context_days``
+        either side of it.
+        """
         first = self.day.min()
         out = []
         for rows in self.points() if points is None else points:
@@ -242,9 +253,12 @@ class PixelSeries:
         }
 
     def batch(self, windows: Sequence[Window]) -> tuple[dict, np.ndarray]:
-        """The windows as one batch, what ``collate_chunks`` makes of their items but built
-        with a few array operations (thousands of windows per batch), and the row position
-        (B, T) of each of the batch's S2 dates (-1 at padding)."""
+        """The windows as one batch, and the row position of each of the batch's S2 dates.
+
+        The batch is what ``collate_chunks`` makes of the windows' items, but built with a few
+        array operations (thousands of windows per batch); the row positions are (B, T), -1 at
+        padding.
+        """
         rows = np.concatenate([w.rows for w in windows])
         inside = np.concatenate([w.inside for w in windows])
         lengths = np.fromiter((w.rows.size for w in windows), np.int64, len(windows))
@@ -284,8 +298,11 @@ Layout = tuple[np.ndarray, np.ndarray, int, int]
 
 
 def _layout(lengths: np.ndarray) -> Layout:
-    """Where the concatenated entries of B sequences of ``lengths`` go in a padded (B, T)
-    array: their sequence, their position in it, B and T."""
+    """Where the concatenated entries of B sequences of ``lengths`` go in a padded array.
+
+    Returns:
+        Each entry's sequence and its position in it, B and T of the (B, T) array.
+    """
     offsets = np.cumsum(lengths) - lengths
     chunk = np.repeat(np.arange(lengths.size), lengths)
     position = np.arange(int(lengths.sum())) - np.repeat(offsets, lengths)
@@ -314,8 +331,9 @@ def predict_table_lai(
     group_points: int = GROUP_POINTS,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """LAI median and standard deviation (N,) at every row of a table in releo's names
-    (:func:`read_lai_table`), cloudy rows and requested dates included.
+    """LAI median and standard deviation (N,) at every row of a table in releo's names.
+
+    The table is :func:`read_lai_table`'s; cloudy rows and requested dates are included.
 
     Each point's series is read as the model's chunks: ``window_days`` windows (default
     :data:`DEFAULT_WINDOW_DAYS`, the chunk days the model is trained on) counted from the
@@ -336,10 +354,10 @@ def predict_table_lai(
             windows = series.windows(window_days, model.cfg.context_days, group)
             for first in range(0, len(windows), batch_windows):
                 batch, rows = series.batch(windows[first : first + batch_windows])
-                z, context = model.encode_with_context(batch)
+                z, detail = model.encode_with_detail(batch)
                 t = batch["s2_doy"]  # every row is a date of its window's S2 axis
                 centre = torch.full_like(t, 0.5)
-                dist = model.decode(z, centre, centre, t, context)["lai"]
+                dist = model.decode(z, centre, centre, t, detail)["lai"]
                 at = batch["s2_in_window"].numpy()
                 lai[rows[at]] = dist.median.numpy()[at]
                 std[rows[at]] = dist.stddev.numpy()[at]
@@ -360,11 +378,15 @@ def fine_tune(
     progress: bool = False,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> list[float]:
-    """Fine-tune ``model`` in place on the table's own series with its physics loss
-    (self-supervised: the table's LAI, if any, is never read); returns each epoch's mean
-    total loss (also passed to ``on_epoch(epoch, loss)``). The series is read in the same
+    """Fine-tune ``model`` in place on the table's own series with its physics loss.
+
+    Self-supervised: the table's LAI, if any, is never read. The series is read in the same
     windows as :func:`predict_table_lai`, ``batch_windows`` per step, shuffled with ``seed``;
-    AdamW from ``lr``, cosine-decayed to 0. ``progress``: a progress bar per epoch."""
+    AdamW from ``lr``, cosine-decayed to 0. ``progress``: a progress bar per epoch.
+
+    Returns:
+        Each epoch's mean total loss (also passed to ``on_epoch(epoch, loss)``).
+    """
     series = _series(table)
     windows = series.windows(window_days or DEFAULT_WINDOW_DAYS, model.cfg.context_days)
     weights = weights or LossWeights()
@@ -399,9 +421,12 @@ def fine_tune(
 
 @contextmanager
 def _eager_prosail(model: PhysicsAutoencoder) -> Iterator[None]:
-    """The model with eager PROSAIL for a while: the compiled one costs minutes to build on
-    first use (and rebuilds as the observations per step vary), more than a fine-tuning of
-    ~1,000 pixel-dates per step spends in PROSAIL; both compute the same reflectances."""
+    """The model with eager PROSAIL for a while.
+
+    The compiled PROSAIL costs minutes to build on first use (and rebuilds as the
+    observations per step vary), more than a fine-tuning of ~1,000 pixel-dates per step
+    spends in it; both compute the same reflectances.
+    """
     cfg = model.cfg
     model.cfg = cfg.model_copy(update={"fused_prosail": False})
     try:
@@ -525,14 +550,16 @@ def site_pixel_table(
     seed: int = 0,
     s1_max_days: int = 3,
 ) -> pd.DataFrame:
-    """A pixel time-series table drawn from a site: ``n_points`` random pixels (of ``split``'s
-    chunks when ``index`` and ``split`` are given) at every S2 date, in releo's names.
+    """A pixel time-series table drawn from a site, in releo's names.
+
+    ``n_points`` random pixels (of ``split``'s chunks when ``index`` and ``split`` are given)
+    at every S2 date.
 
     ``cloud_mask`` is 0 clear, 1 otherwise; S1 (VV, VH, incidence) is the acquisition
     nearest to each S2 date within ``s1_max_days`` (NaN if none); ``truth_lai`` is the
     simulator's LAI when the site has a truth cube (for validation only).
     """
-    site = open_site(data_dir)
+    site = open_site(Path(data_dir))
     s2, s1 = site.s2, site.s1
     ny, nx = s2.sizes["y"], s2.sizes["x"]
     allowed = np.ones((ny, nx), bool)

@@ -143,8 +143,10 @@ def check_lai_product(
 
 
 def check_site_surveys(site, *, context_root: str | Path | None = None) -> GateResult | None:
-    """Gate the field surveys of a :class:`releo.data.site.Site` against its bounds, period and
-    CRS (None when the site has none)."""
+    """Gate the field surveys of a :class:`releo.data.site.Site` against its bounds and period.
+
+    Also against its CRS; None when the site has no surveys.
+    """
     if site.surveys is None:
         return None
     return check_field_survey(

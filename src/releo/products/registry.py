@@ -16,12 +16,14 @@ import math
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from mlflow.pyfunc import PythonModel
 
 from releo import tracking
 from releo.config import Params
@@ -36,12 +38,16 @@ from releo.products.decode import (
 )
 from releo.timings import write_metrics
 
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models.model import ModelInfo
+
 ARTIFACT = "lai_decoder"
 REGISTER_METRICS = Path("metrics/register.json")
 QUERY_COLUMNS = ("embedding", "x_rel", "y_rel", "doy")
 
 
-class LaiDecoderModel(mlflow.pyfunc.PythonModel):
+class LaiDecoderModel(PythonModel):
     """LAI from chunk embeddings alone at chunk-relative positions and days of year."""
 
     def load_context(self, context) -> None:
@@ -111,10 +117,13 @@ def query_frame(
     *,
     blend_days: float | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Model input rows for point-dates (map ``x``, ``y`` in the embeddings' CRS, one date
-    each) and the mask of the point-dates a chunk covers (the rows are those). Near a window
-    boundary a row also carries the neighbouring window's embedding and its weight
-    (``blend_days``: :func:`releo.products.decode.pair_queries`)."""
+    """Model input rows for point-dates, and the mask of the point-dates a chunk covers.
+
+    Points are map ``x``, ``y`` in the embeddings' CRS, one date each; the rows are those of
+    the covered point-dates. Near a window boundary a row also carries the neighbouring
+    window's embedding and its weight (``blend_days``:
+    :func:`releo.products.decode.pair_queries`).
+    """
     q = pair_queries(embeddings, x, y, dates, blend_days=blend_days)
     frame = pd.DataFrame(
         {
@@ -130,8 +139,11 @@ def query_frame(
 
 
 def beats(new: float | None, current: float | None, lower_is_better: bool = True) -> bool:
-    """Whether a challenger's metric ``new`` beats the champion's ``current`` (None: no
-    champion, which any model beats; a missing/NaN challenger value beats no champion)."""
+    """Whether a challenger's metric ``new`` beats the champion's ``current``.
+
+    ``current`` None: no champion, which any model beats; a missing/NaN challenger value
+    beats no champion.
+    """
     if current is None:
         return True
     if new is None or not math.isfinite(new):
@@ -151,9 +163,11 @@ def _number(value) -> float | None:
 
 def champion_metric(
     client, name: str, alias: str, metric: str
-) -> tuple[object | None, float | None]:
-    """The version holding ``alias`` (None if none) and its ``metric``: the version's tag, else
-    its run's metric (NaN when it has neither)."""
+) -> tuple[ModelVersion | None, float | None]:
+    """The version holding ``alias`` (None if none) and its ``metric``.
+
+    The metric is the version's tag, else its run's metric (NaN when it has neither).
+    """
     from mlflow.exceptions import MlflowException
 
     try:
@@ -192,9 +206,12 @@ def _requirements() -> list[str]:
 
 def log_decoder(
     model_path: Path, embedding_dim: int, interval: float, calibration: LaiCalibration
-) -> object:
-    """Log the decoder (with its LAI calibration) as a pyfunc model in the active run;
-    returns MLflow's ModelInfo."""
+) -> ModelInfo:
+    """Log the decoder (with its LAI calibration) as a pyfunc model in the active run.
+
+    Returns:
+        MLflow's ModelInfo.
+    """
     rng = np.random.default_rng(0)
     example = pd.DataFrame(
         {
@@ -218,9 +235,12 @@ def log_decoder(
 
 
 def decision_metric(cfg, metrics: dict) -> tuple[str, float | None]:
-    """The metric the registry compares and the challenger's value: ``cfg.metric``, else the
-    first of ``cfg.fallback_metrics`` with a finite value in ``metrics`` (a site without field
-    surveys has no ``lai_rmse_field``), else ``cfg.metric`` without a value."""
+    """The metric the registry compares and the challenger's value.
+
+    ``cfg.metric``, else the first of ``cfg.fallback_metrics`` with a finite value in
+    ``metrics`` (a site without field surveys has no ``lai_rmse_field``), else ``cfg.metric``
+    without a value.
+    """
     names = [cfg.metric, *cfg.fallback_metrics]
     if not any(name in metrics for name in names):
         raise DataError(f"metrics/evaluate.json: none of {names}; rerun the evaluate stage")
@@ -238,10 +258,13 @@ def run_register(
     model_path: Path,
     calibration: LaiCalibration | None = None,
 ) -> dict:
-    """Stage ``register``: log the decoder and its ``calibration`` (stage ``calibrate``; None:
-    the identity) with the evaluation ``metrics``, register it as
-    ``products.registry.model_name`` and give it the champion alias only if it beats the
-    current champion on ``products.registry.metric`` (else the challenger alias)."""
+    """Stage ``register``: log and register the decoder, champion if it beats the current one.
+
+    Logs the decoder and its ``calibration`` (stage ``calibrate``; None: the identity) with
+    the evaluation ``metrics``, registers it as ``products.registry.model_name`` and gives it
+    the champion alias only if it beats the current champion on ``products.registry.metric``
+    (else the challenger alias).
+    """
     from mlflow import MlflowClient
 
     from releo.products.evaluate import PLOTS
@@ -287,7 +310,9 @@ def run_register(
             },
         )
         client.set_registered_model_alias(cfg.model_name, alias, version.version)
-        before_text = "none" if before is None else f"{before:.4g} (v{champion.version})"
+        before_text = (
+            "none" if before is None or champion is None else f"{before:.4g} (v{champion.version})"
+        )
         decision = (
             f"{metric} {value if value is None else f'{value:.4g}'} vs champion {before_text}: "
             f"{'promoted to' if promoted else 'kept as'} {alias}"

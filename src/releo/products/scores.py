@@ -13,9 +13,12 @@ def scores(
     low: np.ndarray | None = None,
     high: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """``n``, ``rmse``, ``bias`` (estimate − reference), ``r2`` (1 − SSE/SST of the reference)
-    over the pairs where both are finite; ``coverage`` (share of the reference inside
-    [low, high]) when bounds are given. NaN when nothing is comparable."""
+    """``n``, ``rmse``, ``bias``, ``r2`` and ``coverage`` of an estimate against a reference.
+
+    Over the pairs where both are finite: ``bias`` is estimate − reference, ``r2`` is
+    1 − SSE/SST of the reference; ``coverage`` (share of the reference inside [low, high])
+    when bounds are given. NaN when nothing is comparable.
+    """
     est = np.asarray(estimate, dtype=np.float64).ravel()
     ref = np.asarray(reference, dtype=np.float64).ravel()
     ok = np.isfinite(est) & np.isfinite(ref)
@@ -47,8 +50,11 @@ def grouped_scores(
     low: np.ndarray | None = None,
     high: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """:func:`scores` per value of ``groups`` (same shape as the estimate), named by ``names``
-    (the value itself when absent); groups with nothing comparable are left out."""
+    """:func:`scores` per value of ``groups`` (same shape as the estimate).
+
+    Groups are named by ``names`` (the value itself when absent); groups with nothing
+    comparable are left out.
+    """
     out = {}
     flat = np.asarray(groups).ravel()
     est, ref = np.asarray(estimate).ravel(), np.asarray(reference).ravel()
@@ -66,9 +72,11 @@ def grouped_scores(
 
 
 def parcel_split(estimate: np.ndarray, reference: np.ndarray, groups: np.ndarray) -> dict:
-    """RMSE of ``estimate`` split into ``between`` (the error of its means over each group, a
-    parcel on one date) and ``within`` (of its deviations from them), so that between² +
-    within² = rmse², over the pairs where both are finite; NaN when nothing is comparable.
+    """RMSE of ``estimate`` split into ``between`` and ``within`` groups.
+
+    ``between`` is the error of its means over each group (a parcel on one date), ``within``
+    that of its deviations from them, so that between² + within² = rmse², over the pairs
+    where both are finite; NaN when nothing is comparable.
 
     Tells a wrong level per parcel (the retrieval) from a wrong layout inside it (the
     spatial decoding); the reference's own ``within`` is what a map constant per group misses.

@@ -61,9 +61,11 @@ COMPILE_MIN_PIXEL_DATES = 16_000_000
 # A Ray worker process runs many tasks of a stage: it opens the model and the stores once.
 
 
-def _stamp(path: Path, probe: Path | None = None) -> tuple[str, int]:
-    """A cache key of ``path`` that changes when the file or cube at ``probe`` (default:
-    ``path``) is rewritten."""
+def _stamp(path: str | Path, probe: str | Path | None = None) -> tuple[str, int]:
+    """A cache key of ``path`` that changes when the file or cube at ``probe`` is rewritten.
+
+    ``probe`` defaults to ``path``.
+    """
     path = Path(path).resolve()
     probe = path if probe is None else Path(probe)
     probe = probe / "zarr.json" if probe.is_dir() else probe
@@ -103,8 +105,13 @@ def embed_region(
     dtype: str,
     out: str,
 ) -> dict:
-    """Encode the chunks ``rows`` (all inside ``region``: windows, rows, cols) and write the
-    region of the embeddings cube at ``out``; returns the quantisation figures."""
+    """Encode the chunks ``rows`` and write ``region`` of the embeddings cube at ``out``.
+
+    The chunks all lie inside ``region`` (windows, rows, cols).
+
+    Returns:
+        The quantisation figures.
+    """
     model = _cached_model(_stamp(model_path))
     site = _cached_site(_stamp(data_dir, Path(data_dir) / SITE_FILES["s2"]))
     chunks = ChunkDataset(site.s2, site.s1, rows, context_days=model.cfg.context_days)
@@ -125,8 +132,10 @@ def embed_region(
 def run_embed(
     params: Params, root: Path = Path(), *, region: tuple[int, int, int] = EMBED_REGION
 ) -> dict:
-    """Stage ``embed``: encode every chunk of the site as Ray tasks over blocks of ``region``
-    chunks (windows, rows, cols); write the cube and its metrics."""
+    """Stage ``embed``: encode every chunk of the site; write the cube and its metrics.
+
+    Runs as Ray tasks over blocks of ``region`` chunks (windows, rows, cols).
+    """
     root = Path(root).resolve()
     cfg = params.products.embed
     started = time.perf_counter()
@@ -217,8 +226,10 @@ def decode_region(
     compiled: bool,
     out: str,
 ) -> None:
-    """Decode ``region`` (dates, rows, cols) of the product on ``grid`` at ``dates`` and write
-    it into the LAI cube at ``out``."""
+    """Decode ``region`` of the product and write it into the LAI cube at ``out``.
+
+    ``region`` is (dates, rows, cols) of the product on ``grid`` at ``dates``.
+    """
     model = _cached_model(_stamp(model_path))
     embeddings = _cached_cube(_stamp(embeddings_path))
     t, r, c = region
@@ -242,10 +253,13 @@ def decode_to_folder(
     region: tuple[int, int, int] = DECODE_REGION,
     compile_from: int = COMPILE_MIN_PIXEL_DATES,
 ) -> dict:
-    """Decode the request ``cfg`` from the embeddings cube (with the LAI ``calibration``, None:
-    as decoded) as Ray tasks over blocks of ``region`` pixel-dates (dates, rows, cols), and
-    write the product folder (the layout of :mod:`releo.products.export`); requests of
-    ``compile_from`` pixel-dates or more decode compiled (``cfg.compile``)."""
+    """Decode the request ``cfg`` from the embeddings cube and write the product folder.
+
+    The LAI ``calibration`` is applied (None: as decoded). Runs as Ray tasks over blocks of
+    ``region`` pixel-dates (dates, rows, cols); the folder has the layout of
+    :mod:`releo.products.export`. Requests of ``compile_from`` pixel-dates or more decode
+    compiled (``cfg.compile``).
+    """
     started = time.perf_counter()
     embeddings_path, model_path = Path(embeddings_path).resolve(), Path(model_path).resolve()
     embeddings = open_cube(embeddings_path)
@@ -330,8 +344,10 @@ def decode_request(
     target: Path,
     calibration: LaiCalibration | None = None,
 ) -> dict:
-    """``releo decode``: ``base`` (params.yaml) updated with the non-None ``overrides``;
-    an invalid request is a ParamsError naming the field and the value."""
+    """``releo decode``: ``base`` (params.yaml) updated with the non-None ``overrides``.
+
+    An invalid request is a ParamsError naming the field and the value.
+    """
     from pydantic import ValidationError
 
     from releo.config import ParamsError

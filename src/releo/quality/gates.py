@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,7 @@ DATASOURCE = "releo"
 BATCH_DEFINITION = "whole_dataframe"
 
 PathLike = str | os.PathLike[str]
-DateLike = str | date | datetime | np.datetime64 | pd.Timestamp
+DateLike: TypeAlias = str | date | datetime | np.datetime64 | pd.Timestamp
 
 # A gate process runs many gates on one context: keep the context and the registered
 # checkpoints so that only the first run of each table pays for (re)registration.
@@ -300,8 +300,11 @@ def _check_cube(
 def check_s2_cube(
     ds: xr.Dataset, source: PathLike, *, context_root: PathLike | None = None
 ) -> GateResult:
-    """Gate an S2 L2A cube: clear (mask 0) reflectance in [0, 1] and not NaN, angles, dates,
-    CRS, 10 m. Masked pixels (cloud, shadow, no data) may hold any value."""
+    """Gate an S2 L2A cube: reflectance, angles, dates, CRS and 10 m pixels.
+
+    Clear (mask 0) reflectance must lie in [0, 1] and not be NaN. Masked pixels (cloud, shadow, no
+    data) may hold any value.
+    """
     return _check_cube(ds, source, S2_CUBE, context_root)
 
 
@@ -368,9 +371,12 @@ def check_field_survey(
 def check_pixel_table(
     df: pd.DataFrame, source: PathLike, *, context_root: PathLike | None = None
 ) -> GateResult:
-    """Gate a pixel time-series table: clear rows (cloud_mask 0) complete with bands in [0, 1],
-    angles in range, cloud mask 0/1, unique (point, date). Cloudy rows may hold any band value
-    or none (a requested date without acquisition)."""
+    """Gate a pixel time-series table.
+
+    Clear rows (cloud_mask 0) must be complete with bands in [0, 1], angles in range, cloud mask 0/1
+    and (point, date) unique. Cloudy rows may hold any band value or none (a requested date without
+    acquisition).
+    """
     started = perf_counter()
     src = os.fspath(source)
     check_table_columns(df, src, "pixel_table", c.PIXEL_TABLE_COLUMNS)

@@ -50,7 +50,7 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (a - b) / (a + b)
 
 
-def _share(flags: np.ndarray, judged: np.ndarray) -> np.ndarray:
+def _share(flags: np.ndarray | np.bool_, judged: np.ndarray) -> np.ndarray:
     n = judged.sum(axis=1)
     share = (flags & judged).sum(axis=1) / np.maximum(n, 1)
     return np.where(n >= MIN_JUDGED_PIXELS, share, np.nan)
@@ -106,8 +106,10 @@ def site_lonlat(ds: xr.Dataset, crs: object) -> tuple[float, float]:
 
 
 def expected_sun_zenith(times: pd.DatetimeIndex, lat: float) -> tuple[np.ndarray, np.ndarray]:
-    """Range of the sun zenith (degrees) at latitude ``lat`` on each day within
-    ``OVERPASS_HOUR_ANGLE_DEG`` of local solar noon: [noon zenith, zenith at that hour angle].
+    """Range of the sun zenith (degrees) at latitude ``lat`` on each day, near solar noon.
+
+    The range covers the times within ``OVERPASS_HOUR_ANGLE_DEG`` of local solar noon: [noon zenith,
+    zenith at that hour angle].
 
     No time of day is needed, so a cube dated at midnight is judged like one with the UTC
     overpass time.
@@ -122,13 +124,16 @@ def expected_sun_zenith(times: pd.DatetimeIndex, lat: float) -> tuple[np.ndarray
 
 def sun_zenith_table(ds: xr.Dataset, spec: CubeSpec, crs: object) -> dict[str, np.ndarray]:
     """Per-date sun zenith, its expected range and the signed degrees outside it (0 inside)."""
-    zenith = np.asarray(ds[spec.sun_zenith].values, dtype="float64")
+    name = spec.sun_zenith
+    if name is None:
+        raise ValueError(f"cube spec {spec.contract!r} names no sun zenith variable")
+    zenith = np.asarray(ds[name].values, dtype="float64")
     _, lat = site_lonlat(ds, crs)
     lo, hi = expected_sun_zenith(pd.DatetimeIndex(ds["time"].values), lat)
     outside = np.where(zenith < lo, zenith - lo, np.where(zenith > hi, zenith - hi, 0.0))
     return {
-        spec.sun_zenith: zenith,
-        f"{spec.sun_zenith}_expected_min": lo,
-        f"{spec.sun_zenith}_expected_max": hi,
+        name: zenith,
+        f"{name}_expected_min": lo,
+        f"{name}_expected_max": hi,
         SUN_OFF: outside,
     }

@@ -243,7 +243,7 @@ def _cube_plausibility(spec: CubeSpec) -> list[Any]:
 def cube_suites(spec: CubeSpec) -> tuple[TableSuite, ...]:
     """The table suites of a cube contract (see ``summaries.cube_tables``)."""
     p = spec.contract
-    suites = (
+    suites: tuple[TableSuite, ...] = (
         TableSuite(f"{p}.bands", ("time", "variable"), lambda: _cube_bands(spec)),
         TableSuite(f"{p}.acquisitions", ("time",), lambda: _cube_acquisitions(spec)),
         TableSuite(f"{p}.metadata", (), lambda: _cube_metadata(spec)),

@@ -65,11 +65,15 @@ def check_cube_structure(ds: xr.Dataset, source: str, spec: CubeSpec) -> None:
     for name in CUBE_DIMS:
         if name not in ds.coords:
             fail("expect_coordinate_to_exist", name, "missing", "coordinate")
-    expected_dims = [(n, CUBE_DIMS) for n in spec.pixel_vars]
+    expected_dims: list[tuple[str, tuple[str, ...]]] = [(n, CUBE_DIMS) for n in spec.pixel_vars]
     expected_dims += [(n, ("time",)) for n in spec.time_vars]
     for name, dims in expected_dims:
         if name not in ds.variables:
-            fail("expect_variable_to_exist", name, f"missing; the cube has {sorted(ds.data_vars)}")
+            fail(
+                "expect_variable_to_exist",
+                name,
+                f"missing; the cube has {sorted(map(str, ds.data_vars))}",
+            )
         elif ds[name].dims != dims:
             fail("expect_variable_dims_to_equal", name, f"dims {ds[name].dims}, expected {dims}")
     if "time" in ds.coords and ds["time"].dtype.kind != "M":
@@ -128,7 +132,7 @@ def cube_metadata(ds: xr.Dataset, spec: CubeSpec) -> pd.DataFrame:
         "res_y": res_y,
         "x_regular": x_regular,
         "y_regular": y_regular,
-        "dims": ",".join(ds[spec.pixel_vars[0]].dims),
+        "dims": ",".join(map(str, ds[spec.pixel_vars[0]].dims)),
         "n_time": ds.sizes["time"],
         "n_y": ds.sizes["y"],
         "n_x": ds.sizes["x"],
@@ -254,8 +258,11 @@ def _plausible(
 def _trimmed_range(
     values: np.ndarray, usable: np.ndarray, n_usable: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row min and max of the usable values without the ``CLEAR_OUTLIER_SHARE`` most
-    extreme at each end (none on a small image: the share rounds down)."""
+    """Per-row min and max of the usable values, trimmed at both ends.
+
+    The ``CLEAR_OUTLIER_SHARE`` most extreme values at each end are left out (none on a small image:
+    the share rounds down).
+    """
     lo, hi = np.fmin.reduce(values, axis=1), np.fmax.reduce(values, axis=1)
     trim = np.floor(CLEAR_OUTLIER_SHARE * n_usable).astype(int)
     for row in np.nonzero(trim)[0]:

@@ -1,6 +1,8 @@
-"""MLflow tracking shared by the stages: where runs go, what every run is tagged with, and the
-datasets, metrics, figures and models they log. MLflow is imported when a helper runs, not at
-import."""
+"""MLflow tracking shared by the stages.
+
+Where runs go, what every run is tagged with, and the datasets, metrics, figures and models they
+log. MLflow is imported when a helper runs, not at import.
+"""
 
 from releo.tracking.config import TrackingConfig
 from releo.tracking.runs import (

@@ -133,8 +133,11 @@ def data_md5(project_root: str | Path) -> str:
 
 
 def standard_tags(project_root: str | Path, params: BaseModel | Mapping[str, Any]) -> dict:
-    """Provenance of a run: git commit (and whether the tree was dirty), data hash, params hash,
-    and the DVC experiment it belongs to (under ``dvc exp run``)."""
+    """Provenance tags of a run.
+
+    Git commit (and whether the tree was dirty), data hash, params hash, and the DVC experiment it
+    belongs to (under ``dvc exp run``).
+    """
     root = Path(project_root)
     commit = _git(root, "rev-parse", "HEAD") or "unknown"
     status = _git(root, "status", "--porcelain", "--untracked-files=no")
@@ -152,8 +155,12 @@ def standard_tags(project_root: str | Path, params: BaseModel | Mapping[str, Any
 def log_dataset(index: pd.DataFrame, name: str, context: str, source: str | None = None) -> None:
     """Log a table (e.g. the chunk index of a split) as an MLflow dataset input of the run."""
     import mlflow
+    from mlflow.data.pandas_dataset import from_pandas  # mlflow.data sets it at run time
 
-    dataset = mlflow.data.from_pandas(index, source=source, name=name)
+    if source is None:  # from_pandas's annotation leaves out None, its default
+        dataset = from_pandas(index, name=name)
+    else:
+        dataset = from_pandas(index, source=source, name=name)
     mlflow.log_input(dataset, context=context)
 
 
@@ -168,8 +175,9 @@ def finite_metrics(
     out = {}
     for key in keys:
         value = values.get(key)
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if number and math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(value):
             out[key] = float(value)
     return out
 

@@ -1,9 +1,13 @@
-"""``params.yaml`` sections of distributed training (``train``), tuning (``tune``) and MLflow
-tracking (``tracking``)."""
+"""``params.yaml`` sections of training, tuning and tracking.
+
+Distributed training (``train``), tuning (``tune``) and MLflow tracking (``tracking``).
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -28,10 +32,26 @@ WEIGHT_DEPENDENT_METRICS = frozenset({"loss", *(f"loss_{k}" for k in LossWeights
 RANKING_METRICS = tuple(m for m in VALIDATION_METRICS if not m.startswith("lai_bias"))
 
 
+def renamed_metric(name: str) -> str:
+    """``name`` under the current metric names (``lai_rmse_vs_truth`` is ``lai_rmse_truth``).
+
+    The old names still work with a :class:`DeprecationWarning`.
+    """
+    new = re.sub(r"_vs_(truth|snap)", r"_\1", name).replace("_at_snap_pixels", "_at_snap")
+    if new != name:
+        warnings.warn(
+            f"metric {name!r} is now named {new!r}; the old name will stop working",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    return new
+
+
 def check_validation_metric(cls, value: str | None) -> str | None:
     """A validation metric that ranks runs: lower is better and independent of the weights."""
     if value is None:
         return value
+    value = renamed_metric(value)
     if value in WEIGHT_DEPENDENT_METRICS:
         raise ValueError(f"{value!r} depends on the loss weights; pick a validation metric")
     if value not in RANKING_METRICS:
@@ -41,6 +61,7 @@ def check_validation_metric(cls, value: str | None) -> str | None:
 
 def check_truth_free_metric(cls, value: str) -> str:
     """A ranking validation metric that a site without the simulator's truth reports."""
+    value = renamed_metric(value)
     check_validation_metric(cls, value)
     if value not in TRUTH_FREE_METRICS:
         raise ValueError(f"{value!r} needs the simulator's truth: one of {TRUTH_FREE_METRICS}")
@@ -48,17 +69,21 @@ def check_truth_free_metric(cls, value: str) -> str:
 
 
 def site_metric(metric: str | None, without_truth: str, has_truth: bool | None) -> str | None:
-    """The metric a run ranks by: ``without_truth`` on a site known to lack the simulator's
-    truth (``has_truth`` False) when ``metric`` needs it (it would be NaN there and rank
-    nothing), else ``metric``."""
+    """The metric a run ranks by.
+
+    ``without_truth`` on a site known to lack the simulator's truth (``has_truth`` False) when
+    ``metric`` needs it (it would be NaN there and rank nothing), else ``metric``.
+    """
     if has_truth is False and metric is not None and metric not in TRUTH_FREE_METRICS:
         return without_truth
     return metric
 
 
 class TrainingSite(BaseModel):
-    """A further site learned from beside the pipeline's own (self-supervised: the physics,
-    no labels): all its chunks are training chunks."""
+    """A further site learned from beside the pipeline's own.
+
+    Self-supervised (the physics, no labels): all its chunks are training chunks.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

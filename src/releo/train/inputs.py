@@ -1,5 +1,8 @@
-"""The gate of the ``tune`` and ``train`` stages: the site (Great Expectations suites of each
-contract) and the chunk index they learn from."""
+"""The gate of the ``tune`` and ``train`` stages: the site and its chunk index.
+
+The site is checked with the Great Expectations suites of each contract, and the chunk index they
+learn from with its own checks.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +19,12 @@ INDEX_COLUMNS = ("chunk_id", "split", "y0", "x0", "size_px", "start", "end", "n_
 
 
 def check_index(index: pd.DataFrame, source: Path, site_shape: tuple[int, int]) -> None:
-    """Raise DataError unless the index has its columns, unique chunks, train and val chunks
-    with observations, no place in two splits, and windows inside the site grid."""
+    """Check the chunk index against the site.
+
+    Raises:
+        DataError: unless the index has its columns, unique chunks, train and val chunks with
+            observations, no place in two splits, and windows inside the site grid.
+    """
     missing = [c for c in INDEX_COLUMNS if c not in index.columns]
     if missing:
         raise DataError(f"{source}: missing columns {missing}; rerun the chunk stage")
@@ -44,8 +51,12 @@ def check_index(index: pd.DataFrame, source: Path, site_shape: tuple[int, int]) 
 
 
 def gate_training_inputs(params: Params, index_path: Path) -> dict:
-    """Gate the site (GE; raises QualityGateError) and the chunk index (raises DataError);
-    returns the gates' seconds per part."""
+    """Gate the site and the chunk index; returns the gates' seconds per part.
+
+    Raises:
+        QualityGateError: the site fails its Great Expectations suites.
+        DataError: the chunk index fails its checks.
+    """
     site = open_site(params.data_dir)
     gates = validate_site(site, params.quality.context_root)
     for extra in params.train.sites:  # further training sites pass the same gates

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -34,14 +35,24 @@ def _valid(lengths: list[int], length: int) -> torch.Tensor:
     return torch.arange(length)[None] < torch.tensor(lengths)[:, None]
 
 
+def dataset_len(dataset: Dataset) -> int:
+    """``len(dataset)``; a TypeError for a dataset without a length (an iterable one)."""
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"{type(dataset).__name__} has no len()")
+    return len(dataset)
+
+
 def collate_chunks(items: list[dict]) -> dict:
-    """Batch chunk items, padding the S2, S1 (and truth) time axes; ``s2_valid`` (B, T),
-    ``s1_valid`` (B, T') and ``truth_valid`` (B, D) say which dates are real, ``s2_in_window``
-    and ``s1_in_window`` (when the items have them) which lie in the chunk's window."""
+    """Batch chunk items, padding the S2, S1 (and truth) time axes.
+
+    ``s2_valid`` (B, T), ``s1_valid`` (B, T') and ``truth_valid`` (B, D) say which dates are real,
+    ``s2_in_window`` and ``s1_in_window`` (when the items have them) which lie in the chunk's
+    window.
+    """
     n2 = [it["s2"].shape[0] for it in items]
     n1 = [it["s1"].shape[0] for it in items]
     t2, t1 = max(n2), max(n1)
-    batch = {
+    batch: dict[str, Any] = {
         "chunk_id": [it["chunk_id"] for it in items],
         "window_doy": torch.stack([it["window_doy"] for it in items]),
         "s2": _stack_padded([it["s2"] for it in items], t2, 0.0),
@@ -51,7 +62,9 @@ def collate_chunks(items: list[dict]) -> dict:
         "s2_doy": _stack_padded([it["s2_doy"] for it in items], t2, 0.0),
         "s2_platform": _stack_padded(
             [
-                torch.tensor([platform_code(p) for p in it["s2_platform"]] or [0] * n, dtype=int)
+                torch.tensor(
+                    [platform_code(p) for p in it["s2_platform"]] or [0] * n, dtype=torch.int64
+                )
                 for it, n in zip(items, n2, strict=True)
             ],
             t2,
@@ -88,8 +101,9 @@ def make_datasets(
     with_truth: bool = True,
     context_days: int = 0,
 ) -> dict[str, Dataset]:
-    """Train/val/test chunk datasets of a site (cubes loaded in memory once), with the
-    encoder's ``context_days`` of observations around each window.
+    """Train/val/test chunk datasets of a site (cubes loaded in memory once).
+
+    Items carry the encoder's ``context_days`` of observations around each window.
 
     Val and test items also carry the simulator's truth LAI (when ``with_truth`` and the site
     has one) and the reference (SNAP) LAI, for evaluation; train items never do.
@@ -115,8 +129,10 @@ def make_datasets(
 def site_train_dataset(
     site_dir: str | Path, chunk_m: float, days: int, context_days: int = 0
 ) -> ChunkDataset:
-    """Every chunk of a further training site (``chunk_m`` × ``days``), without truth or
-    reference: the physics losses need neither."""
+    """Every chunk of a further training site (``chunk_m`` × ``days``).
+
+    Without truth or reference: the physics losses need neither.
+    """
     site = open_site(site_dir)
     s2, s1 = site.s2.load(), site.s1.load()
     index = chunk_index(s2, s1, size_m=chunk_m, days=days, split={"train": 1, "val": 0, "test": 0})
@@ -158,10 +174,12 @@ def train_one_epoch(
 def evaluate(
     model: PhysicsAutoencoder, loader: Iterable[dict], weights: LossWeights, *, seed: int = 0
 ) -> dict[str, float]:
-    """Validation metrics: loss terms, S2/S1 reconstruction RMSE (clear S2 observations, all
-    S1), per-band/polarisation RMSE, and — when batches carry truth — LAI RMSE against the
-    simulator truth at the S2 dates (all, clear, cloudy pixels; between acquisitions; from the
-    embedding alone) next to the SNAP reference's RMSE against the same truth.
+    """Validation metrics: loss terms, reconstruction RMSE and, with truth, LAI RMSE.
+
+    S2/S1 reconstruction RMSE (clear S2 observations, all S1), per-band/polarisation RMSE, and —
+    when batches carry truth — LAI RMSE against the simulator truth at the S2 dates (all, clear,
+    cloudy pixels; between acquisitions; from the embedding alone) next to the SNAP reference's RMSE
+    against the same truth.
 
     Deterministic: the query sampling of the loss uses its own seeded RNG stream.
     """
@@ -197,9 +215,11 @@ def fit(
     eval_split: str = "val",
     eval_every: int = 1,
 ) -> list[dict[str, float]]:
-    """Train ``model`` with AdamW (cosine-decayed ``lr``) for ``epochs`` epochs on
-    ``datasets["train"]``; returns one record per epoch (train loss terms, ``val_*`` metrics
-    every ``eval_every`` epochs and at the end, seconds). Deterministic for ``seed``."""
+    """Train ``model`` with AdamW (cosine-decayed ``lr``) on ``datasets["train"]``.
+
+    Runs ``epochs`` epochs and returns one record per epoch (train loss terms, ``val_*`` metrics
+    every ``eval_every`` epochs and at the end, seconds). Deterministic for ``seed``.
+    """
     torch.manual_seed(seed)
     loader = DataLoader(
         datasets["train"],
@@ -209,7 +229,7 @@ def fit(
         generator=torch.Generator().manual_seed(seed),
     )
     evaluation = None
-    if eval_split in datasets and len(datasets[eval_split]):
+    if eval_split in datasets and dataset_len(datasets[eval_split]):
         evaluation = DataLoader(
             datasets[eval_split], batch_size=batch_size, collate_fn=collate_chunks
         )
@@ -232,7 +252,7 @@ def fit(
         record["time_s"] = time.perf_counter() - start
         history.append(record)
         shown = {"loss": train.get("total", float("nan"))}
-        if f"{eval_split}_lai_rmse_vs_truth" in record:
-            shown["lai_rmse"] = record[f"{eval_split}_lai_rmse_vs_truth"]
+        if f"{eval_split}_lai_rmse_truth" in record:
+            shown["lai_rmse"] = record[f"{eval_split}_lai_rmse_truth"]
         bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()})
     return history

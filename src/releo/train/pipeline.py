@@ -14,6 +14,7 @@ import math
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -34,8 +35,8 @@ MODEL_DIR = Path("models")
 TUNE_METRICS, TUNE_PLOT = Path("metrics/tune.json"), Path("metrics/tune_trials.csv")
 TRAIN_METRICS, TRAIN_PLOT = Path("metrics/train.json"), Path("metrics/train_curve.csv")
 HEADLINE = ("s2_reconstruction_rmse", "s1_reconstruction_rmse_db")
-LAI = ("lai_rmse_vs_truth", "snap_lai_rmse_vs_truth", "lai_rmse_vs_snap")
-CURVES = ("train_loss", "val_loss", "val_lai_rmse_vs_truth", "val_s2_reconstruction_rmse")
+LAI = ("lai_rmse_truth", "snap_lai_rmse_truth", "lai_rmse_snap")
+CURVES = ("train_loss", "val_loss", "val_lai_rmse_truth", "val_s2_reconstruction_rmse")
 # Per-epoch seconds: in MLflow and metrics/timings/, not in the DVC plot (they change every run)
 EPOCH_TIMINGS = ("train_time_s", "epoch_time_s")
 
@@ -69,9 +70,11 @@ def _stamp() -> str:
 
 
 def site_has_truth(params: Params, root: Path) -> bool | None:
-    """Whether the site of ``params.data_dir`` carries the simulator's truth (as
-    ``Site.has_truth``, without opening the cubes); None where no site is there (a task that
-    brings its own data)."""
+    """Whether the site of ``params.data_dir`` carries the simulator's truth.
+
+    As ``Site.has_truth``, without opening the cubes; None where no site is there (a task that
+    brings its own data).
+    """
     data = root / params.data_dir
     if not (data / SITE_FILES["s2"]).exists():
         return None
@@ -175,8 +178,11 @@ def run_tune(params: Params, root: Path = Path(), task: Task | None = None) -> d
 def _no_study(
     params: Params, root: Path, metric: str, has_truth: bool | None, weights: dict
 ) -> dict:
-    """``tune.num_samples`` 1: a study of one trial ranks nothing, so none is run; the
-    configured ``loss_weights`` are passed on (and logged) at no cost."""
+    """The tune stage for ``tune.num_samples`` 1: no study is run.
+
+    A study of one trial ranks nothing; the configured ``loss_weights`` are passed on (and logged)
+    at no cost.
+    """
     import mlflow
 
     with tracking.stage_run(params, root, "tune", run_name=f"no-study-{_stamp()}") as run:
@@ -192,7 +198,7 @@ def _no_study(
     write_json(weights, root / BEST_WEIGHTS)
     write_table(pd.DataFrame(columns=["trial", "epoch", "objective", metric, "default"]),
                 root / TUNE_PLOT)  # fmt: skip
-    summary = {
+    summary: dict[str, Any] = {
         "metric": metric,
         "metric_configured": f"val_{params.tune.metric}",
         "site_has_truth": has_truth,
@@ -250,8 +256,11 @@ def run_train(
     weights_path: Path | None = BEST_WEIGHTS,
     task: Task | None = None,
 ) -> dict:
-    """Train with the tuned weights (``weights_path``; ``params.loss_weights`` without one);
-    write ``models/`` (``model.pt`` + ``model.json``), metrics and the per-epoch curve."""
+    """Train with the tuned weights and write the model, metrics and per-epoch curve.
+
+    The weights come from ``weights_path`` (``params.loss_weights`` without one); the model is
+    written to ``models/`` (``model.pt`` + ``model.json``).
+    """
     import mlflow
 
     root = Path(root).resolve()

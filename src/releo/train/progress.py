@@ -20,12 +20,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from ray.train import UserCallback
-from ray.tune import Callback
+from ray.tune import Callback, Stopper
 from tqdm import tqdm
 
 POLL_S = 1.0
 """How often the driver reads the board (an epoch takes seconds to minutes)."""
-SHOWN_VAL = ("loss", "lai_rmse_vs_truth")
+SHOWN_VAL = ("loss", "lai_rmse_truth")
 """Validation metrics shown beside the selection/objective metric, when reported."""
 
 
@@ -47,8 +47,10 @@ class EpochBar:
         self.bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr, dynamic_ncols=True)
 
     def show(self, record: dict[str, Any], done: int, **extra: str) -> None:
-        """Move the bar to ``done`` epochs and show ``record``'s loss and validation metrics
-        (the last validated epoch's while the current one has none)."""
+        """Move the bar to ``done`` epochs and show ``record``'s loss and validation metrics.
+
+        While the current epoch has no validation metrics, the last validated epoch's are shown.
+        """
         val = {
             f"{self.split}_{m}": _number(record[f"{self.split}_{m}"])
             for m in self.metrics
@@ -70,8 +72,10 @@ class EpochBar:
 
 
 class ProgressBoard:
-    """The reports of a run: posted by :class:`ReportProgress`, taken by the driver. A Ray actor
-    of no CPU (:func:`follow_run` starts it)."""
+    """The reports of a run: posted by :class:`ReportProgress`, taken by the driver.
+
+    A Ray actor of no CPU (:func:`follow_run` starts it).
+    """
 
     def __init__(self) -> None:
         self._records: list[dict[str, Any]] = []
@@ -102,11 +106,15 @@ class ReportProgress(UserCallback):
 def follow_run(
     desc: str, total: int, metrics: Sequence[str] = (), split: str = "val"
 ) -> Iterator[ReportProgress]:
-    """A bar for one Ray Train run: yields the callback to give the trainer; a driver thread
-    moves the bar as the reports arrive, until the run ends."""
+    """A bar for one Ray Train run: yields the callback to give the trainer.
+
+    A driver thread moves the bar as the reports arrive, until the run ends.
+    """
     import ray
 
-    board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+    # Any: Ray types an actor handle's methods (``.remote``) only when declared with
+    # @ray.method, and ray.remote(**options) as returning the class itself.
+    board: Any = ray.remote(num_cpus=0)(ProgressBoard).remote()
     bar = EpochBar(desc, total, metrics, split)
     done = threading.Event()
 
@@ -133,8 +141,10 @@ def follow_run(
 
 
 class TuneProgress(Callback):
-    """Tune callback (it runs in the driver): one bar over all trials' epochs; a trial that
-    ASHA ends early skips its remaining epochs."""
+    """Tune callback (it runs in the driver): one bar over all trials' epochs.
+
+    A trial that ASHA ends early skips its remaining epochs.
+    """
 
     def __init__(self, trials: int, epochs: int, metric: str, split: str = "val"):
         self.trials, self.epochs, self.metric, self.split = trials, epochs, metric, split
@@ -153,7 +163,13 @@ class TuneProgress(Callback):
             self._bar = EpochBar("tune", self.trials * self.epochs, [self.metric], self.split)
         return self._bar
 
-    def setup(self, **info: Any) -> None:
+    def setup(
+        self,
+        stop: Stopper | None = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
         """Show the bar when the study starts."""
         self.bar.bar.refresh()  # the bar from the study's start, not its first result
 

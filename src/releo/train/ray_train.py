@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from releo.data.chunks import SiteBatchSampler
 from releo.train.config import TrainConfig
+from releo.train.loop import dataset_len
 from releo.train.task import Task
 
 CHECKPOINT_FILE = "state.pt"
@@ -160,7 +161,9 @@ class _LossModule(nn.Module):
         self.model = model
 
     def forward(self, batch: Any, weights: Any) -> dict[str, torch.Tensor]:
-        return self.model.loss(batch, weights)
+        # nn.Module's __getattr__ types every attribute as a tensor or a module.
+        loss = cast(Callable[..., dict[str, torch.Tensor]], self.model.loss)
+        return loss(batch, weights)
 
 
 class _DistributedView:
@@ -195,7 +198,8 @@ def spread_subset(dataset: Any, n: int | None) -> Any:
     """``n`` items spread evenly over ``dataset`` (all of it when ``n`` is None or larger).
 
     Chunk indices run place by place through the year, so the first items would all be winter
-    chunks of one place: a capped evaluation must sample the whole split."""
+    chunks of one place: a capped evaluation must sample the whole split.
+    """
     if n is None or n >= len(dataset):
         return dataset
     return Subset(dataset, torch.linspace(0, len(dataset) - 1, n).round().long().tolist())
@@ -247,8 +251,10 @@ def load_state(checkpoint: Any) -> dict:
 def _train_loader(
     spec: RunSpec, train: Any, world: int, rank: int
 ) -> tuple[Any, SiteBatchSampler | None]:
-    """The training loader: the task's train split, shuffled (sharded over the ranks by Ray);
-    with further sites (``spec.sites``), their chunks too, each batch from one site."""
+    """The training loader: the task's train split, shuffled (sharded over the ranks by Ray).
+
+    With further sites (``spec.sites``), their chunks too, each batch from one site.
+    """
     import ray.train.torch
 
     cfg, task = spec.train, spec.task
@@ -312,7 +318,7 @@ def _worker_loop(config: dict) -> dict:
     )
     view = _DistributedView(wrapped)
     evaluation = None
-    if rank == 0 and len(datasets.get(spec.eval_split, ())):
+    if rank == 0 and spec.eval_split in datasets and dataset_len(datasets[spec.eval_split]):
         n_eval = None if spec.max_eval_batches is None else spec.max_eval_batches * cfg.batch_size
         plain = DataLoader(
             spread_subset(datasets[spec.eval_split], n_eval),
@@ -345,7 +351,7 @@ def _worker_loop(config: dict) -> dict:
         if evaluation is not None and ((epoch + 1) % cfg.eval_every == 0 or last):
             metrics = task.evaluate(model, evaluation, weights)
             record.update({f"{spec.eval_split}_{k}": v for k, v in metrics.items()})
-            if _improves(cfg.select_metric, metrics, best):
+            if cfg.select_metric is not None and _improves(cfg.select_metric, metrics, best):
                 best = {
                     "epoch": epoch,
                     "metric": f"{spec.eval_split}_{cfg.select_metric}",
@@ -424,8 +430,11 @@ def _trainer(spec: RunSpec, name: str, storage_path: Path | None, callbacks: lis
 
     cfg = spec.train
     resources = {"CPU": cfg.worker_cpus, **({"GPU": 1} if cfg.use_gpu else {})}
+    # Ray Train V2 (Ray's default) runs here, but mypy sees the V1 TorchTrainer and RunConfig
+    # that ray.train replaces at import time: V1 wants a loop returning None and has no
+    # logging_config.
     return TorchTrainer(
-        _worker_loop,
+        _worker_loop,  # type: ignore[arg-type]
         train_loop_config={"spec": spec},
         scaling_config=ScalingConfig(
             num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources
@@ -437,6 +446,6 @@ def _trainer(spec: RunSpec, name: str, storage_path: Path | None, callbacks: lis
             # The latest checkpoint is all a resume needs; keep one more in case it is partial.
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=callbacks,
-            logging_config=LoggingConfig(log_level=TRAIN_LOG_LEVEL),
+            logging_config=LoggingConfig(log_level=TRAIN_LOG_LEVEL),  # type: ignore[call-arg]
         ),
     )

@@ -48,8 +48,10 @@ def _asked_to_stop(board: Any, trial_id: str) -> bool:
 
 
 class CooperativeASHA(ASHAScheduler):
-    """ASHA whose STOP decisions are posted to a :class:`StopBoard` (the trial then ends itself)
-    instead of Tune killing the trial."""
+    """ASHA whose STOP decisions are posted to a :class:`StopBoard`.
+
+    The trial then ends itself, instead of Tune killing it.
+    """
 
     def __init__(self, board: Any, **kwargs: Any):
         super().__init__(stop_last_trials=False, **kwargs)
@@ -120,10 +122,12 @@ def search_weights(
     board: Any = None,
     progress: bool = False,
 ) -> StudyOutcome:
-    """Run the study: ``cfg.num_samples`` trials of ``cfg.epochs`` epochs, the default weights
-    (``base.loss_weights``) first, then ``cfg.warm_start``, then Optuna's choices; the best
-    trial has the lowest final objective among those that ran the full budget (all trials when
-    none did); ``progress``: a bar over the trials' epochs on the driver."""
+    """Run the study: ``cfg.num_samples`` trials of ``cfg.epochs`` epochs.
+
+    The default weights (``base.loss_weights``) run first, then ``cfg.warm_start``, then Optuna's
+    choices. The best trial has the lowest final objective among those that ran the full budget (all
+    trials when none did). ``progress``: a bar over the trials' epochs on the driver.
+    """
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -132,7 +136,8 @@ def search_weights(
     init_ray(base.train)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study and trial
     metric = f"{base.eval_split}_{cfg.metric}"
-    board = board or StopBoard.remote()
+    # ray.remote(**options) is typed as returning the class itself, without ``.remote``.
+    board = board or StopBoard.remote()  # type: ignore[attr-defined]
     scheduler = CooperativeASHA(
         board,
         time_attr="epochs_done",
@@ -180,7 +185,8 @@ def search_weights(
     grid = tuner.fit()
 
     trials = []
-    for result in grid:
+    for i in range(len(grid)):  # ResultGrid has __getitem__ and __len__, no __iter__
+        result = grid[i]
         frame = result.metrics_dataframe
         history = [] if frame is None or metric not in frame else frame[metric].tolist()
         last = result.metrics or {}

@@ -66,8 +66,11 @@ def dynamic_variables(
     senescence: np.ndarray,
     soil_moisture: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """Time-varying PROSAIL inputs of every zone, each (n_dates, n_zones), from the zone LAI and
-    senescent fraction and the soil moisture of the zone's parcel (n_dates, n_parcels)."""
+    """Time-varying PROSAIL inputs of every zone, each (n_dates, n_zones).
+
+    They come from the zone LAI and senescent fraction and from the soil moisture of the zone's
+    parcel (n_dates, n_parcels).
+    """
     zp, vigour = parcels.zone_parcel, parcels.zone_vigour.astype(float)
     green = 1.0 - senescence
     cab_green = traits.cab_green[zp] * (1 + VIGOUR_GAIN["cab"] * vigour)

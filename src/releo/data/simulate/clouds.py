@@ -49,7 +49,7 @@ def cloud_cover(
 ) -> float:
     """Cloud cover fraction of the site on ``day`` (0 clear … 1 overcast)."""
     rng = keyed_rng(seed, "cloud_cover", day_key(day))
-    month = int(np.datetime64(day, "M").astype(int) % 12 + 1)
+    month = int(np.datetime64(day, "M").astype(int) % 12 + 1)  # type: ignore[call-overload]
     lower, upper = climate.cdf(np.array([rainfall_mm]), np.array([month]))
     u_rain = lower[0] + (upper[0] - lower[0]) * rng.random()
     z_rain = stats.norm.ppf(np.clip(u_rain, 1e-9, 1 - 1e-9))

@@ -110,7 +110,7 @@ class PlantedEquation:
 
     def equation(self) -> str:
         """Human-readable form, e.g. ``db/dt = 0.003*Tplus - 0.06*b - 0.03*P*b``."""
-        pieces = []
+        pieces: list[str] = []
         for term in self.terms:
             magnitude = f"{abs(term.coefficient):g}*{term.label}"
             if pieces:

@@ -60,8 +60,11 @@ S1_PASSES: tuple[S1Pass, ...] = (
 def acquisition_dates(
     anchor: date, revisit_days: int, first: date, last: date
 ) -> list[tuple[int, date]]:
-    """(k, anchor + k·revisit) for every k >= 0 falling in [first, last]; ``k`` indexes the
-    acquisition in the site's whole schedule, so platforms alternate across data drops too."""
+    """``(k, anchor + k·revisit)`` for every k >= 0 that falls in [first, last].
+
+    ``k`` indexes the acquisition in the site's whole schedule, so platforms alternate across data
+    drops too.
+    """
     k0 = max(0, -(-(first - anchor).days // revisit_days))
     out = []
     k = k0
@@ -98,8 +101,10 @@ def track_heading(inclination_deg: float, latitude_deg: float, ascending: bool) 
 
 
 def zenith_from_ground_distance(distance_km: np.ndarray | float, altitude_km: float) -> np.ndarray:
-    """Zenith angle of a satellite at ``altitude_km`` seen from a point ``distance_km`` (ground
-    arc) from its nadir, on a spherical Earth (degrees)."""
+    """Zenith angle (degrees) of a satellite at ``altitude_km``, seen from the ground.
+
+    The point lies ``distance_km`` (ground arc) from the satellite's nadir, on a spherical Earth.
+    """
     gamma = np.asarray(distance_km, dtype=float) / EARTH_RADIUS_KM
     orbit = EARTH_RADIUS_KM + altitude_km
     return np.rad2deg(np.arctan2(orbit * np.sin(gamma), orbit * np.cos(gamma) - EARTH_RADIUS_KM))
@@ -120,8 +125,11 @@ def s2_acquisitions(
     latitude_deg: float,
     orbit: S2Orbit = S2_ORBIT,
 ) -> pd.DataFrame:
-    """One row per S2 acquisition in [first, last]: date, platform, relative orbit, sun and view
-    zenith/azimuth and the relative azimuth (sun − view, [0, 360), 0 = hot-spot side)."""
+    """One row per S2 acquisition in [first, last].
+
+    Each row holds the date, platform, relative orbit, sun and view zenith/azimuth and the relative
+    azimuth (sun − view, [0, 360), 0 = hot-spot side).
+    """
     heading = track_heading(orbit.inclination_deg, latitude_deg, ascending=False)
     view_zenith = float(zenith_from_ground_distance(abs(orbit.across_track_km), orbit.altitude_km))
     # The satellite's right-hand direction is heading + 90°, i.e. (cos h, −sin h) in (east,
@@ -169,8 +177,11 @@ def s1_acquisitions(
     latitude_deg: float,
     passes: tuple[S1Pass, ...] = S1_PASSES,
 ) -> pd.DataFrame:
-    """One row per S1 acquisition in [first, last]: date, platform, orbit direction, relative
-    orbit, centre incidence and the look azimuth (direction of increasing incidence)."""
+    """One row per S1 acquisition in [first, last].
+
+    Each row holds the date, platform, orbit direction, relative orbit, centre incidence and the
+    look azimuth (direction of increasing incidence).
+    """
     rows = []
     for k, day in acquisition_dates(anchor, revisit_days, first, last):
         orbit = passes[k % len(passes)]
@@ -209,8 +220,10 @@ def incidence_raster(
     look_azimuth_deg: float,
     altitude_km: float,
 ) -> np.ndarray:
-    """Incidence angle (degrees) of every pixel (len(y), len(x)): the site centre sits at
-    ``centre_incidence_deg`` and the ground range grows along the look azimuth."""
+    """Incidence angle (degrees) of every pixel, (len(y), len(x)).
+
+    The site centre sits at ``centre_incidence_deg``; the ground range grows along the look azimuth.
+    """
     centre_distance = ground_distance_from_zenith(centre_incidence_deg, altitude_km)
     look = np.deg2rad(look_azimuth_deg)
     dx = (x - x.mean())[None, :]

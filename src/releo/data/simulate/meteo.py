@@ -61,8 +61,11 @@ class RainClimate:
         return cls(wet, wet_after_dry, mean_excess)
 
     def cdf(self, rainfall_mm: np.ndarray, month: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper cumulative probability of daily rain (a point mass at 0 mm gives an
-        interval): a randomised probability-integral transform draws uniformly in between."""
+        """Lower and upper cumulative probability of the daily rain ``rainfall_mm`` in ``month``.
+
+        The point mass at 0 mm gives an interval: a randomised probability-integral transform draws
+        uniformly in between.
+        """
         m = month - 1
         dry = 1 - self.wet_probability[m]
         wet = rainfall_mm > 0
@@ -77,7 +80,10 @@ class RainClimate:
 
 def daily_dates(first: np.datetime64, last: np.datetime64) -> np.ndarray:
     """Every day from ``first`` to ``last`` inclusive, as datetime64[D]."""
-    return np.arange(np.datetime64(first, "D"), np.datetime64(last, "D") + 1)
+    return np.arange(
+        np.datetime64(first, "D"),  # type: ignore[call-overload]
+        np.datetime64(last, "D") + 1,  # type: ignore[call-overload]
+    )
 
 
 def _one_year(
@@ -121,11 +127,14 @@ def simulate_meteorology(
     annual_rainfall_mm: float = 650.0,
     mean_temperature_c: float = 14.2,
 ) -> pd.DataFrame:
-    """Daily rainfall (mm), air temperature (°C) and temperature excess T⁺ (°C) from ``first``
-    to ``last`` inclusive; values are rounded to 0.1 (as published by weather services)."""
+    """Daily rainfall (mm), air temperature (°C) and temperature excess T⁺ (°C).
+
+    Every day from ``first`` to ``last`` inclusive; values are rounded to 0.1 (as published by
+    weather services).
+    """
     climate = RainClimate.toulouse(annual_rainfall_mm)
-    first_year = int(str(np.datetime64(first, "Y")))
-    last_year = int(str(np.datetime64(last, "Y")))
+    first_year = int(str(np.datetime64(first, "Y")))  # type: ignore[call-overload]
+    last_year = int(str(np.datetime64(last, "Y")))  # type: ignore[call-overload]
     years = [
         _one_year(seed, y, climate, mean_temperature_c) for y in range(first_year, last_year + 1)
     ]

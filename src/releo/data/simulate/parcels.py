@@ -96,8 +96,11 @@ def voronoi_fields(rng: np.random.Generator, shape: tuple[int, int], n_fields: i
 def assign_classes(
     rng: np.random.Generator, n_parcels: int, weights: dict[str, float]
 ) -> np.ndarray:
-    """Land-cover class of each parcel: every weighted class at least once when there are
-    enough parcels (so small sites stay diverse), the rest drawn by weight."""
+    """Land-cover class of each parcel, drawn by weight.
+
+    Every weighted class appears at least once when there are enough parcels (so small sites stay
+    diverse); the rest are drawn by weight.
+    """
     classes = np.array([LAND_COVER_CLASSES.index(name) for name in weights if weights[name] > 0])
     probs = np.array([weights[LAND_COVER_CLASSES[c]] for c in classes], dtype=float)
     probs /= probs.sum()

@@ -171,8 +171,11 @@ def base_lai(parcels: Parcels, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def lai_and_senescence(
     parcels: Parcels, seed: int, dates: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """LAI (green + brown leaves) and the brown-leaf fraction of every zone at ``dates``
-    (datetime64[D]), each (n_dates, n_zones); analytic in time, so periods always agree."""
+    """LAI (green + brown leaves) and brown-leaf fraction of every zone at ``dates``.
+
+    ``dates`` are datetime64[D]; each output is (n_dates, n_zones). Both are analytic in time, so
+    periods always agree.
+    """
     dates = np.asarray(dates, dtype="datetime64[D]")
     years = dates.astype("datetime64[Y]").astype(int) + 1970
     base, base_brown = base_lai(parcels, seed)

@@ -27,14 +27,17 @@ DAY_KEY_OFFSET = 1_000_000
 
 def day_key(day: np.datetime64) -> int:
     """Non-negative integer key of a calendar day, for per-date random streams."""
-    return int(np.datetime64(day, "D").astype(np.int64)) + DAY_KEY_OFFSET
+    days = np.datetime64(day, "D").astype(np.int64)  # type: ignore[call-overload]
+    return int(days) + DAY_KEY_OFFSET
 
 
 def gaussian_random_field(
     rng: np.random.Generator, shape: tuple[int, int], correlation_px: float
 ) -> np.ndarray:
-    """Stationary zero-mean, unit-variance field with a Gaussian covariance of scale
-    ``correlation_px`` (pixels), by spectral filtering of white noise.
+    """Stationary zero-mean, unit-variance random field with a Gaussian covariance.
+
+    The covariance has scale ``correlation_px`` (pixels); the field is made by spectral filtering of
+    white noise.
 
     The field is generated on a domain padded by three correlation lengths and cropped, so the
     periodic wrap-around of the FFT does not correlate opposite edges.
@@ -54,8 +57,10 @@ def gaussian_random_field(
 
 
 def round_mantissa(values: np.ndarray, keep_bits: int = 14) -> np.ndarray:
-    """float32 copy of ``values`` rounded to ``keep_bits`` mantissa bits (relative precision
-    2^-keep_bits); the zeroed low bits let zstd compress smooth truth fields several-fold.
+    """float32 copy of ``values`` rounded to ``keep_bits`` mantissa bits.
+
+    The relative precision is 2^-keep_bits; the zeroed low bits let zstd compress smooth truth
+    fields several-fold.
 
     The simulator uses the rounded values themselves, so what is stored is exactly what
     generated the observations.

@@ -62,8 +62,10 @@ def noise_free_backscatter_db(
 
 
 def simulate_s1(scene: Scene, acquisitions: pd.DataFrame, progress: bool = True) -> xr.Dataset:
-    """S1 contract cube (VV, VH σ0 in dB, incidence angle, orbit direction and relative orbit)
-    for ``acquisitions`` (from ``geometry.s1_acquisitions``)."""
+    """S1 contract cube for ``acquisitions`` (from ``geometry.s1_acquisitions``).
+
+    It holds VV and VH σ0 in dB, the incidence angle, the orbit direction and the relative orbit.
+    """
     config, parcels, grid = scene.config, scene.parcels, scene.grid
     dates = acquisitions["date"].to_numpy().astype("datetime64[D]")
     ny, nx = config.shape
@@ -100,7 +102,9 @@ def simulate_s1(scene: Scene, acquisitions: pd.DataFrame, progress: bool = True)
             observed = clean + 10.0 * np.log10(speckle)
             sigma0[pol][i] = np.clip(observed, *SIMULATED_DB_RANGE)
 
-    data = {pol: (("time", "y", "x"), sigma0[pol]) for pol in S1_POLARISATIONS}
+    data: dict[str, tuple[str | tuple[str, ...], np.ndarray]] = {
+        pol: (("time", "y", "x"), sigma0[pol]) for pol in S1_POLARISATIONS
+    }
     data[S1_INCIDENCE] = (("time", "y", "x"), incidence)
     data[S1_ORBIT_DIRECTION] = ("time", acquisitions["orbit_direction"].to_numpy().astype(str))
     data[S1_RELATIVE_ORBIT] = ("time", acquisitions["relative_orbit"].to_numpy(dtype=np.int16))

@@ -42,8 +42,9 @@ def zone_reflectance(
     platform: str,
     batch_size: int,
 ) -> np.ndarray:
-    """PROSAIL S2 bands (n_zones_selected, 10) of ``zones`` at one date and geometry
-    (sun zenith, view zenith, relative azimuth in degrees), float32.
+    """PROSAIL S2 bands (n_zones_selected, 10) of ``zones`` at one date and geometry, float32.
+
+    The geometry is the sun zenith, view zenith and relative azimuth, in degrees.
 
     The inputs are the float32 values the truth and the cube record; PROSAIL runs in float64
     and only its result is rounded to float32. In float32, torch's per-CPU vectorised kernels
@@ -58,11 +59,12 @@ def zone_reflectance(
             batch = zones[start : start + batch_size]
             args = []
             for name in PROSAIL_ARGUMENTS:
+                values: np.ndarray | np.float32
                 if name in geometry:
                     values = np.float32(geometry[name])
                 else:
-                    values = canopy[name]  # (n_dates, n_zones) or static (n_zones,)
-                    values = values[date_index, batch] if values.ndim == 2 else values[batch]
+                    layer = canopy[name]  # (n_dates, n_zones) or static (n_zones,)
+                    values = layer[date_index, batch] if layer.ndim == 2 else layer[batch]
                 values = np.asarray(values, dtype=np.float32).astype(np.float64)
                 args.append(torch.as_tensor(values))
             bands = prosail_s2_bands(*args, platform=platform).numpy()
@@ -71,9 +73,11 @@ def zone_reflectance(
 
 
 def quantise_l2a(reflectance: np.ndarray) -> np.ndarray:
-    """float32 reflectance on the uint16 L2A grid, exactly as ``write_cube`` stores it and
-    ``open_cube`` reads it back (NaN kept): the reference product and any other consumer of
-    the in-memory cube then see the stored values, not the last bits before quantisation."""
+    """float32 reflectance on the uint16 L2A grid, as ``write_cube`` stores it (NaN kept).
+
+    ``open_cube`` reads back exactly these values, so the reference product and any other consumer
+    of the in-memory cube see the stored values, not the last bits before quantisation.
+    """
     values = np.asarray(reflectance, dtype=np.float64)
     digital = np.round((values - REFLECTANCE_OFFSET) / REFLECTANCE_SCALE)
     # Decoded the way xarray decodes CF packing: dn * scale_factor + add_offset, in float64.
@@ -88,8 +92,10 @@ def noise_sigma(reflectance: np.ndarray, absolute: float, relative: float) -> np
 def simulate_s2(
     scene: Scene, acquisitions: pd.DataFrame, progress: bool = True
 ) -> tuple[xr.Dataset, pd.DataFrame]:
-    """S2 L2A contract cube for ``acquisitions`` (from ``geometry.s2_acquisitions``) and the
-    acquisition table completed with the cloud and shadow cover of each date."""
+    """S2 L2A contract cube for ``acquisitions`` (from ``geometry.s2_acquisitions``).
+
+    Also returns the acquisition table completed with the cloud and shadow cover of each date.
+    """
     config, parcels = scene.config, scene.parcels
     dates = acquisitions["date"].to_numpy().astype("datetime64[D]")
     ny, nx = config.shape
@@ -135,7 +141,9 @@ def simulate_s2(
     table = acquisitions.copy()
     table["cloud_cover"] = covers[:, 0]
     table["shadow_cover"] = covers[:, 1]
-    data = {band: (("time", "y", "x"), reflectance[b]) for b, band in enumerate(S2_BANDS)}
+    data: dict[str, tuple[str | tuple[str, ...], np.ndarray]] = {
+        band: (("time", "y", "x"), reflectance[b]) for b, band in enumerate(S2_BANDS)
+    }
     data[S2_MASK] = (("time", "y", "x"), masks)
     for angle in ("sun_zenith", "view_zenith", "relative_azimuth"):
         data[angle] = ("time", acquisitions[angle].to_numpy(dtype=np.float32))

@@ -91,8 +91,10 @@ class Scene:
         return self.soil_moisture[self.day_index(dates)][:, self.parcels.zone_parcel]
 
     def canopy(self, dates: np.ndarray) -> dict[str, np.ndarray]:
-        """All PROSAIL inputs of every zone at ``dates``: dynamic ones (n_dates, n_zones) and
-        static ones (n_zones,)."""
+        """All PROSAIL inputs of every zone at ``dates``.
+
+        Dynamic inputs are (n_dates, n_zones), static ones (n_zones,).
+        """
         lai, senescence = lai_and_senescence(self.parcels, self.config.seed, dates)
         theta = self.soil_moisture[self.day_index(dates)]
         variables = dynamic_variables(self.parcels, self.traits, lai, senescence, theta)

@@ -75,8 +75,10 @@ def simulate_period(scene: Scene, first: date, last: date, progress: bool = True
 def simulate_site(
     config: SimulationConfig, out_dir: str | os.PathLike[str], progress: bool = True
 ) -> dict:
-    """Simulate the site of ``config`` over its period, write it under ``out_dir`` and return
-    its metadata (also written to ``site.json``). Deterministic for the config."""
+    """Simulate the site of ``config`` over its period and write it under ``out_dir``.
+
+    Returns its metadata (also written to ``site.json``). Deterministic for the config.
+    """
     out = Path(out_dir)
     scene = Scene.build(config, config.end_date)
     products = simulate_period(scene, config.start_date, config.end_date, progress)
@@ -94,10 +96,12 @@ def simulate_site(
 
 
 def simulate_drop(data_dir: str | os.PathLike[str], drop: int, progress: bool = True) -> dict:
-    """Extend the site in ``data_dir`` with data drop ``drop`` (1, 2, ...): the next
-    ``config.drop_days`` days after the current end, continuing the meteorology, phenology and
-    effects seamlessly. Existing dates are left unchanged; each cube is rewritten atomically and
-    ``site.json`` last. Re-applying an applied drop is a no-op; drops must come in order.
+    """Extend the site in ``data_dir`` with data drop ``drop`` (1, 2, ...).
+
+    The drop covers the next ``config.drop_days`` days after the current end and continues the
+    meteorology, phenology and effects seamlessly. Existing dates are left unchanged; each cube is
+    rewritten atomically and ``site.json`` last. Re-applying an applied drop is a no-op; drops must
+    come in order.
     """
     root = Path(data_dir)
     metadata = json.loads((root / SITE_FILES["metadata"]).read_text(encoding="utf-8"))

@@ -1,5 +1,7 @@
-"""Static traits of every field: leaf biochemistry, canopy structure, soil optics and
-hydraulics, and susceptibility to the exclusive effects.
+"""Static traits of every field.
+
+Leaf biochemistry, canopy structure, soil optics and hydraulics, and susceptibility to the exclusive
+effects.
 
 Class-wise distributions follow the ranges of the PROSAIL-VAE training set (Zérah et al.
 2024) and field measurements over crops (e.g. Jacquemoud et al. 2009, "PROSPECT+SAIL models:

@@ -115,8 +115,11 @@ def parse_values(text_rows: Iterable[str | None]) -> np.ndarray:
 
 
 def grid_from_xml(element: ET.Element, ulx: float, uly: float, file: Path, where: str) -> AngleGrid:
-    """An element with ``Zenith`` and ``Azimuth`` children (``COL_STEP``, ``ROW_STEP``,
-    ``Values_List/VALUES``), as both ESA and Theia write them."""
+    """Angle grid of an element with ``Zenith`` and ``Azimuth`` children.
+
+    The children hold ``COL_STEP``, ``ROW_STEP`` and ``Values_List/VALUES``, as both ESA and Theia
+    write them.
+    """
     layers = {}
     steps = {}
     for part in ("Zenith", "Azimuth"):

@@ -89,6 +89,8 @@ def open_on_grid(file: Path, geobox: GeoBox, fill: float) -> xr.DataArray:
         src = rioxarray.open_rasterio(file, cache=False, lock=False, masked=False)
     except Exception as err:  # rasterio raises several types for unreadable files
         raise DataError(f"{file}: cannot read raster: {type(err).__name__}: {err}") from err
+    if not isinstance(src, xr.DataArray):
+        raise DataError(f"{file}: expected a single raster, got {type(src).__name__}")
     if src.rio.crs is None:
         raise DataError(f"{file}: raster has no CRS")
     src = src.isel(band=0, drop=True)
@@ -166,13 +168,13 @@ def build_cube(
         )
     inside = [g for g in granules if _intersects(_bounds_in(g.bounds, g.crs, target), area)]
     if not inside:
-        extents = "; ".join(
+        coverage = "; ".join(
             f"{g.path} covers {tuple(round(v) for v in g.bounds)} in {g.crs.to_string()}"
             for g in granules
         )
         raise DataError(
             f"{source}: bbox {tuple(area)} (in {target.to_string()}) is outside every product: "
-            f"{extents}"
+            f"{coverage}"
         )
     # GeoBox snaps the area outwards to multiples of 10 m, the S2 tiles' own pixel grid
     geobox = GeoBox.from_bbox(area, crs=target.to_wkt(), resolution=PIXEL_SIZE_M)
@@ -252,7 +254,7 @@ def _checked_bbox(bbox: Any, source: str) -> Bounds:
 def _bounds_in(bounds: Bounds, src: CRS, dst: CRS) -> Bounds:
     if src == dst:
         return bounds
-    return tuple(transform_bounds(src, dst, *bounds, densify_pts=21))  # type: ignore[return-value]
+    return tuple(transform_bounds(src, dst, *bounds, densify_pts=21))
 
 
 def _intersects(a: Bounds, b: Bounds) -> bool:
@@ -283,7 +285,8 @@ def _group_angles(group: list[Granule], geobox: GeoBox, target: CRS) -> dict[str
     """Angles of one date: each granule's over its part of the area, then averaged."""
     found: dict[str, list[float]] = {}
     for g in group:
-        area = _bounds_in(tuple(geobox.boundingbox), target, g.crs)
+        xmin, ymin, xmax, ymax = geobox.boundingbox
+        area = _bounds_in((xmin, ymin, xmax, ymax), target, g.crs)
         part = (
             max(area[0], g.bounds[0]),
             max(area[1], g.bounds[1]),

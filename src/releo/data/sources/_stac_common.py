@@ -31,10 +31,13 @@ _PLATFORM_RE = re.compile(r"sentinel[-_ ]?([12])([a-d])\b", re.IGNORECASE)
 
 
 def load_items(items: Items) -> tuple[list[pystac.Item], str]:
-    """Items from a JSON file (FeatureCollection, list of items, one item), an ItemCollection
-    or a list of items/dicts; and a label naming the source for error messages.
+    """The items of ``items`` and a label naming their source for error messages.
 
-    Relative asset hrefs in a file are resolved against the file's folder."""
+    ``items`` is a JSON file (FeatureCollection, list of items, one item), an ItemCollection or a
+    list of items/dicts.
+
+    Relative asset hrefs in a file are resolved against the file's folder.
+    """
     if isinstance(items, pystac.ItemCollection):
         return list(items), "ItemCollection"
     if isinstance(items, str | os.PathLike):
@@ -52,8 +55,10 @@ def load_items(items: Items) -> tuple[list[pystac.Item], str]:
 
 
 def _local_hrefs(item: pystac.Item, folder: Path) -> pystac.Item:
-    """Make local-path asset hrefs absolute (relative ones against ``folder``) and drop the
-    item's remote ``self`` link, against which pystac would otherwise resolve them."""
+    """Make local-path asset hrefs absolute, relative ones against ``folder``.
+
+    Also drops the item's remote ``self`` link, against which pystac would otherwise resolve them.
+    """
     local = [a for a in item.assets.values() if "://" not in a.href]
     if not local:
         return item
@@ -99,13 +104,16 @@ def projected_crs(crs: Any, source: str) -> CRS:
 def output_geobox(
     bbox: Sequence[float], crs: CRS, resolution: float, bbox_crs: Any, source: str
 ) -> GeoBox:
-    """The output pixel grid: ``bbox`` (in ``bbox_crs``, default ``crs``) snapped to
-    ``resolution`` with pixel edges on multiples of it."""
+    """The output pixel grid: ``bbox`` snapped to ``resolution``.
+
+    ``bbox`` is in ``bbox_crs`` (default ``crs``); pixel edges fall on multiples of ``resolution``.
+    """
     if len(bbox) != 4 or not bbox[0] < bbox[2] or not bbox[1] < bbox[3]:
         raise DataError(f"{source}: bbox must be (xmin, ymin, xmax, ymax), got {tuple(bbox)}")
     if resolution <= 0:
         raise DataError(f"{source}: resolution must be positive, got {resolution}")
-    area = box(*map(float, bbox), crs=bbox_crs if bbox_crs is not None else crs)
+    xmin, ymin, xmax, ymax = map(float, bbox)
+    area = box(xmin, ymin, xmax, ymax, crs=bbox_crs if bbox_crs is not None else crs)
     if bbox_crs is not None:
         area = area.to_crs(crs)
     return GeoBox.from_bbox(area.boundingbox, crs=crs, resolution=resolution)
@@ -175,8 +183,11 @@ def item_datetime(item: pystac.Item) -> pd.Timestamp:
 
 
 def solar_day_groups(items: list[pystac.Item], gbox: GeoBox) -> list[list[pystac.Item]]:
-    """Items grouped and ordered as ``odc.stac.load(groupby="solar_day")`` groups them: by
-    local solar date at the grid's centre longitude, then by time and id within a day."""
+    """Items grouped and ordered as ``odc.stac.load(groupby="solar_day")`` groups them.
+
+    Items are grouped by local solar date at the grid's centre longitude, then ordered by time and
+    id within a day.
+    """
     ((lon, _),) = gbox.extent.centroid.to_crs("EPSG:4326").points
     shift = pd.Timedelta(seconds=lon * 86400.0 / 360.0)
 

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -85,8 +85,10 @@ _TIFF_SUFFIXES = (".tif", ".tiff")
 
 @dataclass(frozen=True)
 class Backscatter:
-    """What backscatter values are: ``quantity`` (sigma0, gamma0, gamma0_T, beta0), ``units``
-    (linear power or dB) and where that fact comes from."""
+    """What backscatter values are, and where that fact comes from.
+
+    ``quantity`` is sigma0, gamma0, gamma0_T or beta0; ``units`` linear power or dB.
+    """
 
     quantity: str
     units: str
@@ -136,15 +138,19 @@ def to_sigma0_db(
     nodata: float | None = None,
     to_sigma0: bool = True,
 ) -> xr.DataArray:
-    """Backscatter in ``convention`` → σ0 in dB (float32); nodata, NaN and (for linear
-    power) values ≤ 0 become NaN."""
+    """Backscatter in ``convention`` → σ0 in dB (float32).
+
+    Nodata, NaN and (for linear power) values ≤ 0 become NaN.
+    """
     v = values.astype(np.float64)
     invalid = ~np.isfinite(v)
     if nodata is not None and np.isfinite(nodata):
         invalid = invalid | (v == nodata)
+    db: xr.DataArray
     if convention.units == "linear":
         invalid = invalid | (v <= 0)
-        db = 10.0 * np.log10(v.where(~invalid))
+        # numpy's stubs type a ufunc's result as ndarray; on a DataArray it is a DataArray
+        db = cast(xr.DataArray, 10.0 * np.log10(v.where(~invalid)))
     else:
         db = v.where(~invalid)
     if to_sigma0 and convention.quantity != "sigma0":
@@ -173,8 +179,11 @@ def conversion_note(conventions: Sequence[Backscatter], to_sigma0: bool) -> str:
 def relative_orbit_codes(
     times: np.ndarray, directions: Sequence[str], orbits: Sequence[int | None]
 ) -> tuple[np.ndarray, dict[str, str]]:
-    """Relative orbit per acquisition: the real number where known, else ``-k`` for the k-th
-    (direction, UTC time-of-day) slot of the unknown ones; and attrs describing the codes."""
+    """Relative orbit per acquisition, and attrs describing the codes.
+
+    The real number where known, else ``-k`` for the k-th (direction, UTC time-of-day) slot of the
+    unknown ones.
+    """
     out = np.zeros(len(orbits), dtype=np.int16)
     unknown = [i for i, o in enumerate(orbits) if o is None]
     for i, o in enumerate(orbits):
@@ -224,8 +233,11 @@ def s1_cube(
     attrs: dict[str, Any],
     crs: CRS,
 ) -> xr.Dataset:
-    """Concatenate per-acquisition parts (VV, VH, incidence_angle on one grid, with per-time
-    ``orbit_direction`` and ``platform``) into the S1 contract cube, sorted by time."""
+    """Concatenate per-acquisition parts into the S1 contract cube, sorted by time.
+
+    Each part holds VV, VH and incidence_angle on one grid, with per-time ``orbit_direction`` and
+    ``platform``.
+    """
     cube = xr.concat(
         list(parts), dim="time", data_vars="all", coords="minimal", compat="override", join="exact"
     )
@@ -357,7 +369,7 @@ def read_s1_files(
         "backscatter": conversion_note(conventions, to_sigma0),
         "incidence_angle_source": (
             f"user-stated: {float(incidence_angle)} degrees, constant"
-            if user_incidence
+            if user_incidence and incidence_angle is not None
             else "product layer"
         ),
     }
@@ -475,7 +487,7 @@ def _read_netcdf(path: Path) -> _Source:
         token = re.search(r"(ASCENDING|DESCENDING)", path.name, re.IGNORECASE)
         if token:
             directions = [token.group(1).lower()] * n
-    orbits = None
+    orbits: list[int | None] | None = None
     for name in ("relative_orbit", "sat:relative_orbit", "relative_orbit_number"):
         if name in raw.variables and raw[name].dims == ("time",):
             orbits = [int(v) for v in raw[name].values]
@@ -568,7 +580,10 @@ def _tag_int(attrs: dict, key: str) -> int | None:
 
 def _open_tiff(path: Path) -> xr.DataArray:
     try:
-        with rioxarray.open_rasterio(path, mask_and_scale=True) as da:
+        opened = rioxarray.open_rasterio(path, mask_and_scale=True)
+        if not isinstance(opened, xr.DataArray):
+            raise TypeError(f"expected a single raster, got {type(opened).__name__}")
+        with opened as da:
             return da.isel(band=0, drop=True).load()
     except Exception as err:  # rasterio raises several types for unreadable files
         raise DataError(f"{path}: cannot read GeoTIFF: {type(err).__name__}: {err}") from err
@@ -593,8 +608,11 @@ def _tiff_convention(path: Path, da: xr.DataArray) -> Backscatter | None:
 def _on_geobox(
     src: _Source, gbox: GeoBox, target: CRS, label: str, conv: Backscatter
 ) -> xr.Dataset:
-    """Source layers on the output grid: backscatter resampled in linear power (nearest when
-    upsampling, average when downsampling), incidence likewise."""
+    """Source layers on the output grid.
+
+    Backscatter is resampled in linear power (nearest when upsampling, average when downsampling),
+    the incidence angle likewise.
+    """
     own_crs = src.crs or target
     data = src.data
     if conv.units == "dB":  # average in power, not in dB

@@ -252,7 +252,7 @@ def _granule(
         time=tile.time,
         platform=platform,
         crs=tile.crs,
-        bounds=bounds,  # type: ignore[arg-type]
+        bounds=bounds,
         load=load,
         angles=tile.angles.over,
         attrs={"processing_baseline": radiometry.baseline},

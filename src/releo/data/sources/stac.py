@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import fsspec
 import numpy as np
@@ -97,7 +97,8 @@ def boa_offset(item: pystac.Item) -> tuple[float, str]:
     Earth Search: ``earthsearch:boa_offset_applied`` (or ``sentinel:boa_offset_applied``)
     true ⇒ 0; false ⇒ −1000 from baseline 04.00 on. Items without the flag (Planetary
     Computer, Copernicus Data Space) hold the ESA DNs: −1000 from baseline 04.00 on. Baseline
-    < 04.00 ⇒ 0. The ``raster:bands`` offset is ignored (−0.1 even where the flag is true)."""
+    < 04.00 ⇒ 0. The ``raster:bands`` offset is ignored (−0.1 even where the flag is true).
+    """
     props = item.properties
     baseline = processing_baseline(item)
     flag_key = next(
@@ -126,8 +127,11 @@ def boa_offset(item: pystac.Item) -> tuple[float, str]:
 
 
 def processing_baseline(item: pystac.Item) -> float:
-    """``s2:processing_baseline`` (or ``processing:version``, or ``N0xxx`` in the product
-    name) as a number, e.g. 4.0 for "04.00"."""
+    """Processing baseline of an S2 item as a number, e.g. 4.0 for "04.00".
+
+    Read from ``s2:processing_baseline``, else ``processing:version``, else ``N0xxx`` in the product
+    name.
+    """
     props = item.properties
     for key in ("s2:processing_baseline", "processing:version", "sentinel2:processing_baseline"):
         if props.get(key) not in (None, ""):
@@ -262,7 +266,7 @@ def _load_s2_kind(
             bands=[key for _, key in keys],
             geobox=gbox,
             groupby="solar_day",
-            chunks=chunks or DEFAULT_CHUNKS,
+            chunks=_load_chunks(chunks),
             dtype="uint16",  # SCL too: odc-stac takes one dtype for all bands when chunked
             nodata=0,
             resampling=resampling,
@@ -424,8 +428,8 @@ def _granule_angles(
         position = next(
             e for e in root.iter() if _local(e.tag) == "Geoposition" and e.get("resolution") == "10"
         )
-        ulx = float(next(c.text for c in position if _local(c.tag) == "ULX"))
-        uly = float(next(c.text for c in position if _local(c.tag) == "ULY"))
+        ulx = _child_float(position, "ULX")
+        uly = _child_float(position, "ULY")
         sun = _grid(nodes["Sun_Angles_Grid"], ulx, uly)
         views = [
             _grid(e, ulx, uly)
@@ -444,6 +448,19 @@ def _granule_angles(
         "view_zenith": view_zenith,
         "view_azimuth": view_azimuth,
     }
+
+
+def _load_chunks(chunks: dict[str, int] | None) -> dict[str, int | Literal["auto"]]:
+    """``chunks`` (default ``DEFAULT_CHUNKS``) as the dict type ``odc.stac.load`` declares."""
+    return dict(chunks or DEFAULT_CHUNKS)
+
+
+def _child_float(parent: ET.Element, tag: str) -> float:
+    """The number in the first child ``tag`` of ``parent`` (StopIteration if there is none)."""
+    text = next(c.text for c in parent if _local(c.tag) == tag)
+    if text is None:
+        raise ValueError(f"<{tag}> is empty")
+    return float(text)
 
 
 def _grid(element: ET.Element, ulx: float, uly: float) -> _angles.AngleGrid:
@@ -555,8 +572,8 @@ def read_stac_s1(
         direction = check_direction(direction, f"item {item.id}")
         orbit = item.properties.get("sat:relative_orbit", _opera_track(item))
         nodata = _asset_nodata(item, pol_keys)
-        key = (tuple(pol_keys), inc_key, conv, direction, orbit, nodata)
-        kinds.setdefault(key, []).append(item)
+        kind = (tuple(pol_keys), inc_key, conv, direction, orbit, nodata)
+        kinds.setdefault(kind, []).append(item)
 
     parts, orbits = [], []
     user_incidence = False
@@ -568,7 +585,7 @@ def read_stac_s1(
                 bands=bands,
                 geobox=gbox,
                 groupby="solar_day",
-                chunks=chunks or DEFAULT_CHUNKS,
+                chunks=_load_chunks(chunks),
                 dtype="float32",
                 resampling="nearest" if gbox.resolution.x <= 10.0 else "average",
                 patch_url=patch_url,
@@ -605,7 +622,7 @@ def read_stac_s1(
         "backscatter": conversion_note(conventions, to_sigma0),
         "incidence_angle_source": (
             f"user-stated: {float(incidence_angle)} degrees, constant"
-            if user_incidence
+            if user_incidence and incidence_angle is not None
             else "product layer"
         ),
     }

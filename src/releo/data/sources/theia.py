@@ -193,7 +193,7 @@ def _granule(product: Path, kind: str) -> Granule:
         time=meta.time,
         platform=platform,
         crs=crs,
-        bounds=bounds,  # type: ignore[arg-type]
+        bounds=bounds,
         load=load,
         angles=meta.angles.over,
         attrs={},
