@@ -28,8 +28,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from releo.config import Params
 from releo.data.chunks import SiteBatchSampler
+from releo.data.io import file_sha256
 from releo.models import LossWeights
 from releo.timings import timed
+from releo.tracking import training_run_id
 from releo.train.config import TrainConfig, TuneConfig
 from releo.train.pipeline import run_train, run_tune
 from releo.train.ray_train import RunSpec, fit, quiet_logging, spread_subset
@@ -501,6 +503,11 @@ def test_train_stage_writes_model_metrics_and_mlflow_run(project):
     assert "seconds" not in run.data.metrics
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert "loss_curves.png" in artifacts
-    model = mlflow.pytorch.load_model(card["mlflow_model_uri"])
+    model = mlflow.pytorch.load_model(timings["mlflow_model_uri"])
+    # the model's lineage is its content: the committed model card holds no run id
+    assert not {"mlflow_run_id", "mlflow_model_uri"} & set(card)
+    digest = file_sha256(root / "models" / "model.pt")
+    assert training_run_id(params.tracking, digest) == run.info.run_id
+    assert training_run_id(params.tracking, "0" * 64) is None
     assert isinstance(model, nn.Module)
     assert not (root / "ray" / "train").exists() or not any((root / "ray" / "train").iterdir())

@@ -401,7 +401,7 @@ def write_manifest(root: Path) -> None:
     for file in sorted(root.rglob("*")):
         rel = file.relative_to(root).as_posix()
         if file.is_file() and rel != "zarr.json":
-            files[rel] = [file.stat().st_size, _sha256(file)]
+            files[rel] = [file.stat().st_size, file_sha256(file)]
     group = zarr.open_group(root, mode="r+", zarr_format=3)
     group.attrs.update({MANIFEST_ATTR: {"version": 1, "files": files}})
 
@@ -431,14 +431,15 @@ def _check_manifest(root: Path, manifest: dict, checksums: bool) -> list[str]:
             problems.append(f"{rel} is missing")
         elif (actual := file.stat().st_size) != size:
             problems.append(f"{rel} has {actual} bytes, expected {size}")
-        elif checksums and _sha256(file) != digest:
+        elif checksums and file_sha256(file) != digest:
             problems.append(f"{rel} fails its SHA-256 check")
     return problems
 
 
-def _sha256(file: Path) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
-    with file.open("rb") as f:
+    with Path(path).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

@@ -9,9 +9,6 @@ Attributes record the chunk geometry (``chunk_x_min``, ``chunk_y_max`` edges, ``
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
@@ -22,15 +19,6 @@ from releo.data.errors import DataError
 from releo.models import PhysicsAutoencoder
 from releo.models.checkpoint import load_autoencoder  # noqa: F401 (re-exported)
 from releo.train.loop import collate_chunks
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks (the model an embedding cube was made with)."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @torch.no_grad()

@@ -28,6 +28,7 @@ from mlflow.pyfunc import PythonModel
 from releo import tracking
 from releo.config import Params
 from releo.data.errors import DataError
+from releo.data.io import file_sha256
 from releo.models import ModelConfig, build_model
 from releo.products.decode import (
     LAI_VARIABLES,
@@ -268,7 +269,6 @@ def run_register(
     from mlflow import MlflowClient
 
     from releo.products.evaluate import PLOTS
-    from releo.products.stages import model_card
 
     cfg = params.products.registry
     root = Path(root)
@@ -277,9 +277,9 @@ def run_register(
     if metric != cfg.metric:
         print(f"register: no {cfg.metric} on this site; comparing {metric} instead")
     payload = torch.load(model_path, map_location="cpu", weights_only=True)
-    card = model_card(model_path)
-    train_run = {"train_run_id": str(card.get("mlflow_run_id", ""))}
-    with tracking.stage_run(params, root, "register", tags=train_run) as run:
+    with tracking.stage_run(params, root, "register") as run:
+        train_run = tracking.training_run_id(params.tracking, file_sha256(model_path))
+        mlflow.set_tag("train_run_id", train_run or "")
         client = MlflowClient()
         champion, before = champion_metric(client, cfg.model_name, cfg.champion_alias, metric)
         promoted = beats(value, before, cfg.lower_is_better)

@@ -10,7 +10,6 @@ the one-process functions (:func:`encode_chunks`, :func:`decode_grid`), bit for 
 from __future__ import annotations
 
 import functools
-import json
 import math
 import time
 from contextlib import nullcontext
@@ -21,7 +20,7 @@ import pandas as pd
 
 from releo.config import Params
 from releo.data.chunks import INDEX, ChunkDataset
-from releo.data.io import atomic_dir, open_cube, write_json
+from releo.data.io import atomic_dir, file_sha256, open_cube, write_json
 from releo.data.site import SITE_FILES, open_site
 from releo.products import plots
 from releo.products.config import DecodeConfig
@@ -35,7 +34,7 @@ from releo.products.distributed import (
     use_ray,
     write_region,
 )
-from releo.products.embed import embeddings_cube, encode_chunks, file_sha256, load_autoencoder
+from releo.products.embed import embeddings_cube, encode_chunks, load_autoencoder
 from releo.products.export import write_geotiffs
 from releo.products.grid import ChunkLayout, Grid, query_dates
 from releo.timings import record
@@ -85,14 +84,6 @@ def _cached_site(key: tuple[str, int]):
 @functools.lru_cache(maxsize=1)
 def _cached_cube(key: tuple[str, int]):
     return open_cube(key[0])
-
-
-def model_card(model_path: Path) -> dict:
-    """``model.json`` beside the model file (empty when absent)."""
-    try:
-        return json.loads(model_path.with_suffix(".json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def embed_region(
@@ -153,7 +144,6 @@ def run_embed(
         dtype=cfg.dtype,
         attrs={
             "model_sha256": file_sha256(root / MODEL),
-            "model_mlflow_run_id": str(model_card(root / MODEL).get("mlflow_run_id", "")),
             "data_start": str(period[0].date()),
             "data_end": str(period[1].date()),
         },

@@ -6,6 +6,7 @@ log. MLflow is imported when a helper runs, not at import.
 
 from releo.tracking.config import TrackingConfig
 from releo.tracking.runs import (
+    MODEL_SHA256_TAG,
     StageRun,
     configure,
     finite_metrics,
@@ -19,9 +20,11 @@ from releo.tracking.runs import (
     section_params,
     stage_run,
     standard_tags,
+    training_run_id,
 )
 
 __all__ = [
+    "MODEL_SHA256_TAG",
     "StageRun",
     "TrackingConfig",
     "configure",
@@ -36,4 +39,5 @@ __all__ = [
     "section_params",
     "stage_run",
     "standard_tags",
+    "training_run_id",
 ]

@@ -28,6 +28,8 @@ DVC_EXP_TMP = (".dvc", "tmp", "exps")
 # `dvc exp run` (in the workspace or queued) sets these in every stage's environment: as tags,
 # they link the experiment of `dvc exp show` to its MLflow runs (`tags.dvc_exp_name = '...'`).
 DVC_EXP_TAGS = {"dvc_exp_name": "DVC_EXP_NAME", "dvc_exp_baseline_rev": "DVC_EXP_BASELINE_REV"}
+# The train stage's run carries the SHA-256 of the model file it saved: the model's lineage.
+MODEL_SHA256_TAG = "model_sha256"
 
 
 def mlflow_home(project_root: str | Path) -> Path:
@@ -229,6 +231,25 @@ def log_loss_curves(
     fig.tight_layout()
     mlflow.log_figure(fig, artifact)
     plt.close(fig)
+
+
+def training_run_id(tracking: TrackingConfig, model_sha256: str) -> str | None:
+    """The newest run of the train stage that saved the model file of SHA-256 ``model_sha256``.
+
+    The train stage tags its run with the file's digest (:data:`MODEL_SHA256_TAG`), so the
+    DVC-tracked model needs no run id of its own (which would change on every run). None when
+    no such run is in the configured store.
+    """
+    import mlflow
+
+    runs = mlflow.search_runs(
+        experiment_names=[tracking.experiment("train")],
+        filter_string=f"tags.{MODEL_SHA256_TAG} = '{model_sha256}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return runs[0].info.run_id if runs else None
 
 
 def log_model(model: nn.Module, name: str = "model", **kwargs: Any) -> str:

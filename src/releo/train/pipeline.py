@@ -21,7 +21,7 @@ import pandas as pd
 from releo import tracking
 from releo.config import Params
 from releo.data.chunks import INDEX
-from releo.data.io import write_json, write_table
+from releo.data.io import file_sha256, write_json, write_table
 from releo.data.site import SITE_FILES
 from releo.models.checkpoint import save_autoencoder
 from releo.timings import record, write_metrics
@@ -301,18 +301,19 @@ def run_train(
         model = spec.task.build_model(spec.model)
         model.load_state_dict(outcome.selected_model)
         mlflow.set_tag("selected_epoch", outcome.selected_epoch)
-        model_uri = tracking.log_model(model)
+        record(mlflow_model_uri=tracking.log_model(model))
+        model_path = save_autoencoder(model, spec.model, weights, root / MODEL_DIR / "model.pt")
+        # the lineage from the file's content: the DVC-tracked model stays the same bytes when
+        # a rerun trains the same weights (a run id in it would change every time)
+        mlflow.set_tag(tracking.MODEL_SHA256_TAG, file_sha256(model_path))
     shutil.rmtree(storage / name, ignore_errors=True)
 
-    save_autoencoder(model, spec.model, weights, root / MODEL_DIR / "model.pt")
     card = {
         "model_config": spec.model,
         "loss_weights": weights,
         "epochs": len(outcome.history),
         "selected_epoch": outcome.selected_epoch,
         "select_metric": metrics["select_metric"],
-        "mlflow_run_id": run.run_id,
-        "mlflow_model_uri": model_uri,
     }
     write_json(card, root / MODEL_DIR / "model.json")
     curve = pd.DataFrame(outcome.history).drop(columns=list(EPOCH_TIMINGS), errors="ignore")
