@@ -600,3 +600,14 @@ def test_a_training_step_and_the_validation_metrics_run_on_gpu(batch):
     with torch.no_grad():
         evaluate_batch(gpu.eval(), on_gpu, sums)
     assert math.isfinite(finish_metrics(sums)["lai_rmse_truth"])
+
+
+def test_a_saved_model_is_the_same_bytes_every_time(tmp_path):
+    """DVC hashes the model file: saving the same weights twice must give the same bytes."""
+    from releo.models.checkpoint import save_autoencoder
+
+    m = model()
+    paths = [tmp_path / name / "model.pt" for name in ("first", "second")]
+    for path in paths:
+        save_autoencoder(m, TINY.model_dump(), {"s2": 1.0}, path)
+    assert paths[0].read_bytes() == paths[1].read_bytes()

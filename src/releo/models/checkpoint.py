@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -16,15 +17,24 @@ SAVED_BEFORE_OPTIONS = {"slot_power": True, "context_days": 0}
 predates it): the slots of earlier models carried a power, and their encoder read no context."""
 
 
+def save_torch(payload: dict, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` of ``payload`` to ``path``, atomically: the same payload, the same bytes.
+
+    Saved through an open file: given a path, torch names the archive's root folder after the
+    file, here a random temporary name, so the bytes (and DVC's hash) would change every time.
+    """
+    with atomic_file(path) as tmp, Path(tmp).open("wb") as f:
+        torch.save(payload, f)
+    return Path(path)
+
+
 def save_autoencoder(model: torch.nn.Module, config: dict, weights: dict, path: str | Path) -> Path:
     """Write ``model``'s state dict, params and loss weights to ``path``, atomically.
 
     The params are its ``model`` params section (``config``); the loss weights are those it was
     trained with.
     """
-    with atomic_file(path) as tmp:
-        torch.save({"model": model.state_dict(), "config": config, "weights": weights}, tmp)
-    return Path(path)
+    return save_torch({"model": model.state_dict(), "config": config, "weights": weights}, path)
 
 
 def load_autoencoder(path: str | Path) -> tuple[PhysicsAutoencoder, dict]:

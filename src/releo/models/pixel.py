@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from releo.data.errors import DataError
-from releo.data.io import atomic_file
+from releo.models.checkpoint import save_torch
 from releo.models.distributions import VARIABLE_RANGES, BoundedNormal, prior_logit
 from releo.models.encoder import S2_CENTRE, S2_SPREAD
 from releo.models.forward import PROSAIL_DECODED, s2_noise_sigma, s2_reflectance
@@ -165,10 +165,8 @@ def predict_pixel_lai(model: PixelInversion, bands, angles) -> tuple[np.ndarray,
 
 def save_pixel_inversion(model: PixelInversion, path: str | os.PathLike[str]) -> Path:
     """Write the state dict and config of ``model`` to ``path`` (torch.save), atomically."""
-    with atomic_file(path) as tmp:
-        state = {"kind": CHECKPOINT_KIND, "model": model.state_dict()}
-        torch.save({**state, "config": model.cfg.model_dump()}, tmp)
-    return Path(path)
+    state = {"kind": CHECKPOINT_KIND, "model": model.state_dict()}
+    return save_torch({**state, "config": model.cfg.model_dump()}, path)
 
 
 def load_pixel_inversion(path: str | os.PathLike[str]) -> PixelInversion:
