@@ -42,12 +42,12 @@ def mlp(n_in: int, width: int, n_out: int) -> nn.Sequential:
     )
 
 
-def last_linear(head: nn.Sequential) -> nn.Linear:
-    """The output layer of an :func:`mlp` head."""
-    last = head[-1]
-    if not isinstance(last, nn.Linear):
-        raise TypeError(f"expected an nn.Linear output layer, got {type(last).__name__}")
-    return last
+def linear_layer(head: nn.Sequential, i: int = -1) -> nn.Linear:
+    """Layer ``i`` of an :func:`mlp` head (by default its output layer), a linear layer."""
+    layer = head[i]
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"expected an nn.Linear at layer {i}, got {type(layer).__name__}")
+    return layer
 
 
 def sample_map(field: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -105,7 +105,7 @@ class LatentDecoder(nn.Module):
             (self.dynamic_head, self.dynamic),
         ):
             # Start near each variable's prior median, with a moderate spread.
-            last = last_linear(head)
+            last = linear_layer(head)
             nn.init.normal_(last.weight, std=1e-2)
             with torch.no_grad():
                 last.bias[: len(names)] = torch.tensor([prior_logit(n) for n in names])
@@ -122,8 +122,8 @@ class LatentDecoder(nn.Module):
         self.s1_residual = mlp(n_res, cfg.hidden_width // 2, 2)
         for head in (self.s2_residual, self.s1_residual):
             # Residuals start near zero: physics explains the observations first.
-            nn.init.normal_(last_linear(head).weight, std=1e-3)
-            nn.init.zeros_(last_linear(head).bias)
+            nn.init.normal_(linear_layer(head).weight, std=1e-3)
+            nn.init.zeros_(linear_layer(head).bias)
 
     def space_features(
         self, z: torch.Tensor, x: torch.Tensor, y: torch.Tensor, detail: dict | None

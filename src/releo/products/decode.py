@@ -19,12 +19,11 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 import xarray as xr
-from torch import nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
 from releo.data.errors import DataError
 from releo.models import PhysicsAutoencoder
-from releo.models.decoder import LOGIT_BOUND, MIN_SCALE
+from releo.models.decoder import LOGIT_BOUND, MIN_SCALE, linear_layer
 from releo.models.distributions import (
     GAUSS_HERMITE_NODES,
     GAUSS_HERMITE_WEIGHTS,
@@ -96,11 +95,6 @@ class LaiCalibration:
         return cls(**out)
 
 
-def _linear(head: nn.Sequential, i: int) -> nn.Linear:
-    """Layer ``i`` of a decoder head (:func:`releo.models.decoder.mlp`): a linear layer."""
-    return cast(nn.Linear, head[i])  # Sequential's indexing is typed as any Module
-
-
 def _first_layer_terms(model: PhysicsAutoencoder, z: torch.Tensor, doy: torch.Tensor) -> tuple:
     """What the LAI head needs beside the slot features.
 
@@ -110,7 +104,7 @@ def _first_layer_terms(model: PhysicsAutoencoder, z: torch.Tensor, doy: torch.Te
     """
     dec, cfg = model.decoder, model.cfg
     chunk_wide = z[:, cfg.slot_code_dim : cfg.embedding_dim - 2 * cfg.residual_dim]
-    first = _linear(dec.dynamic_head, 0)
+    first = linear_layer(dec.dynamic_head, 0)
     n_slot = cfg.slot_features
     n_zero = cfg.detail_channels + 1 if cfg.detail_channels else 1  # the absent detail inputs
     w1 = first.weight.double()
@@ -133,7 +127,7 @@ def _lai_head_inputs(model: PhysicsAutoencoder, z, u, v, doy) -> tuple:
     cells = dec.slots
     code = z[:, : cfg.slot_code_dim].reshape(len(z), cells.slots, cells.geometry + cells.features)
     w_slot, per_chunk, per_day, which = _first_layer_terms(model, z, doy)
-    second, last = _linear(dec.dynamic_head, 2), _linear(dec.dynamic_head, 4)
+    second, last = linear_layer(dec.dynamic_head, 2), linear_layer(dec.dynamic_head, 4)
     k = dec.dynamic.index("lai")
     rows = torch.tensor([k, len(dec.dynamic) + k])  # the LAI location and scale outputs
     return (
