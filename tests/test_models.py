@@ -14,7 +14,7 @@ from releo.data.chunks import window_only
 from releo.models import VARIABLE_RANGES, BoundedNormal, LossWeights, ModelConfig, build_model
 from releo.models.decoder import LOGIT_BOUND, spectral_basis
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
-from releo.models.synthetic import synthetic_chunks
+from releo.models.synthetic import snap_training_draws, synthetic_chunks
 from releo.physics import PARAMETER_RANGES
 from releo.train.loop import (
     collate_chunks,
@@ -343,6 +343,23 @@ def test_synthetic_chunks_are_the_physics_of_their_variables():
     sigma0 = s1_backscatter_db(lai, moisture, batch["s1_incidence"]).permute(0, 1, 4, 2, 3)
     speckle = batch["s1"] - sigma0
     assert 1.8 < float(speckle.std()) < 2.6
+
+
+def test_snap_training_draws_follow_the_atbd_inside_the_model_ranges():
+    """SNAP's database: LAI mode 2 (mean ~3 in [0, 10]), the co-distribution narrows the soil
+    and leaf angles of dense canopies, carotenoids are a quarter of chlorophyll."""
+    draws = snap_training_draws((40000,), torch.Generator().manual_seed(0))
+    for name, (lo, hi) in VARIABLE_RANGES.items():
+        assert draws[name].min() >= lo and draws[name].max() <= hi
+    assert torch.allclose(draws["car"], 0.25 * draws["cab"])
+    lai = draws["lai"]
+    assert 2.8 < float(lai.mean()) < 3.4 and float((lai > 7).float().mean()) > 0.04
+    dense, sparse = lai > 6, lai < 1
+    assert float(draws["rsoil"][dense].max()) <= 3.5 + 6 / 15 * (1.2 - 3.5) + 1e-5
+    assert float(draws["rsoil"][sparse].max()) > 3.0
+    assert float(draws["lidfa"][dense].min()) >= 30 + 6 / 15 * (55 - 30) - 1e-4
+    batch, truth = synthetic_chunks(2, 8, n_s2=2, n_s1=2, prior="snap")
+    assert batch["s2"].shape == (2, 2, 10, 8, 8) and truth["lai"].shape == (2, 8, 8)
 
 
 def test_synthetic_residual_is_a_smooth_spectrum_per_chunk_date_scaled_per_field():

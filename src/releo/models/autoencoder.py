@@ -235,7 +235,7 @@ class PhysicsAutoencoder(nn.Module):
         batch, truth = synthetic_chunks(
             self.cfg.synthetic_batch, size, n_s2=2, n_s1=2, device=device,
             residual_scale=self.cfg.synthetic_residual,
-            residual_degree=self.cfg.s2_residual_degree,
+            residual_degree=self.cfg.s2_residual_degree, prior=self.cfg.synthetic_prior,
         )  # fmt: skip
         z, detail = self._encode_for_loss(batch)
         b = z.shape[0]

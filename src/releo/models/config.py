@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -98,6 +100,11 @@ class ModelConfig(BaseModel):
         ge=0.0,
         description="reflectance spread of the smooth exclusive-effect spectra added to the "
         "synthetic chunks (constant term; each higher Legendre degree half as much); 0: none",
+    )
+    synthetic_prior: Literal["model", "snap"] = Field(
+        "snap",
+        description="distribution of the synthetic chunks' variables: the model's prior, or the "
+        "SNAP processor's training database (ATBD truncated normals, co-distributed with LAI)",
     )
     fused_prosail: bool = Field(
         True,

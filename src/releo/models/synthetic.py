@@ -23,6 +23,26 @@ S1_ENL = 4.4  # equivalent number of looks of GRD speckle (unit-mean gamma in li
 SUN_ZENITH, VIEW_ZENITH, RELATIVE_AZIMUTH = (20.0, 70.0), (0.0, 12.0), (0.0, 180.0)
 INCIDENCE = (30.0, 46.0)
 PATCH = 4  # pixels per side of the constant patches (fields) of a synthetic chunk
+SNAP_LAI_MAX = 15.0  # the ATBD's LAI maximum, the scale of its co-distributions
+
+SNAP_TRAINING: dict[str, tuple[float, float, float, float]] = {
+    "lai": (2.0, 3.0, 0.0, 15.0), "lidfa": (60.0, 30.0, 30.0, 80.0),
+    "hspot": (0.2, 0.5, 0.1, 0.5), "N": (1.5, 0.3, 1.2, 1.8), "cab": (45.0, 30.0, 20.0, 90.0),
+    "cm": (0.005, 0.005, 0.003, 0.011), "cw_rel": (0.75, 0.08, 0.6, 0.85),
+    "cbrown": (0.0, 0.3, 0.0, 2.0), "psoil": (0.5, 0.6, 0.0, 1.0), "rsoil": (1.2, 2.0, 0.5, 3.5),
+}  # fmt: skip
+"""Truncated normals (mode, spread, min, max) of the SNAP biophysical processor's training
+database (Weiss & Baret 2016, S2ToolBox Level 2 products ATBD v1.1: the distribution of its
+input variables); ``cw_rel`` is the leaf's relative water content, Cw / (Cw + Cm)."""
+
+SNAP_AT_LAI_MAX: dict[str, tuple[float, float]] = {
+    "lidfa": (55.0, 65.0), "hspot": (0.1, 0.5), "N": (1.3, 1.8), "cab": (45.0, 90.0),
+    "cm": (0.005, 0.011), "cw_rel": (0.70, 0.80), "cbrown": (0.0, 0.2), "psoil": (0.0, 0.4),
+    "rsoil": (0.5, 1.2),
+}  # fmt: skip
+"""The ATBD's co-distribution with LAI: each variable's range at the maximum LAI; the range
+narrows linearly from the whole range at LAI 0 (dense canopies: green, planophile-to-erect
+leaves over dark soil)."""
 RESIDUAL_SUSCEPTIBILITY = (0.5, 1.5)  # per-field factor on the chunk-date residual spectrum
 
 
@@ -39,6 +59,44 @@ def prior_draws(shape: tuple[int, ...], gen: torch.Generator | None) -> dict[str
         u = prior_logit(name) + PRIOR_SCALE * torch.randn(shape, generator=gen)
         out[name] = (lo + (hi - lo) * torch.sigmoid(u)).clamp(lo, hi)
     return out
+
+
+def _truncated_normal(shape, mode, spread, lo, hi, gen) -> torch.Tensor:
+    """Draws of N(mode, spread²) truncated to [lo, hi], by the inverse CDF."""
+    a, b = (torch.special.ndtr(torch.tensor((x - mode) / spread)) for x in (lo, hi))
+    u = a + (b - a) * torch.rand(shape, generator=gen)
+    return (mode + spread * torch.special.ndtri(u)).clamp(lo, hi)
+
+
+def snap_training_draws(
+    shape: tuple[int, ...], gen: torch.Generator | None
+) -> dict[str, torch.Tensor]:
+    """Variables drawn as the SNAP processor's training database, inside the model's ranges.
+
+    Truncated normals with the ATBD's co-distribution with LAI (:data:`SNAP_TRAINING`,
+    :data:`SNAP_AT_LAI_MAX`); carotenoids at a quarter of chlorophyll and water from the
+    relative water content, as in the ATBD. What the ATBD does not vary (anthocyanins, soil
+    moisture for S1) is drawn from the model's prior. Values are clamped into
+    :data:`VARIABLE_RANGES` (LAI ≤ 10, Cw ≥ 0.0075).
+    """
+    out = prior_draws(shape, gen)
+    drawn = {k: _truncated_normal(shape, *v, gen) for k, v in SNAP_TRAINING.items()}
+    lai = drawn["lai"] / SNAP_LAI_MAX
+    for name, (lo_max, hi_max) in SNAP_AT_LAI_MAX.items():
+        _, _, lo, hi = SNAP_TRAINING[name]
+        low, high = lo + lai * (lo_max - lo), hi + lai * (hi_max - hi)
+        drawn[name] = low + (drawn[name] - lo) * (high - low) / (hi - lo)
+    drawn["car"] = 0.25 * drawn["cab"]
+    drawn["cw"] = drawn["cm"] / (1 - drawn["cw_rel"]) - drawn["cm"]
+    for name in VARIABLES:
+        if name in drawn:
+            lo, hi = VARIABLE_RANGES[name]
+            out[name] = drawn[name].clamp(lo, hi)
+    return out
+
+
+SYNTHETIC_PRIORS = {"model": prior_draws, "snap": snap_training_draws}
+"""Where the synthetic chunks' variables come from: the model's prior, or SNAP's database."""
 
 
 def _patches(values: torch.Tensor, size: int) -> torch.Tensor:
@@ -70,6 +128,7 @@ def synthetic_chunks(
     device: torch.device | str = "cpu",
     residual_scale: float = 0.0,
     residual_degree: int = 2,
+    prior: str = "model",
 ) -> tuple[dict, dict[str, torch.Tensor]]:
     """A batch of simulated chunks and the true variables of every pixel, on ``device``.
 
@@ -80,11 +139,14 @@ def synthetic_chunks(
     ``residual_degree``: coefficients N(0, residual_scale · 2⁻ᵏ) for degree k, drawn per chunk
     and date, times a factor per field drawn in :data:`RESIDUAL_SUSCEPTIBILITY`.
 
+    ``prior`` names the distribution of the variables in :data:`SYNTHETIC_PRIORS`.
+
     Random draws come from ``gen`` (the global generator when None; speckle always does), on
     the CPU whatever the device, so a seed gives the same chunks everywhere.
     """
     b, coarse = batch_size, -(-size // PATCH)
-    truth = {k: _patches(v, size) for k, v in prior_draws((b, coarse, coarse), gen).items()}
+    draws = SYNTHETIC_PRIORS[prior]((b, coarse, coarse), gen)
+    truth = {k: _patches(v, size) for k, v in draws.items()}
     start = _uniform((b, 1), (1.0, 355.0), gen).floor()
     window = torch.cat([start, start + 9], dim=1)
     s2_doy = (start + _uniform((b, n_s2), (0.0, 9.0), gen).floor()).sort(-1).values
