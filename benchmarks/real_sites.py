@@ -31,7 +31,7 @@ import xarray as xr
 from torch.utils.data import DataLoader
 
 from releo.data.build import build_site
-from releo.data.chunks import ChunkDataset, chunk_index
+from releo.data.chunks import ChunkDataset, chunk_index, collate_chunks
 from releo.data.contracts import MASK_CLEAR, REFERENCE_LAI, S2_MASK
 from releo.data.site import open_site
 from releo.models import LossWeights
@@ -40,7 +40,7 @@ from releo.products.decode import decode_pixels
 from releo.products.embed import embeddings_cube, encode_chunks
 from releo.products.evaluate import seam_ratio
 from releo.products.grid import ChunkLayout
-from releo.train.loop import collate_chunks, evaluate
+from releo.train.loop import evaluate
 from report import report
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from releo.config import load_params
+from releo.train.loop import adamw_cosine
 from releo.train.pipeline import INDEX
 from releo.train.ray_train import RunSpec, fit, init_ray
 from releo.train.task import physics_task
@@ -64,7 +65,7 @@ def prosail_share(spec: RunSpec, batches: int = 3) -> dict:
     loader = DataLoader(
         data, batch_size=spec.train.batch_size, shuffle=True, collate_fn=task.collate
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.train.lr)
+    optimizer, _ = adamw_cosine(model.parameters(), spec.train.lr, steps=1)
     original, calls = forward.prosail_s2_bands, []
 
     def timed(**kwargs):

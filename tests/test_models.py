@@ -10,14 +10,13 @@ import torch
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from torch.utils.data import DataLoader, Subset
 
-from releo.data.chunks import window_only
+from releo.data.chunks import collate_chunks, window_only
 from releo.models import VARIABLE_RANGES, BoundedNormal, LossWeights, ModelConfig, build_model
 from releo.models.decoder import LOGIT_BOUND, spectral_basis
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
 from releo.models.synthetic import snap_training_draws, synthetic_chunks
 from releo.physics import PARAMETER_RANGES
 from releo.train.loop import (
-    collate_chunks,
     evaluate,
     fit,
     make_datasets,

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from releo.cli import app
 from releo.config import ParamsError, load_params
-from releo.data.chunks import chunk_index
+from releo.data.chunks import chunk_index, collate_chunks
 from releo.data.contracts import S2_BANDS
 from releo.data.errors import DataError
 from releo.data.io import read_table, write_table
@@ -45,7 +45,6 @@ from releo.products.pixel_table import (
     read_lai_table,
     site_pixel_table,
 )
-from releo.train.loop import collate_chunks
 
 # Wheat, grassland and water over April-May: LAI from 0 to ~6 on a 30 x 30 px site.
 SITE = SimulationConfig(

@@ -19,7 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from releo.config import ChunkConfig, Params
-from releo.data.chunks import ChunkDataset, chunk_index, window_only
+from releo.data.chunks import ChunkDataset, chunk_index, collate_chunks, window_only
 from releo.data.errors import DataError
 from releo.data.io import open_cube, write_table
 from releo.data.simulate import SimulationConfig, simulate_site
@@ -59,7 +59,6 @@ from releo.products.stages import (
 )
 from releo.quality import QualityGateError
 from releo.tracking.config import TrackingConfig
-from releo.train.loop import collate_chunks
 
 TINY = ModelConfig(
     embedding_dim=32, residual_dim=4, pixel_width=8, attention_heads=2, conv_width=8,

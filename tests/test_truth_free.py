@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from conftest import make_tiny_project, run, strip_to_real_site
 from releo.config import Params
+from releo.data.chunks import collate_chunks
 from releo.data.errors import DataError
 from releo.data.site import open_site
 from releo.discover.config import DiscoverConfig
@@ -27,7 +28,7 @@ from releo.models.synthetic import S1_ENL
 from releo.products.config import RegisterConfig
 from releo.products.registry import decision_metric
 from releo.train.config import TrainConfig, TuneConfig, site_metric
-from releo.train.loop import collate_chunks, evaluate, make_datasets
+from releo.train.loop import evaluate, make_datasets
 from releo.train.metrics import S1_SPECKLE_DB, TRUTH_FREE_METRICS, truth_free_ratio
 
 TRUTH_METRICS = (

@@ -2,12 +2,14 @@
 
 :func:`chunk_index` tiles a site into chunks and assigns whole spatial blocks to
 train/val/test, so no place is seen by two splits; :class:`ChunkDataset` serves the S2 and S1
-observations of each chunk as tensors (torchgeo-style: the index is the sampler's input).
+observations of each chunk as tensors (torchgeo-style: the index is the sampler's input), and
+:func:`collate_chunks` batches them, padding their time axes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,7 @@ from releo.data.contracts import (
     S2_BANDS,
     S2_MASK,
 )
+from releo.physics.srf import platform_code
 
 SPLITS = ("train", "val", "test")
 INDEX = Path("chunks/index.parquet")
@@ -330,3 +333,71 @@ def chunk_summary(index: pd.DataFrame) -> dict:
             "s2_clear_fraction": float(part.loc[part.n_s2 > 0, "s2_clear_fraction"].mean()),
         }
     return summary
+
+
+PAD_ANGLES = (45.0, 5.0, 90.0)  # valid PROSAIL geometry for padded dates (always masked out)
+PAD_INCIDENCE = 35.0
+
+
+def _stack_padded(tensors: list[torch.Tensor], length: int, fill: float) -> torch.Tensor:
+    out = torch.full((len(tensors), length, *tensors[0].shape[1:]), fill, dtype=tensors[0].dtype)
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t
+    return out
+
+
+def _valid(lengths: list[int], length: int) -> torch.Tensor:
+    return torch.arange(length)[None] < torch.tensor(lengths)[:, None]
+
+
+def collate_chunks(items: list[dict]) -> dict:
+    """Batch chunk items, padding the S2, S1 (and truth) time axes.
+
+    ``s2_valid`` (B, T), ``s1_valid`` (B, T') and ``truth_valid`` (B, D) say which dates are real,
+    ``s2_in_window`` and ``s1_in_window`` (when the items have them) which lie in the chunk's
+    window.
+    """
+    n2 = [it["s2"].shape[0] for it in items]
+    n1 = [it["s1"].shape[0] for it in items]
+    t2, t1 = max(n2), max(n1)
+    batch: dict[str, Any] = {
+        "chunk_id": [it["chunk_id"] for it in items],
+        "window_doy": torch.stack([it["window_doy"] for it in items]),
+        "s2": _stack_padded([it["s2"] for it in items], t2, 0.0),
+        "s2_mask": _stack_padded([it["s2_mask"] for it in items], t2, False),
+        "s2_valid": _valid(n2, t2),
+        "s2_angles": _stack_padded([it["s2_angles"] for it in items], t2, 0.0),
+        "s2_doy": _stack_padded([it["s2_doy"] for it in items], t2, 0.0),
+        "s2_platform": _stack_padded(
+            [
+                torch.tensor(
+                    [platform_code(p) for p in it["s2_platform"]] or [0] * n, dtype=torch.int64
+                )
+                for it, n in zip(items, n2, strict=True)
+            ],
+            t2,
+            0,
+        ),
+        "s1": _stack_padded([it["s1"] for it in items], t1, 0.0),
+        "s1_valid": _valid(n1, t1),
+        "s1_incidence": _stack_padded([it["s1_incidence"] for it in items], t1, PAD_INCIDENCE),
+        "s1_doy": _stack_padded([it["s1_doy"] for it in items], t1, 0.0),
+    }
+    for modality, length in (("s2", t2), ("s1", t1)):
+        key = f"{modality}_in_window"
+        if all(key in it for it in items):
+            batch[key] = _stack_padded([it[key] for it in items], length, False)
+    batch["s2_angles"][~batch["s2_valid"]] = torch.tensor(PAD_ANGLES)
+    if all("truth_lai" in it for it in items):
+        nd = [it["truth_doy"].shape[0] for it in items]
+        batch["truth_lai"] = _stack_padded([it["truth_lai"] for it in items], t2, float("nan"))
+        batch["truth_lai_daily"] = _stack_padded(
+            [it["truth_lai_daily"] for it in items], max(nd), float("nan")
+        )
+        batch["truth_doy"] = _stack_padded([it["truth_doy"] for it in items], max(nd), 0.0)
+        batch["truth_valid"] = _valid(nd, max(nd))
+    if all("reference_lai" in it for it in items):
+        batch["reference_lai"] = _stack_padded(
+            [it["reference_lai"] for it in items], t2, float("nan")
+        )
+    return batch

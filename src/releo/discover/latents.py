@@ -18,14 +18,13 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from releo.data.chunks import ChunkDataset, window_only
+from releo.data.chunks import ChunkDataset, collate_chunks, window_only
 from releo.discover.fields import Fields
 from releo.models import VARIABLES, PhysicsAutoencoder
 from releo.models.autoencoder import gather_pixels
 from releo.models.encoder import fitted
 from releo.models.forward import s1_backscatter_db, s2_reflectance
 from releo.models.slots import pixel_xy
-from releo.train.loop import collate_chunks
 
 S2_RESIDUALS = tuple(f"res_b{i}" for i in range(10))
 S1_RESIDUALS = ("res_vv", "res_vh")

@@ -23,11 +23,6 @@ PROSAIL_DECODED = (
 )  # fmt: skip
 
 
-def platform_code(name: str) -> int:
-    """Index of an S2 platform's spectral responses; platforms without SRF tables use S2A's."""
-    return PLATFORMS.index(name) if name in PLATFORMS else 0
-
-
 def s2_reflectance(
     values: dict[str, torch.Tensor],
     angles: torch.Tensor,

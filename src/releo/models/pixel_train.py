@@ -22,8 +22,8 @@ from releo.data.contracts import MASK_CLEAR, PLATFORM, REFERENCE_LAI, S2_ANGLES,
 from releo.data.errors import DataError
 from releo.data.io import open_cube
 from releo.data.site import open_site
-from releo.models.forward import platform_code
 from releo.models.pixel import BaselineConfig, PixelInversion, predict_pixel_variables
+from releo.physics.srf import platform_code
 
 PathLike = str | os.PathLike[str]
 

@@ -132,7 +132,7 @@ def synthetic_chunks(
 ) -> tuple[dict, dict[str, torch.Tensor]]:
     """A batch of simulated chunks and the true variables of every pixel, on ``device``.
 
-    The batch has the layout of ``releo.train.loop.collate_chunks``; the true variables are
+    The batch has the layout of ``releo.data.chunks.collate_chunks``; the true variables are
     (B, size, size), constant over the chunk's 10-day window.
 
     ``residual_scale`` > 0 adds to each date an exclusive-effect spectrum of Legendre degree

@@ -22,6 +22,11 @@ PLATFORMS = ("S2A", "S2B")
 _SRF_FILE = "S2-SRF_COPE-GSEG-EOPG-TN-15-0007_3.0_{platform}.csv"
 
 
+def platform_code(name: str) -> int:
+    """Index of an S2 platform's spectral responses; platforms without SRF tables use S2A's."""
+    return PLATFORMS.index(name) if name in PLATFORMS else 0
+
+
 def _check_platform(platform: str) -> None:
     if platform not in PLATFORMS:
         raise ValueError(f"platform={platform!r} is not one of {PLATFORMS}")

@@ -15,10 +15,10 @@ import torch
 import xarray as xr
 from torch.utils.data import DataLoader, Dataset
 
+from releo.data.chunks import collate_chunks
 from releo.data.errors import DataError
 from releo.models import PhysicsAutoencoder
 from releo.models.checkpoint import load_autoencoder  # noqa: F401 (re-exported)
-from releo.train.loop import collate_chunks
 
 
 @torch.no_grad()

@@ -36,6 +36,7 @@ import xarray as xr
 import yaml
 from tqdm.auto import tqdm
 
+from releo.data.chunks import PAD_ANGLES, PAD_INCIDENCE
 from releo.data.contracts import (
     MASK_CLEAR,
     PLATFORM,
@@ -50,8 +51,8 @@ from releo.data.io import open_cube, read_table, to_datetimes, write_table
 from releo.data.readers import PixelTableSchema, read_pixel_table
 from releo.data.site import open_site
 from releo.models import LossWeights, PhysicsAutoencoder
-from releo.models.forward import platform_code
-from releo.train.loop import PAD_ANGLES, PAD_INCIDENCE
+from releo.physics.srf import platform_code
+from releo.train.loop import adamw_cosine, train_one_epoch
 
 PathLike = str | os.PathLike[str]
 
@@ -392,27 +393,22 @@ def fine_tune(
     weights = weights or LossWeights()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = -(-len(windows) // batch_windows)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs * steps, 1))
+    optimizer, scheduler = adamw_cosine(model.parameters(), lr, epochs * steps)
+
+    def batches(order: np.ndarray, desc: str) -> Iterator[dict]:
+        for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress):
+            part = order[step * batch_windows : (step + 1) * batch_windows]
+            yield series.batch([windows[i] for i in part])[0]
+
     losses = []
     with _eager_prosail(model):
         for epoch in range(epochs):
-            model.train()
-            total, n = 0.0, 0
-            order = rng.permutation(len(windows))
-            desc = f"fine-tune {epoch + 1}/{epochs}"
-            for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress):
-                part = order[step * batch_windows : (step + 1) * batch_windows]
-                batch, _ = series.batch([windows[i] for i in part])
-                optimizer.zero_grad(set_to_none=True)
-                loss = model.loss(batch, weights)["total"]
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                optimizer.step()
-                scheduler.step()
-                total, n = total + float(loss.detach()), n + 1
-            losses.append(total / max(n, 1))
+            epoch_batches = batches(
+                rng.permutation(len(windows)), f"fine-tune {epoch + 1}/{epochs}"
+            )
+            terms = train_one_epoch(model, epoch_batches, optimizer, weights, scheduler=scheduler)
+            losses.append(terms.get("total", float("nan")))
             if on_epoch is not None:
                 on_epoch(epoch + 1, losses[-1])
     model.eval()

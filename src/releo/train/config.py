@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from releo.models import LossWeights
 from releo.tracking.config import TrackingConfig  # noqa: F401 (its former home: re-exported)
+from releo.train.loop import WEIGHT_DECAY
 from releo.train.metrics import TRUTH_FREE_METRICS, VALIDATION_METRICS
 
 # Bounds of the log-uniform search of each physics-loss weight: two decades around the defaults.
@@ -112,7 +113,7 @@ class TrainConfig(BaseModel):
     )
     batch_size: int = Field(4, ge=1, description="chunks per step and per worker")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate (cosine-decayed)")
-    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
+    weight_decay: float = Field(WEIGHT_DECAY, ge=0, description="AdamW weight decay")
     seed: int = Field(0, ge=0, description="seed of initialisation, shuffling and query pixels")
     max_batches_per_epoch: int | None = Field(
         None, ge=1, description="cap on steps per epoch (None: the whole train split)"

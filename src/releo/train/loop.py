@@ -5,34 +5,34 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sized
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from releo.data.chunks import SPLITS, ChunkDataset, chunk_index
+from releo.data.chunks import SPLITS, ChunkDataset, chunk_index, collate_chunks
 from releo.data.io import open_cube
 from releo.data.site import open_site
 from releo.models import LossWeights, PhysicsAutoencoder
 from releo.models.autoencoder import LOSS_TERMS
-from releo.models.forward import platform_code
 from releo.train.metrics import evaluate_batch, finish_metrics
 
-PAD_ANGLES = (45.0, 5.0, 90.0)  # valid PROSAIL geometry for padded dates (always masked out)
-PAD_INCIDENCE = 35.0
+WEIGHT_DECAY = 1e-4  # AdamW's weight decay, for every training of the chunk model
+CLIP_NORM = (
+    5.0  # gradient-norm clip: the gradients of badly placed early distributions stay bounded
+)
 
 
-def _stack_padded(tensors: list[torch.Tensor], length: int, fill: float) -> torch.Tensor:
-    out = torch.full((len(tensors), length, *tensors[0].shape[1:]), fill, dtype=tensors[0].dtype)
-    for i, t in enumerate(tensors):
-        out[i, : t.shape[0]] = t
-    return out
-
-
-def _valid(lengths: list[int], length: int) -> torch.Tensor:
-    return torch.arange(length)[None] < torch.tensor(lengths)[:, None]
+def adamw_cosine(
+    parameters: Iterable[torch.nn.Parameter],
+    lr: float,
+    steps: int,
+    weight_decay: float = WEIGHT_DECAY,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW from ``lr``, cosine-decayed to 0 over ``steps`` steps: every trainer's optimiser."""
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
 
 
 def dataset_len(dataset: Dataset) -> int:
@@ -40,59 +40,6 @@ def dataset_len(dataset: Dataset) -> int:
     if not isinstance(dataset, Sized):
         raise TypeError(f"{type(dataset).__name__} has no len()")
     return len(dataset)
-
-
-def collate_chunks(items: list[dict]) -> dict:
-    """Batch chunk items, padding the S2, S1 (and truth) time axes.
-
-    ``s2_valid`` (B, T), ``s1_valid`` (B, T') and ``truth_valid`` (B, D) say which dates are real,
-    ``s2_in_window`` and ``s1_in_window`` (when the items have them) which lie in the chunk's
-    window.
-    """
-    n2 = [it["s2"].shape[0] for it in items]
-    n1 = [it["s1"].shape[0] for it in items]
-    t2, t1 = max(n2), max(n1)
-    batch: dict[str, Any] = {
-        "chunk_id": [it["chunk_id"] for it in items],
-        "window_doy": torch.stack([it["window_doy"] for it in items]),
-        "s2": _stack_padded([it["s2"] for it in items], t2, 0.0),
-        "s2_mask": _stack_padded([it["s2_mask"] for it in items], t2, False),
-        "s2_valid": _valid(n2, t2),
-        "s2_angles": _stack_padded([it["s2_angles"] for it in items], t2, 0.0),
-        "s2_doy": _stack_padded([it["s2_doy"] for it in items], t2, 0.0),
-        "s2_platform": _stack_padded(
-            [
-                torch.tensor(
-                    [platform_code(p) for p in it["s2_platform"]] or [0] * n, dtype=torch.int64
-                )
-                for it, n in zip(items, n2, strict=True)
-            ],
-            t2,
-            0,
-        ),
-        "s1": _stack_padded([it["s1"] for it in items], t1, 0.0),
-        "s1_valid": _valid(n1, t1),
-        "s1_incidence": _stack_padded([it["s1_incidence"] for it in items], t1, PAD_INCIDENCE),
-        "s1_doy": _stack_padded([it["s1_doy"] for it in items], t1, 0.0),
-    }
-    for modality, length in (("s2", t2), ("s1", t1)):
-        key = f"{modality}_in_window"
-        if all(key in it for it in items):
-            batch[key] = _stack_padded([it[key] for it in items], length, False)
-    batch["s2_angles"][~batch["s2_valid"]] = torch.tensor(PAD_ANGLES)
-    if all("truth_lai" in it for it in items):
-        nd = [it["truth_doy"].shape[0] for it in items]
-        batch["truth_lai"] = _stack_padded([it["truth_lai"] for it in items], t2, float("nan"))
-        batch["truth_lai_daily"] = _stack_padded(
-            [it["truth_lai_daily"] for it in items], max(nd), float("nan")
-        )
-        batch["truth_doy"] = _stack_padded([it["truth_doy"] for it in items], max(nd), 0.0)
-        batch["truth_valid"] = _valid(nd, max(nd))
-    if all("reference_lai" in it for it in items):
-        batch["reference_lai"] = _stack_padded(
-            [it["reference_lai"] for it in items], t2, float("nan")
-        )
-    return batch
 
 
 def make_datasets(
@@ -148,7 +95,7 @@ def train_one_epoch(
     *,
     max_batches: int | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    clip_norm: float = 5.0,
+    clip_norm: float = CLIP_NORM,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns the mean of each loss term (and ``total``)."""
     model.train()
@@ -233,9 +180,8 @@ def fit(
         evaluation = DataLoader(
             datasets[eval_split], batch_size=batch_size, collate_fn=collate_chunks
         )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * (min(len(loader), max_batches) if max_batches else len(loader))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+    optimizer, scheduler = adamw_cosine(model.parameters(), lr, steps)
     history = []
     bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress)
     for epoch in bar:

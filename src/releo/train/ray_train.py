@@ -36,7 +36,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from releo.data.chunks import SiteBatchSampler
 from releo.train.config import TrainConfig
-from releo.train.loop import dataset_len
+from releo.train.loop import adamw_cosine, dataset_len
 from releo.train.task import Task
 
 CHECKPOINT_FILE = "state.pt"
@@ -293,11 +293,10 @@ def _worker_loop(config: dict) -> dict:
     datasets = task.make_datasets(spec.data_dir, spec.index_path, spec.model)
     weights = task.loss_weights(spec.loss_weights)
     model = task.build_model(spec.model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader, site_batches = _train_loader(spec, datasets["train"], context.get_world_size(), rank)
     steps = min(len(loader), spec.max_batches) if spec.max_batches else len(loader)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max(spec.n_epochs * steps, 1)
+    optimizer, scheduler = adamw_cosine(
+        model.parameters(), cfg.lr, spec.n_epochs * steps, weight_decay=cfg.weight_decay
     )
 
     start, history, attempts, best = 0, [], [], None
