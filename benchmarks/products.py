@@ -79,13 +79,15 @@ def ray_scaling() -> dict:
     timed cold (a fresh Ray: worker start-up and loads included), decode after a warm-up run;
     the machine's other load shows here (``load_average_1min``)."""
     from releo.config import ChunkConfig, Params
-    from releo.data.chunks import chunk_index
+    from releo.data.chunks import INDEX, chunk_index
     from releo.data.io import write_table
     from releo.data.simulate import SimulationConfig, simulate_site
     from releo.data.site import open_site
     from releo.products.config import DecodeConfig, EmbedConfig, ProductsConfig
     from releo.products.distributed import ray_session
-    from releo.products.stages import EMBEDDINGS, INDEX, MODEL, decode_to_folder, run_embed
+    from releo.products.regions import decode_to_folder
+    from releo.stages.embed import EMBEDDINGS, run_embed
+    from releo.stages.train import MODEL
 
     site_cfg = SimulationConfig(
         width_m=500, height_m=500, start_date=date(2025, 5, 1), end_date=date(2025, 6, 9)

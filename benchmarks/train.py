@@ -17,8 +17,8 @@ import pandas as pd
 import torch
 
 from releo.config import load_params
+from releo.data.chunks import INDEX
 from releo.train.loop import adamw_cosine
-from releo.train.pipeline import INDEX
 from releo.train.ray_train import RunSpec, fit, init_ray
 from releo.train.task import physics_task
 from report import report

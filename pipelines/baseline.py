@@ -1,42 +1,6 @@
-"""DVC stage ``baseline``: gate the site and chunk index, then train the per-pixel PROSAIL-VAE
-inversion (``releo.models.pixel``) on the train split and score it on the validation split."""
+"""DVC stage ``baseline``: see :mod:`releo.stages.baseline`."""
 
-from pathlib import Path
-
-from releo.config import load_params
-from releo.data.io import write_json
-from releo.data.site import open_site
-from releo.models.pixel import save_pixel_inversion
-from releo.models.pixel_train import evaluate_pixel_inversion, train_pixel_inversion
-from releo.stage import stage
-from releo.timings import timed
-from releo.train.inputs import gate_training_inputs
-from releo.train.pipeline import INDEX
-
-MODEL = Path("baseline/model.pt")
-METRICS = Path("metrics/baseline.json")
-
-
-def main() -> None:
-    with stage("baseline"), timed("baseline") as clock:
-        params = load_params()
-        with clock.part("gates"):
-            gate_training_inputs(params, INDEX)
-        model, history = train_pixel_inversion(params.data_dir, INDEX, params.baseline)
-        save_pixel_inversion(model, MODEL)
-        clock.record(train_seconds=round(history[-1]["elapsed"], 2))
-        has_truth = open_site(params.data_dir).has_truth
-        scores = {
-            "train_steps": params.baseline.steps,
-            "site_has_truth": has_truth,
-        }
-        if has_truth:  # scored here where truth exists; stage evaluate scores it on any site
-            scores |= evaluate_pixel_inversion(model, params.data_dir, INDEX, split="val")
-            print(f"per-pixel inversion: val LAI RMSE {scores['lai_rmse_truth']:.3f}")
-        else:
-            print("per-pixel inversion: no simulator truth to score it on (see stage evaluate)")
-        write_json(scores, METRICS)
-
+from releo.stages.baseline import main
 
 if __name__ == "__main__":
     main()

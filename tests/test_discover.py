@@ -22,11 +22,13 @@ from releo.data.simulate.meteo import simulate_meteorology
 from releo.data.site import open_site
 from releo.discover.compare import structure_scores
 from releo.discover.config import DiscoverConfig
+from releo.discover.equations import PLOTTED
 from releo.discover.fields import make_fields
-from releo.discover.pipeline import METRICS, OUT_DIR, PLOTTED
 from releo.discover.sindy import derivative_baseline, discover
 from releo.discover.trajectories import Drivers, Trajectory, smooth
 from releo.models import ModelConfig, build_model
+from releo.stages import discover as discover_stage
+from releo.stages.discover import METRICS, OUT_DIR
 from releo.train.config import TrackingConfig
 
 CFG = DiscoverConfig()
@@ -237,14 +239,17 @@ def tiny_project(tmp_path_factory) -> Path:
 
 
 def _stage_main(monkeypatch, gated: list):
-    """``pipelines/discover.py``'s entry point (the scripts are not a package), its Great
-    Expectations gate recorded instead of run (tests/test_quality.py tests the gates; here
-    they would triple the time)."""
+    """``pipelines/discover.py``'s entry point (the scripts are not a package): the ``main`` of
+    :mod:`releo.stages.discover`, its Great Expectations gate recorded instead of run
+    (tests/test_quality.py tests the gates; here they would triple the time)."""
     path = Path(__file__).resolve().parents[1] / "pipelines" / "discover.py"
     spec = importlib.util.spec_from_file_location("discover_stage", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "gate_training_inputs", lambda params, index: gated.append(index))
+    assert module.main is discover_stage.main
+    monkeypatch.setattr(
+        discover_stage, "gate_training_inputs", lambda params, index: gated.append(index)
+    )
     return module.main
 
 

@@ -13,7 +13,7 @@ import ray
 import torch
 
 from releo.config import ChunkConfig, Params
-from releo.data.chunks import ChunkDataset, chunk_index
+from releo.data.chunks import INDEX, ChunkDataset, chunk_index
 from releo.data.io import open_cube, write_table
 from releo.data.simulate import SimulationConfig, simulate_site
 from releo.data.site import open_site
@@ -24,15 +24,9 @@ from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_grid, de
 from releo.products.distributed import FAIL_ONCE_ENV, ray_session, regions
 from releo.products.embed import embeddings_cube, encode_chunks, load_autoencoder
 from releo.products.grid import ChunkLayout, Grid
-from releo.products.stages import (
-    EMBEDDINGS,
-    INDEX,
-    LAI_CUBE,
-    MODEL,
-    decode_to_folder,
-    request_dates,
-    run_embed,
-)
+from releo.products.regions import LAI_CUBE_NAME, decode_to_folder, request_dates
+from releo.stages.embed import EMBEDDINGS, run_embed
+from releo.stages.train import MODEL
 from test_products import TINY
 
 SITE = SimulationConfig(
@@ -132,7 +126,7 @@ def test_decode_on_two_workers_is_the_one_process_product_bit_for_bit(project):
     metrics = decode_to_folder(
         DECODE, project / EMBEDDINGS, project / MODEL, target, CALIBRATION, region=(3, 7, 13)
     )
-    lai = open_cube(target / LAI_CUBE.name)
+    lai = open_cube(target / LAI_CUBE_NAME)
     alone = one_process_lai(project)
     assert metrics["tasks"] == len(regions(alone["lai"].shape, (3, 7, 13))) > 2
     for name in LAI_VARIABLES:
@@ -157,7 +151,7 @@ def test_a_task_whose_worker_dies_is_rerun_and_the_product_is_complete(
         compile_from=0,  # compiled in the workers, as large requests are
     )  # fmt: skip
     assert marker.exists()  # one task's first attempt killed its worker (os._exit)
-    lai = open_cube(target / LAI_CUBE.name)
+    lai = open_cube(target / LAI_CUBE_NAME)
     alone = one_process_lai(project, compiled=True)
     for name in LAI_VARIABLES:
         np.testing.assert_array_equal(lai[name].values, alone[name].values)

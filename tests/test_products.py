@@ -19,14 +19,13 @@ import torch
 from typer.testing import CliRunner
 
 from releo.config import ChunkConfig, Params
-from releo.data.chunks import ChunkDataset, chunk_index, collate_chunks, window_only
+from releo.data.chunks import INDEX, ChunkDataset, chunk_index, collate_chunks, window_only
 from releo.data.errors import DataError
 from releo.data.io import open_cube, write_table
 from releo.data.simulate import SimulationConfig, simulate_site
 from releo.data.site import open_site
 from releo.models import ModelConfig, build_model
 from releo.models.distributions import BoundedNormal
-from releo.products.calibrate import run_calibrate
 from releo.products.config import CalibrateConfig, DecodeConfig, EvaluateConfig, ProductsConfig
 from releo.products.decode import (
     LaiCalibration,
@@ -36,28 +35,16 @@ from releo.products.decode import (
     decode_pixels,
 )
 from releo.products.embed import load_autoencoder
-from releo.products.evaluate import (
-    EVALUATE_METRICS,
-    PLOTS,
-    nearest_valid,
-    run_evaluate,
-    seam_ratio,
-)
+from releo.products.evaluate import nearest_valid, seam_ratio
 from releo.products.grid import ChunkLayout, Grid, query_dates
 from releo.products.product_gates import check_embeddings
 from releo.products.scores import grouped_scores, scores
-from releo.products.stages import (
-    CALIBRATION,
-    DECODE_METRICS,
-    EMBEDDINGS,
-    INDEX,
-    LAI_CUBE,
-    MODEL,
-    PRODUCTS,
-    run_decode,
-    run_embed,
-)
 from releo.quality import QualityGateError
+from releo.stages.calibrate import CALIBRATION, run_calibrate
+from releo.stages.decode import DECODE_METRICS, LAI_CUBE, PRODUCTS, run_decode
+from releo.stages.embed import EMBEDDINGS, run_embed
+from releo.stages.evaluate import EVALUATE_METRICS, PLOTS, run_evaluate
+from releo.stages.train import MODEL
 from releo.tracking.config import TrackingConfig
 
 TINY = ModelConfig(
@@ -314,8 +301,8 @@ def test_decode_stage_writes_zarr_geotiffs_and_pngs(project):
 
 def test_calibrate_stage_fits_the_spread_on_validation_surveys_and_decode_applies_it(project):
     from releo.data.readers import read_field_survey
-    from releo.products.calibrate import CALIBRATE_METRICS
     from releo.products.evaluate import held_out_mask, survey_pixels
+    from releo.stages.calibrate import CALIBRATE_METRICS
 
     params = params_for(project)
     metrics = json.loads((project / CALIBRATE_METRICS).read_text())
@@ -448,7 +435,8 @@ def test_perfect_product_scores_zero_against_truth(project, tmp_path):
 
 
 def test_register_promotes_only_a_better_model_and_serves_the_champion(project):
-    from releo.products.registry import beats, run_register
+    from releo.products.registry import beats
+    from releo.stages.register import run_register
 
     params = params_for(project)
     evaluation = {"splits": ["val", "test"], "interval": 0.9, "lai_rmse_truth": 1.2}

@@ -30,10 +30,11 @@ from releo.config import Params
 from releo.data.chunks import SiteBatchSampler
 from releo.data.io import file_sha256
 from releo.models import LossWeights
+from releo.stages.train import run_train
+from releo.stages.tune import run_tune
 from releo.timings import timed
 from releo.tracking import training_run_id
 from releo.train.config import TrainConfig, TuneConfig
-from releo.train.pipeline import run_train, run_tune
 from releo.train.ray_train import RunSpec, fit, quiet_logging, spread_subset
 from releo.train.task import Task
 from releo.train.tune import CooperativeASHA, StopBoard

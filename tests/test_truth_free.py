@@ -22,7 +22,7 @@ from releo.data.chunks import collate_chunks
 from releo.data.errors import DataError
 from releo.data.site import open_site
 from releo.discover.config import DiscoverConfig
-from releo.discover.pipeline import missing_drivers
+from releo.discover.equations import missing_drivers
 from releo.models import LossWeights, ModelConfig, build_model
 from releo.models.synthetic import S1_ENL
 from releo.products.config import RegisterConfig

@@ -311,7 +311,8 @@ def decode(
     lai_low, lai_high), OUT/geotiff/, OUT/quicklooks/ and OUT/overview.png.
     """
     from releo.products.decode import LaiCalibration
-    from releo.products.stages import CALIBRATION, decode_request
+    from releo.products.regions import decode_request
+    from releo.stages.calibrate import CALIBRATION
 
     overrides = {
         "dates": _csv(dates, str, "--dates"),

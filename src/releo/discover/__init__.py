@@ -12,7 +12,8 @@ planted exclusive effects.
 - :mod:`.targets`: what is fitted (truth, matched and raw residuals, LAI);
 - :mod:`.analysis`, :mod:`.residuals`, :mod:`.compare`: dependence measures,
   disentanglement, affine matches, structure scores;
-- :mod:`.pipeline`, :mod:`.report`: the ``discover`` stage and its outputs.
+- :mod:`.equations`, :mod:`.report`: the targets' equations, summarised and written out
+  (the ``discover`` stage: :mod:`releo.stages.discover`).
 
 Nothing heavy is imported here: ``releo.config`` reads :mod:`.config` at every stage.
 """

@@ -1,4 +1,4 @@
-"""Stage ``evaluate``: the decoded LAI scored against truth, SNAP and field surveys.
+"""The decoded LAI scored against truth, SNAP and field surveys (stage ``evaluate``).
 
 The references are the simulator truth, the SNAP reference and the field surveys; the
 per-pixel inversion baseline is scored next to ours, on held-out chunks. A site may lack any
@@ -19,7 +19,6 @@ Everything is matched in space and time on the held-out places (``products.evalu
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,22 +29,16 @@ import torch
 import xarray as xr
 
 from releo.config import Params
+from releo.data.chunks import INDEX
 from releo.data.contracts import LAND_COVER_CLASSES, MASK_CLEAR, REFERENCE_LAI, S2_MASK
-from releo.data.errors import DataError
-from releo.data.io import atomic_dir, json_safe, open_cube, write_json, write_table
-from releo.data.readers import read_field_survey
-from releo.data.site import Site, open_site
+from releo.data.io import atomic_dir, write_table
+from releo.data.site import Site
 from releo.models import PhysicsAutoencoder
 from releo.products import plots
 from releo.products.decode import LaiCalibration, decode_pairs, decode_pixels
-from releo.products.embed import load_autoencoder
 from releo.products.grid import ChunkLayout
 from releo.products.scores import grouped_scores, parcel_split, scores
-from releo.products.stages import EMBEDDINGS, INDEX, LAI_CUBE, MODEL
-from releo.timings import record
 
-EVALUATE_METRICS = Path("metrics/evaluate.json")
-PLOTS = Path("metrics/evaluate_plots")
 SURVEY_CLASSES = ("winter_wheat", "maize", "sunflower", "grassland", "broadleaf_forest")
 # Headline scores per reference, written as null when the site lacks that reference.
 HEADLINE = {
@@ -607,7 +600,7 @@ def load_baseline(params: Params, root: Path) -> tuple[torch.nn.Module | None, s
     return model, "trained during evaluate"
 
 
-def _scatter_table(est: HeldOut, n: int, seed: int, against: str = "truth") -> pd.DataFrame:
+def scatter_table(est: HeldOut, n: int, seed: int, against: str = "truth") -> pd.DataFrame:
     """A random sample of held-out pixel-dates with a value of ``against``.
 
     ``against`` is ``truth``, or ``snap`` on sites without truth; every estimate side by side.
@@ -682,112 +675,3 @@ def write_plots(
             plots.time_series(series, tmp / "timeseries.png")
             written.append("timeseries.png")
     return written
-
-
-def run_evaluate(
-    params: Params,
-    root: Path = Path(),
-    baseline: str | torch.nn.Module | None = "load",
-    calibration: LaiCalibration | None = None,
-) -> dict:
-    """Stage ``evaluate``: write ``metrics/evaluate.json`` and the plot tables/figures.
-
-    ``baseline``: "load" (:func:`load_baseline`), a per-pixel model, or None to skip it;
-    ``calibration``: the LAI calibration of the decoded product (None: as decoded).
-    """
-    started = time.perf_counter()
-    root = Path(root)
-    cfg = params.products.evaluate
-    interval = params.products.decode.interval
-    cov = f"coverage{round(interval * 100)}"
-    model, _ = load_autoencoder(root / MODEL)
-    embeddings = open_cube(root / EMBEDDINGS)
-    site = open_site(root / params.data_dir)
-    index = pd.read_parquet(root / INDEX)
-    truth = None
-    if site.path("truth").exists():
-        truth = open_cube(site.path("truth"))
-        truth = truth[[v for v in ("lai", "land_cover", "parcel_id") if v in truth]]
-    shape = (site.s2.sizes["y"], site.s2.sizes["x"])
-    mask = held_out_mask(index, shape, cfg.splits)
-    if not mask.any():
-        raise DataError(f"{root / INDEX}: no chunk in the evaluated splits {cfg.splits}")
-    source = "none"
-    if isinstance(baseline, str):
-        baseline, source = load_baseline(params, root)
-    elif baseline is not None:
-        source = "given"
-    blend_days = params.products.decode.blend_days
-    est = held_out_estimates(
-        model, embeddings, site, truth, mask, interval=interval, baseline=baseline,
-        calibration=calibration, blend_days=blend_days,
-    )  # fmt: skip
-    metrics: dict = {
-        "splits": list(cfg.splits),
-        "held_out_pixels": int(mask.sum()),
-        "s2_dates": len(est.dates),
-        "decoded_from": "embeddings alone (no per-pixel context)",
-        "interval": interval,
-        **(calibration or LaiCalibration()).fields("calibration_"),
-        "baseline": source,
-        # share of held-out pixel-dates (S2 dates) with a value: SNAP and the baseline have gaps
-        "lai_valid_fraction": float(np.isfinite(est.lai).mean()),
-        "snap_lai_valid_fraction": float(np.isfinite(est.snap).mean()),
-        "baseline_lai_valid_fraction": float(np.isfinite(est.baseline).mean())
-        if est.baseline is not None
-        else None,
-    }
-    references = {
-        "truth": truth is not None,
-        "snap": site.reference is not None,
-        "field_surveys": site.surveys is not None,
-    }
-    metrics["references"] = references
-    metrics["site_has_truth"] = references["truth"]
-    metrics.update({key: None for part, keys in HEADLINE.items() for key in keys})
-    nested: dict = {}
-    scatter = None
-    if site.reference is not None:
-        metrics.update(snap_metrics(est, cov))
-    if truth is not None:
-        flat, nested["truth"] = truth_metrics(est, cov)
-        metrics.update(flat)
-        metrics.update(split_metrics(est, index, shape, cfg.splits, cov))
-        if (root / LAI_CUBE).exists():
-            metrics.update(product_metrics(open_cube(root / LAI_CUBE), truth, mask, cov))
-        scatter = _scatter_table(est, cfg.scatter_points, cfg.seed)
-    matches = None
-    if site.surveys is not None:
-        surveys = read_field_survey(site.path("surveys"), target_crs=site.crs)
-        matches = survey_matches(
-            surveys, model, embeddings, site, est, mask,
-            interval=interval, max_days=cfg.field_max_days, calibration=calibration,
-            blend_days=blend_days,
-        )  # fmt: skip
-        flat, nested["field"] = field_metrics(matches, cov)
-        metrics.update(flat)
-    seams = seam_metrics(
-        model, embeddings, site, truth, mask,
-        pixels=cfg.seam_pixels, seed=cfg.seed, blend_days=blend_days,
-    )  # fmt: skip
-    metrics.update(seams)
-    ours, snap = metrics.get("lai_rmse_truth", math.nan), metrics.get("snap_lai_rmse_truth")
-    if snap:
-        metrics["lai_rmse_truth_reduction_vs_snap"] = 1.0 - ours / snap
-    series = {}
-    if truth is not None:
-        series = field_time_series(
-            model, embeddings, site, truth, est, matches, mask,
-            n_fields=cfg.sample_fields, interval=interval, calibration=calibration,
-            blend_days=blend_days,
-        )  # fmt: skip
-    # without truth, the reference product is what the held-out pixel-dates are drawn against
-    snap_scatter = None
-    if truth is None and site.reference is not None:
-        snap_scatter = _scatter_table(est, cfg.scatter_points, cfg.seed, against="snap")
-    metrics["plots"] = write_plots(root / PLOTS, scatter, matches, series, snap_scatter)
-    metrics["absent"] = [part for part, present in references.items() if not present]
-    metrics.update(nested)
-    record(evaluate_seconds=round(time.perf_counter() - started, 2))
-    write_json(json_safe(metrics), root / EVALUATE_METRICS)
-    return metrics

@@ -25,10 +25,7 @@ import torch
 import xarray as xr
 from mlflow.pyfunc import PythonModel
 
-from releo import tracking
-from releo.config import Params
 from releo.data.errors import DataError
-from releo.data.io import file_sha256
 from releo.models import ModelConfig, build_model
 from releo.products.decode import (
     LAI_VARIABLES,
@@ -37,14 +34,12 @@ from releo.products.decode import (
     decode_queries,
     pair_queries,
 )
-from releo.timings import write_metrics
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.models.model import ModelInfo
 
 ARTIFACT = "lai_decoder"
-REGISTER_METRICS = Path("metrics/register.json")
 QUERY_COLUMNS = ("embedding", "x_rel", "y_rel", "doy")
 
 
@@ -250,101 +245,3 @@ def decision_metric(cfg, metrics: dict) -> tuple[str, float | None]:
         if value is not None and math.isfinite(value):
             return name, value
     return cfg.metric, None
-
-
-def run_register(
-    params: Params,
-    root: Path,
-    metrics: dict,
-    model_path: Path,
-    calibration: LaiCalibration | None = None,
-) -> dict:
-    """Stage ``register``: log and register the decoder, champion if it beats the current one.
-
-    Logs the decoder and its ``calibration`` (stage ``calibrate``; None: the identity) with
-    the evaluation ``metrics``, registers it as ``products.registry.model_name`` and gives it
-    the champion alias only if it beats the current champion on ``products.registry.metric``
-    (else the challenger alias).
-    """
-    from mlflow import MlflowClient
-
-    from releo.products.evaluate import PLOTS
-
-    cfg = params.products.registry
-    root = Path(root)
-    calibration = calibration or LaiCalibration()
-    metric, value = decision_metric(cfg, metrics)
-    if metric != cfg.metric:
-        print(f"register: no {cfg.metric} on this site; comparing {metric} instead")
-    payload = torch.load(model_path, map_location="cpu", weights_only=True)
-    with tracking.stage_run(params, root, "register") as run:
-        train_run = tracking.training_run_id(params.tracking, file_sha256(model_path))
-        mlflow.set_tag("train_run_id", train_run or "")
-        client = MlflowClient()
-        champion, before = champion_metric(client, cfg.model_name, cfg.champion_alias, metric)
-        promoted = beats(value, before, cfg.lower_is_better)
-        alias = cfg.champion_alias if promoted else cfg.challenger_alias
-        numbers = tracking.finite_metrics(metrics)
-        mlflow.log_params(
-            {
-                **{f"model.{k}": v for k, v in payload["config"].items()},
-                "evaluate.splits": ",".join(metrics.get("splits", [])),
-                "registry.metric": metric,
-                "registry.metric_configured": cfg.metric,
-                **calibration.fields("calibration."),
-            }
-        )
-        mlflow.log_dict(metrics, "evaluate.json")
-        for figure in sorted((root / PLOTS).glob("*.png")):
-            mlflow.log_artifact(str(figure), "evaluate")
-        info = log_decoder(model_path, int(payload["config"]["embedding_dim"]),
-                           float(metrics.get("interval", 0.9)), calibration)  # fmt: skip
-        mlflow.log_metrics(numbers, model_id=info.model_id)
-        version = mlflow.register_model(
-            info.model_uri,
-            cfg.model_name,
-            tags={
-                k: str(v)
-                for k, v in numbers.items()
-                if k.startswith(("lai_", "snap_", "baseline_"))
-            },
-        )
-        client.set_registered_model_alias(cfg.model_name, alias, version.version)
-        before_text = (
-            "none" if before is None or champion is None else f"{before:.4g} (v{champion.version})"
-        )
-        decision = (
-            f"{metric} {value if value is None else f'{value:.4g}'} vs champion {before_text}: "
-            f"{'promoted to' if promoted else 'kept as'} {alias}"
-        )
-        client.set_model_version_tag(cfg.model_name, version.version, "decision", decision)
-        client.set_model_version_tag(
-            cfg.model_name, version.version, "promoted", str(promoted).lower()
-        )
-        mlflow.set_tags(
-            {
-                "registered_model": cfg.model_name,
-                "registered_version": version.version,
-                "alias": alias,
-                "promoted": str(promoted).lower(),
-                "decision": decision,
-            }
-        )
-    result = {
-        "model_name": cfg.model_name,
-        "version": int(version.version),
-        "alias": alias,
-        "promoted": promoted,
-        "metric": metric,
-        "metric_configured": cfg.metric,
-        "metric_fallback": metric != cfg.metric,
-        "site_has_truth": (metrics.get("references") or {}).get("truth"),
-        metric: value,
-        f"champion_{metric}_before": before if before is None or math.isfinite(before) else None,
-        "champion_version_before": None if champion is None else int(champion.version),
-        "decision": decision,
-        "model_uri": f"models:/{cfg.model_name}/{version.version}",
-        "mlflow_run_id": run.run_id,
-    }
-    write_metrics(result, root / REGISTER_METRICS)
-    return result

@@ -1,10 +1,12 @@
-"""The ``embed`` and ``decode`` stages (and ``releo decode``) as library calls.
+"""Embedding and decoding by regions of their output cube, as Ray tasks.
 
-Both run as Ray tasks over regions of their output cube (:mod:`releo.products.distributed`):
-``embed`` over blocks of chunks (``EMBED_REGION`` windows × rows × cols of chunks), ``decode``
-over blocks of the product (``DECODE_REGION`` dates × rows × cols of pixels). Each task reads
-the site or the embeddings from their stores and writes its region; the values are those of
-the one-process functions (:func:`encode_chunks`, :func:`decode_grid`), bit for bit.
+The ``embed`` and ``decode`` stages (:mod:`releo.stages.embed`, :mod:`releo.stages.decode`)
+and ``releo decode`` run on these: tasks over regions of their output cube
+(:mod:`releo.products.distributed`), ``embed`` over blocks of chunks (``EMBED_REGION``
+windows × rows × cols of chunks), ``decode`` over blocks of the product (``DECODE_REGION``
+dates × rows × cols of pixels). Each task reads the site or the embeddings from their stores and
+writes its region; the values are those of the one-process functions (:func:`encode_chunks`,
+:func:`decode_grid`), bit for bit.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from releo.config import Params
-from releo.data.chunks import INDEX, ChunkDataset
-from releo.data.io import atomic_dir, file_sha256, open_cube, write_json
+from releo.data.chunks import ChunkDataset
+from releo.data.io import atomic_dir, open_cube
 from releo.data.site import SITE_FILES, open_site
 from releo.products import plots
 from releo.products.config import DecodeConfig
@@ -34,18 +35,13 @@ from releo.products.distributed import (
     use_ray,
     write_region,
 )
-from releo.products.embed import embeddings_cube, encode_chunks, load_autoencoder
+from releo.products.embed import encode_chunks, load_autoencoder
 from releo.products.export import write_geotiffs
 from releo.products.grid import ChunkLayout, Grid, query_dates
 from releo.timings import record
 
-MODEL = Path("models/model.pt")
-EMBEDDINGS = Path("embeddings/embeddings.zarr")
-CALIBRATION = Path("calibration/lai.json")
-PRODUCTS = Path("products")
-LAI_CUBE = PRODUCTS / "lai.zarr"
-EMBED_METRICS = Path("metrics/embed.json")
-DECODE_METRICS = Path("metrics/decode.json")
+LAI_CUBE_NAME = "lai.zarr"
+"""The LAI cube's name in a product folder (the layout of :mod:`releo.products.export`)."""
 EMBED_REGION = (4, 16, 16)
 """Chunks per embed task and per Zarr chunk of the cube: windows, rows, cols (≤ 1,024 chunks,
 2 MiB of float16 at 256 features)."""
@@ -120,80 +116,6 @@ def embed_region(
     }
 
 
-def run_embed(
-    params: Params, root: Path = Path(), *, region: tuple[int, int, int] = EMBED_REGION
-) -> dict:
-    """Stage ``embed``: encode every chunk of the site; write the cube and its metrics.
-
-    Runs as Ray tasks over blocks of ``region`` chunks (windows, rows, cols).
-    """
-    root = Path(root).resolve()
-    cfg = params.products.embed
-    started = time.perf_counter()
-    model, _ = load_autoencoder(root / MODEL)
-    site = open_site(root / params.data_dir)
-    index = pd.read_parquet(root / INDEX)
-    dim = model.cfg.embedding_dim
-    period = site.period
-    template = embeddings_cube(
-        None,
-        index,
-        crs=site.crs,
-        pixel_size_m=float(abs(site.s2.x.values[1] - site.s2.x.values[0])),
-        chunk_days=params.chunks.days,
-        dtype=cfg.dtype,
-        attrs={
-            "model_sha256": file_sha256(root / MODEL),
-            "data_start": str(period[0].date()),
-            "data_end": str(period[1].date()),
-        },
-        embedding_dim=dim,
-        chunks=region,
-    )
-    place = index[["window", "row", "col"]].to_numpy()
-    tasks = []
-    for block in regions(template["embedding"].shape[:3], region):
-        bounds = zip(place.T, block, strict=True)
-        inside = np.all([(p >= s.start) & (p < s.stop) for p, s in bounds], axis=0)
-        if inside.any():
-            tasks.append(
-                {
-                    "data_dir": str(root / params.data_dir),
-                    "model_path": str(root / MODEL),
-                    "rows": index[inside],
-                    "region": block,
-                    "batch_size": cfg.batch_size,
-                    "dtype": cfg.dtype,
-                }
-            )
-    parallel = use_ray(len(tasks))
-    with atomic_dir(root / EMBEDDINGS) as tmp:
-        create_region_cube(template, tmp, {"embedding": (*region, dim)})
-        with ray_session(cfg.workers) if parallel else nullcontext():
-            parts = map_tasks(
-                embed_region,
-                [{**task, "out": str(tmp)} for task in tasks],
-                workers=cfg.workers,
-                in_process=not parallel,
-            )
-        finish_cube(tmp)
-    error = max((p["quantisation_max_abs_error"] for p in parts), default=math.nan)
-    metrics = {
-        "chunks": len(index),
-        "embedding_dim": dim,
-        "dtype": cfg.dtype,
-        "bytes_per_chunk": int(dim * np.dtype(cfg.dtype).itemsize),
-        "quantisation_max_abs_error": error,
-        "embedding_abs_max": max((p["embedding_abs_max"] for p in parts), default=math.nan),
-        "site_has_truth": site.has_truth,  # never used here: the record of what the site holds
-        "tasks": len(tasks),
-    }
-    # timings stay out of DVC's metrics (releo.timings)
-    record(embed_seconds=round(time.perf_counter() - started, 2), embed_ray=parallel)
-    write_json(metrics, root / EMBED_METRICS)
-    return metrics
-
-
 def request_dates(cfg: DecodeConfig, layout: ChunkLayout, attrs: dict) -> pd.DatetimeIndex:
     """The dates of a decode request; start/end default to the data period of the embeddings."""
     first, last = layout.period
@@ -266,7 +188,7 @@ def decode_to_folder(
     parallel = use_ray(len(blocks))
     counts = {"dates": len(dates)}
     with atomic_dir(Path(target)) as tmp:
-        cube = tmp / LAI_CUBE.name
+        cube = tmp / LAI_CUBE_NAME
         create_region_cube(template, cube, dict.fromkeys(LAI_VARIABLES, region))
         tasks = [
             {"embeddings_path": str(embeddings_path), "model_path": str(model_path),
@@ -311,18 +233,6 @@ def decode_to_folder(
         decode_ray=parallel,
         seconds=round(time.perf_counter() - started, 2),
     )
-    return metrics
-
-
-def run_decode(
-    params: Params, root: Path = Path(), calibration: LaiCalibration | None = None
-) -> dict:
-    """Stage ``decode``: the product of ``products.decode`` into ``products/``."""
-    root = Path(root)
-    metrics = decode_to_folder(
-        params.products.decode, root / EMBEDDINGS, root / MODEL, root / PRODUCTS, calibration
-    )
-    write_json(metrics, root / DECODE_METRICS)
     return metrics
 
 
