@@ -160,6 +160,10 @@ def check_site(folder: Path, model, weights: LossWeights, work: Path) -> dict:
     out["s2_noise_rms"] = metrics["s2_noise_rms"]
     out["s2_fit_to_noise"] = metrics["s2_reconstruction_rmse"] / metrics["s2_noise_rms"]
     out["s1_reconstruction_rmse_db"] = metrics["s1_reconstruction_rmse_db"]
+    # per band: where real spectra leave what PROSAIL and the residual spectra can produce
+    out["s2_rmse_per_band"] = {
+        k[len("s2_rmse_") :]: v for k, v in metrics.items() if k.startswith("s2_rmse_B")
+    }
     return out
 
 
