@@ -160,6 +160,10 @@ def check_site(folder: Path, model, weights: LossWeights, work: Path) -> dict:
     out["s2_noise_rms"] = metrics["s2_noise_rms"]
     out["s2_fit_to_noise"] = metrics["s2_reconstruction_rmse"] / metrics["s2_noise_rms"]
     out["s1_reconstruction_rmse_db"] = metrics["s1_reconstruction_rmse_db"]
+    # the two decoding paths against SNAP at the window's S2 dates: with the per-pixel detail,
+    # and from the embedding alone (what the products decode)
+    for key in ("lai_rmse_snap", "lai_rmse_snap_embedding_only"):
+        out[key] = metrics[key]
     # per band: where real spectra leave what PROSAIL and the residual spectra can produce
     out["s2_rmse_per_band"] = {
         k[len("s2_rmse_") :]: v for k, v in metrics.items() if k.startswith("s2_rmse_B")
