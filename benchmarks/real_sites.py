@@ -153,8 +153,10 @@ def check_site(folder: Path, model, weights: LossWeights, work: Path) -> dict:
     window, _ = layout.window_of(days)
     out["seam_ratio"] = seam_ratio(daily, window[1:] != window[:-1])
 
-    # 3. S2 reconstruction of clear observations over the L2A noise
-    loader = DataLoader(dataset, batch_size=2, collate_fn=collate_chunks)
+    # 3. S2 reconstruction of clear observations over the L2A noise (and both decoding paths
+    # against SNAP)
+    scored = ChunkDataset(s2, s1, index, reference=reference, context_days=context)
+    loader = DataLoader(scored, batch_size=2, collate_fn=collate_chunks)
     metrics = evaluate(model, loader, weights)
     out["s2_reconstruction_rmse"] = metrics["s2_reconstruction_rmse"]
     out["s2_noise_rms"] = metrics["s2_noise_rms"]
