@@ -23,7 +23,6 @@ S1_ENL = 4.4  # equivalent number of looks of GRD speckle (unit-mean gamma in li
 SUN_ZENITH, VIEW_ZENITH, RELATIVE_AZIMUTH = (20.0, 70.0), (0.0, 12.0), (0.0, 180.0)
 INCIDENCE = (30.0, 46.0)
 PATCH = 4  # pixels per side of the constant patches (fields) of a synthetic chunk
-SNAP_LAI_MAX = 15.0  # the ATBD's LAI maximum, the scale of its co-distributions
 
 SNAP_TRAINING: dict[str, tuple[float, float, float, float]] = {
     "lai": (2.0, 3.0, 0.0, 15.0), "lidfa": (60.0, 30.0, 30.0, 80.0),
@@ -81,7 +80,7 @@ def snap_training_draws(
     """
     out = prior_draws(shape, gen)
     drawn = {k: _truncated_normal(shape, *v, gen) for k, v in SNAP_TRAINING.items()}
-    lai = drawn["lai"] / SNAP_LAI_MAX
+    lai = drawn["lai"] / SNAP_TRAINING["lai"][3]  # the ATBD's LAI maximum scales the ranges
     for name, (lo_max, hi_max) in SNAP_AT_LAI_MAX.items():
         _, _, lo, hi = SNAP_TRAINING[name]
         low, high = lo + lai * (lo_max - lo), hi + lai * (hi_max - hi)
