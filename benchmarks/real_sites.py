@@ -99,7 +99,7 @@ def check_site(folder: Path, model, weights: LossWeights, work: Path) -> dict:
     reference = site.reference[[REFERENCE_LAI]].load()
     index = chunk_index(s2, s1, size_m=CHUNK_M, days=DAYS, split={"train": 0, "val": 1, "test": 0})
     context = model.cfg.context_days
-    dataset = ChunkDataset(s2, s1, index, context_days=context)
+    dataset = ChunkDataset(s2, s1, index, reference=reference, context_days=context)
     started = time.perf_counter()
     z = encode_chunks(model, dataset, batch_size=4)
     embed_s = time.perf_counter() - started
@@ -155,8 +155,7 @@ def check_site(folder: Path, model, weights: LossWeights, work: Path) -> dict:
 
     # 3. S2 reconstruction of clear observations over the L2A noise (and both decoding paths
     # against SNAP)
-    scored = ChunkDataset(s2, s1, index, reference=reference, context_days=context)
-    loader = DataLoader(scored, batch_size=2, collate_fn=collate_chunks)
+    loader = DataLoader(dataset, batch_size=2, collate_fn=collate_chunks)
     metrics = evaluate(model, loader, weights)
     out["s2_reconstruction_rmse"] = metrics["s2_reconstruction_rmse"]
     out["s2_noise_rms"] = metrics["s2_noise_rms"]

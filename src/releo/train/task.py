@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
+from releo.data.chunks import collate_chunks
 from releo.models import LossWeights, ModelConfig, build_model
 from releo.train import loop
 
@@ -64,7 +65,7 @@ def physics_task() -> Task:
         build_model=_physics_model,
         loss_weights=_physics_weights,
         make_datasets=_physics_datasets,
-        collate=loop.collate_chunks,
+        collate=collate_chunks,
         train_one_epoch=loop.train_one_epoch,
         evaluate=loop.evaluate,
         site_dataset=_physics_site,
