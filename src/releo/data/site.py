@@ -82,8 +82,11 @@ class Site:
         return pd.Timestamp(min(times)).normalize(), pd.Timestamp(max(times)).normalize()
 
 
-def open_site(root: str | Path) -> Site:
-    """Open every part of a site directory; a missing required part is a DataError."""
+def open_site(root: str | Path, *, lazy: bool = False) -> Site:
+    """Open every part of a site directory; a missing required part is a DataError.
+
+    ``lazy``: the cubes are dask-backed (:func:`open_cube`), read only where computed.
+    """
     root = Path(root)
     for part in REQUIRED:
         if not (root / SITE_FILES[part]).exists():
@@ -96,7 +99,7 @@ def open_site(root: str | Path) -> Site:
 
     def optional_cube(part: str) -> xr.Dataset | None:
         path = root / SITE_FILES[part]
-        return open_cube(path) if path.exists() else None
+        return open_cube(path, lazy=lazy) if path.exists() else None
 
     def optional_table(part: str) -> pd.DataFrame | None:
         path = root / SITE_FILES[part]
@@ -105,8 +108,8 @@ def open_site(root: str | Path) -> Site:
     return Site(
         root=root,
         metadata=metadata,
-        s2=open_cube(root / SITE_FILES["s2"]),
-        s1=open_cube(root / SITE_FILES["s1"]),
+        s2=open_cube(root / SITE_FILES["s2"], lazy=lazy),
+        s1=open_cube(root / SITE_FILES["s1"], lazy=lazy),
         reference=optional_cube("reference"),
         surveys=optional_table("surveys"),
         meteo=optional_table("meteo"),

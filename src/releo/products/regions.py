@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from releo.data.chunks import ChunkDataset
 from releo.data.io import atomic_dir, open_cube
@@ -74,12 +75,12 @@ def _cached_model(key: tuple[str, int]):
 
 @functools.lru_cache(maxsize=1)
 def _cached_site(key: tuple[str, int]):
-    return open_site(key[0])
+    return open_site(key[0], lazy=True)
 
 
 @functools.lru_cache(maxsize=1)
 def _cached_cube(key: tuple[str, int]):
-    return open_cube(key[0])
+    return open_cube(key[0], lazy=True)
 
 
 def embed_region(
@@ -101,8 +102,16 @@ def embed_region(
     """
     model = _cached_model(_stamp(model_path))
     site = _cached_site(_stamp(data_dir, Path(data_dir) / SITE_FILES["s2"]))
-    chunks = ChunkDataset(site.s2, site.s1, rows, context_days=model.cfg.context_days)
-    z = encode_chunks(model, chunks, batch_size)
+    z = np.zeros((len(rows), model.cfg.embedding_dim), np.float32)
+    # One chunk square at a time: its whole series read once (a few tens of MB a year), its
+    # windows encoded from memory; the task never holds more than one square of the site.
+    rows = rows.reset_index(drop=True)
+    for (y0, x0, size), square in rows.groupby(["y0", "x0", "size_px"], sort=False):
+        at = {"y": slice(int(y0), int(y0 + size)), "x": slice(int(x0), int(x0 + size))}
+        s2, s1 = site.s2.isel(at).load(), site.s1.isel(at).load()
+        local = square.assign(y0=0, x0=0)
+        chunks = ChunkDataset(s2, s1, local, context_days=model.cfg.context_days)
+        z[square.index] = encode_chunks(model, chunks, batch_size)
     names = ("window", "row", "col")
     at = tuple(rows[k].to_numpy() - s.start for k, s in zip(names, region, strict=True))
     block = np.full((*(s.stop - s.start for s in region), z.shape[1]), np.nan, np.float32)
@@ -114,6 +123,32 @@ def embed_region(
         "quantisation_max_abs_error": float(error.max()) if z.size else -math.inf,
         "embedding_abs_max": float(np.abs(z).max()) if z.size else -math.inf,
     }
+
+
+def embeddings_under(
+    embeddings: xr.Dataset, grid: Grid, dates: pd.DatetimeIndex
+) -> xr.Dataset:
+    """The part of ``embeddings`` that decoding ``grid`` at ``dates`` reads, in memory.
+
+    The chunks under the grid, and the windows of the dates with one more on each side (the
+    windows a date may blend in); the layout attributes follow the cut.
+    """
+    layout = ChunkLayout.from_embeddings(embeddings)
+    corners = np.array([grid.x.min(), grid.x.max()]), np.array([grid.y.min(), grid.y.max()])
+    row, col, _, _, _ = layout.locate(*corners)
+    window, _ = layout.window_of(dates)
+    if not len(dates):
+        window = np.zeros(1, np.int64)
+    rows = slice(int(row.min()), int(row.max()) + 1)
+    cols = slice(int(col.min()), int(col.max()) + 1)
+    windows = slice(max(int(window.min()) - 1, 0), int(window.max()) + 2)
+    part = embeddings.isel(time=windows, y=rows, x=cols).load()
+    part.attrs = {
+        **embeddings.attrs,
+        "chunk_x_min": layout.x_min + cols.start * layout.size_m,
+        "chunk_y_max": layout.y_max - rows.start * layout.size_m,
+    }
+    return part
 
 
 def request_dates(cfg: DecodeConfig, layout: ChunkLayout, attrs: dict) -> pd.DatetimeIndex:
@@ -143,9 +178,9 @@ def decode_region(
     ``region`` is (dates, rows, cols) of the product on ``grid`` at ``dates``.
     """
     model = _cached_model(_stamp(model_path))
-    embeddings = _cached_cube(_stamp(embeddings_path))
     t, r, c = region
     sub = Grid(x=grid.x[c], y=grid.y[r], crs=grid.crs, resolution=grid.resolution)
+    embeddings = embeddings_under(_cached_cube(_stamp(embeddings_path)), sub, dates[t])
     values = decode_grid_arrays(
         model, embeddings, sub, dates[t],
         interval=interval, calibration=calibration, blend_days=blend_days,
@@ -174,7 +209,7 @@ def decode_to_folder(
     """
     started = time.perf_counter()
     embeddings_path, model_path = Path(embeddings_path).resolve(), Path(model_path).resolve()
-    embeddings = open_cube(embeddings_path)
+    embeddings = open_cube(embeddings_path, lazy=True)  # its layout; the tasks read their parts
     layout = ChunkLayout.from_embeddings(embeddings)
     grid = Grid.from_bounds(cfg.bounds or layout.bounds, cfg.resolution_m, layout.crs)
     dates = request_dates(cfg, layout, embeddings.attrs)

@@ -49,7 +49,7 @@ def run_embed(
     cfg = params.products.embed
     started = time.perf_counter()
     model, _ = load_autoencoder(root / MODEL)
-    site = open_site(root / params.data_dir)
+    site = open_site(root / params.data_dir, lazy=True)
     index = pd.read_parquet(root / INDEX)
     dim = model.cfg.embedding_dim
     period = site.period
