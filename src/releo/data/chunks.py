@@ -9,8 +9,9 @@ observations of each chunk as tensors (torchgeo-style: the index is the sampler'
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import dask
 import numpy as np
 import pandas as pd
 import torch
@@ -190,6 +191,9 @@ def window_only(item: dict) -> dict:
     return out
 
 
+XarrayT = TypeVar("XarrayT", xr.Dataset, xr.DataArray)
+
+
 class ChunkDataset(torch.utils.data.Dataset):
     """S2 and S1 observations of each chunk of ``index`` (optionally one split) as tensors.
 
@@ -237,8 +241,8 @@ class ChunkDataset(torch.utils.data.Dataset):
         end_of_day = pd.Timedelta(hours=23, minutes=59)
         times = slice(row.start, row.end + end_of_day)
         read = slice(row.start - self.context, row.end + self.context + end_of_day)
-        s2 = self.s2.isel(window).sel(time=read)
-        s1 = self.s1.isel(window).sel(time=read)
+        s2 = _read(self.s2.isel(window).sel(time=read))
+        s1 = _read(self.s1.isel(window).sel(time=read))
         bands = np.stack([s2[b].values for b in S2_BANDS], axis=1).astype(np.float32)
         first = pd.Timestamp(row.start)
         item = {
@@ -265,7 +269,7 @@ class ChunkDataset(torch.utils.data.Dataset):
         if self.truth is not None:
             item.update(self._truth(window, times, s2.time.values))
         if self.reference is not None:
-            ref = self.reference[REFERENCE_LAI].isel(window).reindex(time=s2.time.values)
+            ref = _read(self.reference[REFERENCE_LAI].isel(window)).reindex(time=s2.time.values)
             item["reference_lai"] = torch.as_tensor(ref.values, dtype=torch.float32)
         return item
 
@@ -273,14 +277,27 @@ class ChunkDataset(torch.utils.data.Dataset):
         if self.truth is None:
             raise ValueError("this dataset was made without a truth cube")
         # Daily truth LAI selected by date, so it lines up with the S2 dates whatever the cube.
-        daily = self.truth["lai"].isel(window).sel(time=times)
+        lai = _read(self.truth["lai"].isel(window))
+        daily = lai.sel(time=times)
         days = s2_times.astype("datetime64[D]").astype("datetime64[ns]")
-        at_s2 = self.truth["lai"].isel(window).sel(time=days)
+        at_s2 = lai.sel(time=days)
         return {
             "truth_lai": torch.as_tensor(at_s2.values, dtype=torch.float32),
             "truth_lai_daily": torch.as_tensor(daily.values, dtype=torch.float32),
             "truth_doy": _doy(daily.time.values),
         }
+
+
+def _read(part: XarrayT) -> XarrayT:
+    """``part`` in memory; a lazily opened cube's part computed in this thread.
+
+    Items are read in parallel by the loader's or Ray's workers; dask's own pool would only
+    contend with them (it doubles the read time on two cores).
+    """
+    if not part.chunks:
+        return part
+    with dask.config.set(scheduler="synchronous"):
+        return part.load()
 
 
 class SiteBatchSampler(torch.utils.data.Sampler[list[int]]):

@@ -107,8 +107,8 @@ def embed_region(
     # windows encoded from memory; the task never holds more than one square of the site.
     rows = rows.reset_index(drop=True)
     for (y0, x0, size), square in rows.groupby(["y0", "x0", "size_px"], sort=False):
-        at = {"y": slice(int(y0), int(y0 + size)), "x": slice(int(x0), int(x0 + size))}
-        s2, s1 = site.s2.isel(at).load(), site.s1.isel(at).load()
+        px = {"y": slice(int(y0), int(y0 + size)), "x": slice(int(x0), int(x0 + size))}
+        s2, s1 = site.s2.isel(px).load(), site.s1.isel(px).load()
         local = square.assign(y0=0, x0=0)
         chunks = ChunkDataset(s2, s1, local, context_days=model.cfg.context_days)
         z[square.index] = encode_chunks(model, chunks, batch_size)
@@ -125,9 +125,7 @@ def embed_region(
     }
 
 
-def embeddings_under(
-    embeddings: xr.Dataset, grid: Grid, dates: pd.DatetimeIndex
-) -> xr.Dataset:
+def embeddings_under(embeddings: xr.Dataset, grid: Grid, dates: pd.DatetimeIndex) -> xr.Dataset:
     """The part of ``embeddings`` that decoding ``grid`` at ``dates`` reads, in memory.
 
     The chunks under the grid, and the windows of the dates with one more on each side (the

@@ -48,21 +48,23 @@ def make_datasets(
     with_truth: bool = True,
     context_days: int = 0,
 ) -> dict[str, Dataset]:
-    """Train/val/test chunk datasets of a site (cubes loaded in memory once).
+    """Train/val/test chunk datasets of a site, streamed from its stores.
+
+    Each item reads its own chunk: the site is never held whole, whatever its size.
 
     Items carry the encoder's ``context_days`` of observations around each window.
 
     Val and test items also carry the simulator's truth LAI (when ``with_truth`` and the site
     has one) and the reference (SNAP) LAI, for evaluation; train items never do.
     """
-    site = open_site(data_dir)
+    site = open_site(data_dir, lazy=True)
     if not isinstance(index, pd.DataFrame):
         index = pd.read_parquet(index)
-    s2, s1 = site.s2.load(), site.s1.load()
+    s2, s1 = site.s2, site.s1
     truth = None
     if with_truth and site.path("truth").exists():
-        truth = open_cube(site.path("truth"))[["lai"]].load()
-    reference = site.reference[["lai"]].load() if site.reference is not None else None
+        truth = open_cube(site.path("truth"), lazy=True)[["lai"]]
+    reference = site.reference[["lai"]] if site.reference is not None else None
     out: dict[str, Dataset] = {
         "train": ChunkDataset(s2, s1, index, "train", context_days=context_days)
     }
@@ -80,8 +82,8 @@ def site_train_dataset(
 
     Without truth or reference: the physics losses need neither.
     """
-    site = open_site(site_dir)
-    s2, s1 = site.s2.load(), site.s1.load()
+    site = open_site(site_dir, lazy=True)
+    s2, s1 = site.s2, site.s1
     index = chunk_index(s2, s1, size_m=chunk_m, days=days, split={"train": 1, "val": 0, "test": 0})
     index["chunk_id"] = f"{Path(site_dir).name}/" + index["chunk_id"]
     return ChunkDataset(s2, s1, index, "train", context_days=context_days)
