@@ -139,3 +139,31 @@ def test_streamed_chunk_index_is_the_whole_mask_one(tiny_site_dir):
         lazy = chunk_index(lazy_s2, lazy_s1, size_m=size_m, days=10)
         pd.testing.assert_frame_equal(lazy, eager, check_exact=True)
         assert 0 < eager["s2_clear_fraction"].mean() < 1
+
+
+def test_streamed_datasets_serve_the_in_memory_items(tiny_site_dir, tmp_path):
+    """make_datasets streams each item from the stores (no whole-site arrays): its items,
+    truth and reference included, are those of a dataset over the site held in memory."""
+    import torch
+
+    from releo.data.io import open_cube
+    from releo.data.site import open_site
+    from releo.train.loop import make_datasets
+
+    site = open_site(tiny_site_dir)
+    index = chunk_index(site.s2, site.s1, size_m=100.0, days=10, split={"train": 1, "val": 1})
+    streamed = make_datasets(tiny_site_dir, index, context_days=10)
+    assert not site.s2["B04"].chunks and streamed["val"].s2["B04"].chunks  # dask-backed
+    truth = open_cube(site.path("truth"))[["lai"]]
+    for split in ("train", "val"):
+        extra = {"truth": truth, "reference": site.reference} if split == "val" else {}
+        held = ChunkDataset(site.s2, site.s1, index, split, context_days=10, **extra)
+        assert len(held) == len(streamed[split]) > 0
+        for i in (0, len(held) - 1):
+            want, got = held[i], streamed[split][i]
+            assert want.keys() == got.keys() and ("truth_lai" in got) == (split == "val")
+            for key, value in want.items():
+                if isinstance(value, torch.Tensor):
+                    torch.testing.assert_close(got[key], value, rtol=0, atol=0, equal_nan=True)
+                else:
+                    assert got[key] == value

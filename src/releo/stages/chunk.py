@@ -19,7 +19,7 @@ def main() -> None:
     """Run the stage in the project of the working directory."""
     with stage("chunk"), timed("chunk") as clock:
         params = load_params()
-        site = open_site(params.data_dir)
+        site = open_site(params.data_dir, lazy=True)  # gates and index stream the cubes
         with clock.part("gates"):
             gates = validate_site(site, params.quality.context_root)
         cfg = params.chunks
