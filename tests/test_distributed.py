@@ -24,7 +24,12 @@ from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_grid, de
 from releo.products.distributed import FAIL_ONCE_ENV, ray_session, regions
 from releo.products.embed import embeddings_cube, encode_chunks, load_autoencoder
 from releo.products.grid import ChunkLayout, Grid
-from releo.products.regions import LAI_CUBE_NAME, decode_to_folder, request_dates
+from releo.products.regions import (
+    LAI_CUBE_NAME,
+    decode_to_folder,
+    embeddings_under,
+    request_dates,
+)
 from releo.stages.embed import EMBEDDINGS, run_embed
 from releo.stages.train import MODEL
 from test_products import TINY
@@ -136,6 +141,28 @@ def test_decode_on_two_workers_is_the_one_process_product_bit_for_bit(project):
         k: v for k, v in alone.attrs.items() if k in lai.attrs
     }
     assert (target / "overview.png").is_file()
+
+
+def test_a_decode_task_reads_only_the_embeddings_under_its_region(project):
+    """A task decodes from the part of the cube under its region, at dates that run past the
+    data and over bounds that reach beyond the site, and gets the whole cube's values."""
+    if not (project / EMBEDDINGS).exists():
+        run_embed(params_for(project), project)
+    embeddings = open_cube(project / EMBEDDINGS)
+    model, _ = load_autoencoder(project / MODEL)
+    layout = ChunkLayout.from_embeddings(embeddings)
+    xmin, ymin, xmax, ymax = layout.bounds
+    grid = Grid.from_bounds((xmin + 130, ymin - 50, xmax + 40, ymax - 20), 10.0, layout.crs)
+    first, last = layout.period
+    dates = pd.date_range(first + pd.Timedelta(days=21), last + pd.Timedelta(days=5), freq="4D")
+    part = embeddings_under(embeddings, grid, dates)
+    assert part.sizes["x"] == 1 and part.sizes["y"] == 2  # east column, both rows
+    assert 1 <= part.sizes["time"] < embeddings.sizes["time"]
+    whole = decode_grid(model, embeddings, grid, dates, calibration=CALIBRATION)
+    cut = decode_grid(model, part, grid, dates, calibration=CALIBRATION)
+    for name in LAI_VARIABLES:
+        np.testing.assert_array_equal(cut[name].values, whole[name].values)
+    assert np.isnan(whole["lai"].values).any() and np.isfinite(whole["lai"].values).any()
 
 
 def test_a_task_whose_worker_dies_is_rerun_and_the_product_is_complete(
