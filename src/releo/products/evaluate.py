@@ -104,8 +104,22 @@ def split_metrics(
     return out
 
 
-def at_days(cube: xr.DataArray, dates: pd.DatetimeIndex) -> np.ndarray:
-    """Values (T, y, x) of a dated cube on the days of ``dates`` (NaN where it has none)."""
+def at_pixels(cube: xr.DataArray, rows: np.ndarray, cols: np.ndarray) -> xr.DataArray:
+    """``cube`` (..., y, x) at the pixels (``rows``, ``cols``): (..., P).
+
+    Only those pixels are read: of a lazily opened cube, only the chunks that hold them.
+    """
+    return cube.isel(y=xr.DataArray(rows, dims="p"), x=xr.DataArray(cols, dims="p"))
+
+
+def at_days(
+    cube: xr.DataArray, dates: pd.DatetimeIndex, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """Values (T, P) of a dated cube at pixels (``rows``, ``cols``) on the days of ``dates``.
+
+    NaN where the cube has no value on a day.
+    """
+    cube = at_pixels(cube, rows, cols)
     days = cube.time.values.astype("datetime64[D]").astype("datetime64[ns]")
     cube = cube.assign_coords(time=days)
     cube = cube.isel(time=~pd.Index(days).duplicated())
@@ -179,17 +193,17 @@ def held_out_estimates(
         model, embeddings, x, y, dates,
         interval=interval, calibration=calibration, blend_days=blend_days,
     )  # fmt: skip
-    clear = (s2[S2_MASK].values == MASK_CLEAR)[:, rows, cols]
+    clear = at_pixels(s2[S2_MASK], rows, cols).values == MASK_CLEAR
     snap = np.full(clear.shape, np.nan, np.float32)
     if site.reference is not None:
-        snap = at_days(site.reference[REFERENCE_LAI], dates)[:, rows, cols]
+        snap = at_days(site.reference[REFERENCE_LAI], dates, rows, cols)
     base: list[np.ndarray | None] = [None, None, None]
     if baseline is not None:
         selection = np.broadcast_to(mask, (len(dates), *mask.shape))
         base = [b[:, rows, cols] for b in baseline_estimates(baseline, s2, selection, interval)]
     truth_lai = land = parcel = None
     if truth is not None:
-        truth_lai = at_days(truth["lai"], dates)[:, rows, cols]
+        truth_lai = at_days(truth["lai"], dates, rows, cols)
         if "land_cover" in truth:
             land = truth["land_cover"].values[rows, cols]
         if "parcel_id" in truth:
@@ -435,7 +449,7 @@ def product_metrics(product: xr.Dataset, truth: xr.Dataset, mask: np.ndarray, co
         np.abs(picked.y.values - ys.values) <= res / 2
     )
     dates = pd.DatetimeIndex(product.time.values).normalize()
-    t = at_days(truth["lai"], dates)[:, rows, cols]
+    t = at_days(truth["lai"], dates, rows, cols)
     sel = np.broadcast_to(near, t.shape)
     lai, low, high = (
         np.where(sel, picked[v].values, np.nan) for v in ("lai", "lai_low", "lai_high")
@@ -504,7 +518,7 @@ def field_time_series(
         )  # fmt: skip
         frame = pd.DataFrame(
             {
-                "truth": np.nanmean(at_days(truth["lai"], days)[:, rows, cols], axis=1),
+                "truth": np.nanmean(at_days(truth["lai"], days, rows, cols), axis=1),
                 "lai": np.nanmean(ours["lai"], axis=1),
                 "lai_low": np.nanmean(ours["lai_low"], axis=1),
                 "lai_high": np.nanmean(ours["lai_high"], axis=1),
@@ -573,9 +587,7 @@ def seam_metrics(
         lai = decode_pixels(model, embeddings, x, y, days, blend_days=blend)["lai"]
         out[key] = seam_ratio(lai, crossing)
     out["seam_ratio_truth"] = (
-        seam_ratio(at_days(truth["lai"], days)[:, rows, cols], crossing)
-        if truth is not None
-        else None
+        seam_ratio(at_days(truth["lai"], days, rows, cols), crossing) if truth is not None else None
     )
     return out
 

@@ -70,11 +70,12 @@ def run_evaluate(
     cov = f"coverage{round(interval * 100)}"
     model, _ = load_autoencoder(root / MODEL)
     embeddings = open_cube(root / EMBEDDINGS)
-    site = open_site(root / params.data_dir)
+    # lazily: the scores read the held-out pixels, not the site
+    site = open_site(root / params.data_dir, lazy=True)
     index = pd.read_parquet(root / INDEX)
     truth = None
     if site.path("truth").exists():
-        truth = open_cube(site.path("truth"))
+        truth = open_cube(site.path("truth"), lazy=True)
         truth = truth[[v for v in ("lai", "land_cover", "parcel_id") if v in truth]]
     shape = (site.s2.sizes["y"], site.s2.sizes["x"])
     mask = held_out_mask(index, shape, cfg.splits)
@@ -122,7 +123,8 @@ def run_evaluate(
         metrics.update(flat)
         metrics.update(split_metrics(est, index, shape, cfg.splits, cov))
         if (root / LAI_CUBE).exists():
-            metrics.update(product_metrics(open_cube(root / LAI_CUBE), truth, mask, cov))
+            product = open_cube(root / LAI_CUBE, lazy=True)
+            metrics.update(product_metrics(product, truth, mask, cov))
         scatter = scatter_table(est, cfg.scatter_points, cfg.seed)
     matches = None
     if site.surveys is not None:
