@@ -241,8 +241,8 @@ class ChunkDataset(torch.utils.data.Dataset):
         end_of_day = pd.Timedelta(hours=23, minutes=59)
         times = slice(row.start, row.end + end_of_day)
         read = slice(row.start - self.context, row.end + self.context + end_of_day)
-        s2 = _read(self.s2.isel(window).sel(time=read))
-        s1 = _read(self.s1.isel(window).sel(time=read))
+        s2 = load_part(self.s2.isel(window).sel(time=read))
+        s1 = load_part(self.s1.isel(window).sel(time=read))
         bands = np.stack([s2[b].values for b in S2_BANDS], axis=1).astype(np.float32)
         first = pd.Timestamp(row.start)
         item = {
@@ -269,7 +269,7 @@ class ChunkDataset(torch.utils.data.Dataset):
         if self.truth is not None:
             item.update(self._truth(window, times, s2.time.values))
         if self.reference is not None:
-            ref = _read(self.reference[REFERENCE_LAI].isel(window)).reindex(time=s2.time.values)
+            ref = load_part(self.reference[REFERENCE_LAI].isel(window)).reindex(time=s2.time.values)
             item["reference_lai"] = torch.as_tensor(ref.values, dtype=torch.float32)
         return item
 
@@ -277,7 +277,7 @@ class ChunkDataset(torch.utils.data.Dataset):
         if self.truth is None:
             raise ValueError("this dataset was made without a truth cube")
         # Daily truth LAI selected by date, so it lines up with the S2 dates whatever the cube.
-        lai = _read(self.truth["lai"].isel(window))
+        lai = load_part(self.truth["lai"].isel(window))
         daily = lai.sel(time=times)
         days = s2_times.astype("datetime64[D]").astype("datetime64[ns]")
         at_s2 = lai.sel(time=days)
@@ -288,10 +288,10 @@ class ChunkDataset(torch.utils.data.Dataset):
         }
 
 
-def _read(part: XarrayT) -> XarrayT:
-    """``part`` in memory; a lazily opened cube's part computed in this thread.
+def load_part(part: XarrayT) -> XarrayT:
+    """``part`` of a cube in memory; of a lazily opened cube, computed in this thread.
 
-    Items are read in parallel by the loader's or Ray's workers; dask's own pool would only
+    Chunks are read in parallel by the loader's or Ray's workers; dask's own pool would only
     contend with them (it doubles the read time on two cores).
     """
     if not part.chunks:

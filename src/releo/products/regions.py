@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from releo.data.chunks import ChunkDataset
+from releo.data.chunks import ChunkDataset, load_part
 from releo.data.io import atomic_dir, open_cube
 from releo.data.site import SITE_FILES, open_site
 from releo.products import plots
@@ -108,7 +108,7 @@ def embed_region(
     rows = rows.reset_index(drop=True)
     for (y0, x0, size), square in rows.groupby(["y0", "x0", "size_px"], sort=False):
         px = {"y": slice(int(y0), int(y0 + size)), "x": slice(int(x0), int(x0 + size))}
-        s2, s1 = site.s2.isel(px).load(), site.s1.isel(px).load()
+        s2, s1 = load_part(site.s2.isel(px)), load_part(site.s1.isel(px))
         local = square.assign(y0=0, x0=0)
         chunks = ChunkDataset(s2, s1, local, context_days=model.cfg.context_days)
         z[square.index] = encode_chunks(model, chunks, batch_size)
