@@ -204,32 +204,34 @@ CHUNK_STAGE = ("gates", "chunk_index")
 
 PIPELINE = ("chunk", "train_epoch", "embed", "decode", "evaluate")
 """The stages whose scaling the headline ratios judge (``chunk``: the gates and the index)."""
-FRANCE_KM2 = 550_000.0  # metropolitan France
-FRANCE_WEEKS = 52
 CLUSTER_CORES = 250 * 32  # the seeds' cluster: 250 nodes x 32 cores
 
 
 def france(site: dict, days: int) -> dict:
-    """A year of France from the ``site``'s measured rates: embed (every chunk of every 10-day
+    """A year of France from the ``site``'s measured rates: embed (every chunk of every
     window) and weekly 10 m LAI decoding, in core-hours and hours on ``CLUSTER_CORES``.
 
-    Both stages ran as Ray tasks on every core of this machine: a core-second is a wall
-    second times the cores.
+    Both stages ran on every core of this machine: a core-second is a wall second times the
+    cores. France's size and the weeks are those of ``make bench-products``.
     """
+    from products import FRANCE_PIXELS, WEEKS  # here: it imports torch
+
     cores = os.cpu_count() or 1
     stages = site["stages"]
-    windows_per_year = 365.0 / 10.0
-    embed_windows = max(1.0, days / 10.0)
-    embed = stages["embed"]["seconds_per_km2"] / embed_windows * windows_per_year
-    embed_core_hours = embed * cores * FRANCE_KM2 / 3600.0
-    pixel_dates = FRANCE_KM2 * 1e4 * FRANCE_WEEKS  # 10 m pixels
-    decode_core_hours = pixel_dates / stages["decode"]["pixel_dates_per_s"] * cores / 3600.0
+    window_days = project_params(Path()).chunks.days
+    km2 = FRANCE_PIXELS / 1e4  # 10 m pixels
+    embed_s_per_km2_year = (
+        stages["embed"]["seconds_per_km2"] / max(1.0, days / window_days) * 365.0 / window_days
+    )
+    embed_core_hours = embed_s_per_km2_year * cores * km2 / 3600.0
+    rate = stages["decode"]["pixel_dates_per_s"]
+    decode_core_hours = FRANCE_PIXELS * WEEKS / rate * cores / 3600.0
     return {
         "embed_core_hours": embed_core_hours,
         "embed_cluster_hours": embed_core_hours / CLUSTER_CORES,
         "decode_core_hours": decode_core_hours,
         "decode_cluster_hours": decode_core_hours / CLUSTER_CORES,
-        "decode_pixel_dates_per_core_second": stages["decode"]["pixel_dates_per_s"] / cores,
+        "decode_pixel_dates_per_core_second": rate / cores,
     }
 
 
