@@ -40,7 +40,7 @@ START = dt.date(2025, 5, 1)
 
 
 def stage_simulate(site: Path, work: Path, size_km: float, days: int) -> dict:
-    """The simulator writing the site (whole site in memory, then written cube by cube)."""
+    """The simulator writing the site (date by date into scratch files, then shard by shard)."""
     from releo.data.simulate import SimulationConfig, simulate_site
 
     start = START

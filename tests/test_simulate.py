@@ -446,6 +446,19 @@ def test_site_bytes_do_not_depend_on_threads_or_cpu_kernels(tiny_sites: dict[str
         assert not differ, f"{name}: these files differ from the one-thread site: {differ}"
 
 
+def test_a_site_made_in_small_blocks_has_the_same_bytes(
+    tiny_sites: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large sites are made by bands of rows and written shard by shard from scratch files;
+    that must not change a byte (the noise streams are drawn in the same order)."""
+    from releo.data import spill
+
+    monkeypatch.setattr(spill, "BLOCK_PIXELS", 7 * 30 + 5)  # 7 rows: the 30 do not divide
+    monkeypatch.setattr(spill, "BLOCK_BYTES", 4096)  # dask blocks of a few rows
+    simulate_site(SimulationConfig(**TINY_SITE), tmp_path / "blocks", progress=False)
+    assert _file_md5s(tmp_path / "blocks") == _file_md5s(tiny_sites["one_thread"])
+
+
 def test_tiny_site_matches_the_committed_checksums(tiny_sites: dict[str, Path]) -> None:
     """The tiny site's bytes are pinned; after a deliberate change of the simulator, rewrite
     the file with ``RELEO_UPDATE_SITE_CHECKSUMS=1`` and re-add the default site (data.dvc)."""

@@ -5,7 +5,7 @@ On-disk layout of a cube ``<name>.zarr/`` (two files per variable, so DVC stays 
     zarr.json          root group: dataset attrs + the integrity manifest (``releo_manifest``)
     <var>/zarr.json    array metadata, one per data variable and coordinate
     <var>/c/0/0/0      one shard holding the whole (..., y, x) variable; split into rows, then
-                       columns of releo chunks only above 256 MiB
+                       columns of releo chunks only above 64 MiB
     <coord>/c/0        1-D coordinates and per-date variables: a single chunk
 
 Inner chunks of a ``(..., y, x)`` variable are one releo chunk window (``chunk_m``, 1 km = 100
@@ -44,6 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import pandas as pd
 import rioxarray  # noqa: F401  (registers the .rio accessor)
@@ -67,7 +68,7 @@ _UINT16_MAX_VALUE = REFLECTANCE_OFFSET + (_UINT16_FILL - 1) * REFLECTANCE_SCALE
 
 DEFAULT_CHUNK_M = 1000.0
 """Side of releo's chunks (``params.yaml: chunks.size_m``) that inner chunks follow by default."""
-_MAX_SHARD_BYTES = 256 * 2**20
+_MAX_SHARD_BYTES = 64 * 2**20  # a shard is written whole: the memory of writing one
 _MAX_INNER_BYTES = 64 * 2**20
 _INNER_CHUNK_PX = 256
 _MIN_CHUNK_PX = 16
@@ -95,7 +96,9 @@ def write_cube(
         # zarr warns that its "string" dtype has no final v3 spec yet; the platform
         # coordinate needs it and zarr-python reads it back, so the warning is noise here.
         warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
-        prepared.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
+        # dask-backed variables: one shard at a time (each is encoded in float64 by xarray)
+        with dask.config.set(scheduler="synchronous"):
+            prepared.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
         write_manifest(tmp)
     return target
 
@@ -265,7 +268,7 @@ def prepare_cube(
             out[name] = var
         is_coord = name in out.coords
         if name in S2_BANDS and var.dtype.kind == "f" and not is_coord:
-            if _fits_uint16(var.values):
+            if _fits_uint16(var):
                 enc.update(
                     dtype="uint16",
                     scale_factor=REFLECTANCE_SCALE,
@@ -292,6 +295,10 @@ def prepare_cube(
             enc["chunks"], enc["shards"] = _window_chunks_and_shards(var.shape, itemsize, chunk_px)
         elif var.ndim >= 2:
             enc["chunks"], enc["shards"] = _chunks_and_shards(var.shape, itemsize)
+        blocks = enc.get("shards", enc.get("chunks"))
+        if var.chunks is not None and blocks:
+            # dask-backed (lazy) data is written one shard per task: memory holds one
+            out[name] = var.chunk(dict(zip(var.dims, blocks, strict=True)))
         encoding[name] = enc
     return out, encoding
 
@@ -352,11 +359,11 @@ def _all_str(values: np.ndarray) -> bool:
     return all(isinstance(v, str) for v in np.asarray(values).ravel())
 
 
-def _fits_uint16(values: np.ndarray) -> bool:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
+def _fits_uint16(var: xr.Variable) -> bool:
+    finite = var.where(np.isfinite(var))  # streamed over the blocks of dask-backed data
+    lo, hi = (float(v) for v in dask.compute(finite.min(), finite.max()))
+    if math.isnan(lo):  # no finite value
         return True
-    lo, hi = float(finite.min()), float(finite.max())
     # half a quantum of slack: values that round onto the end points are still representable
     half = REFLECTANCE_SCALE / 2
     return lo >= REFLECTANCE_OFFSET - half and hi <= _UINT16_MAX_VALUE + half

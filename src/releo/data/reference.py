@@ -12,34 +12,48 @@ import numpy as np
 import xarray as xr
 
 from releo.data.contracts import MASK_CLEAR, PLATFORM, REFERENCE_LAI, S2_MASK
+from releo.data.spill import Scratch, row_blocks
 from releo.physics import snap_lai
 from releo.physics.snap import SNAP_ANGLES, SNAP_BANDS
 
 SNAP_VERSION = "3.0"
 
 
-def snap_reference(s2: xr.Dataset, version: str = SNAP_VERSION) -> xr.Dataset:
-    """SNAP LAI (time, y, x) with its input/output flags (uint8, 1 = flagged)."""
+def snap_reference(
+    s2: xr.Dataset, version: str = SNAP_VERSION, scratch: Scratch | None = None
+) -> xr.Dataset:
+    """SNAP LAI (time, y, x) with its input/output flags (uint8, 1 = flagged).
+
+    Made date by date and band of rows by band of rows (a lazily opened ``s2`` is read so),
+    into arrays of ``scratch`` (memory by default).
+    """
+    scratch = scratch or Scratch()
     n, ny, nx = s2[S2_MASK].shape
-    lai = np.full((n, ny, nx), np.nan, dtype=np.float32)
-    input_flag = np.zeros((n, ny, nx), dtype=np.uint8)
-    output_flag = np.zeros((n, ny, nx), dtype=np.uint8)
-    for i in range(n):  # date by date keeps the network's broadcast inputs small
+    lai = scratch.zeros((n, ny, nx), np.float32)  # every pixel-date is written below
+    input_flag = scratch.zeros((n, ny, nx), np.uint8)
+    output_flag = scratch.zeros((n, ny, nx), np.uint8)
+    for i in range(n):
         date = s2.isel(time=i)
-        clear = date[S2_MASK].values == MASK_CLEAR
-        # float64 network, rounded to float32 once: float32 matmul/tanh results depend on the
-        # CPU's vectorised kernels and BLAS blocking, and would be stored as they come.
-        bands = {b: np.where(clear, date[b].values, np.nan).astype(np.float64) for b in SNAP_BANDS}
         angles = {a: float(date[a]) for a in SNAP_ANGLES}
-        result = snap_lai(bands, angles, version=version, platform=str(date[PLATFORM].values))
-        lai[i] = np.where(clear & ~np.asarray(result.output_flag, bool), result.lai, np.nan)
-        input_flag[i] = np.asarray(result.input_flag, dtype=np.uint8)
-        output_flag[i] = np.asarray(result.output_flag, dtype=np.uint8)
+        platform = str(date[PLATFORM].values)
+        for rows in row_blocks((ny, nx)):  # keeps the network's broadcast inputs small
+            block = date.isel(y=rows).compute()
+            clear = block[S2_MASK].values == MASK_CLEAR
+            # float64 network, rounded to float32 once: float32 matmul/tanh results depend on
+            # the CPU's vectorised kernels and BLAS blocking, and would be stored as they come.
+            bands = {
+                b: np.where(clear, block[b].values, np.nan).astype(np.float64) for b in SNAP_BANDS
+            }
+            result = snap_lai(bands, angles, version=version, platform=platform)
+            flagged = np.asarray(result.output_flag, bool)
+            lai[i, rows] = np.where(clear & ~flagged, result.lai, np.nan)
+            input_flag[i, rows] = np.asarray(result.input_flag, dtype=np.uint8)
+            output_flag[i, rows] = flagged
     ds = xr.Dataset(
         {
-            REFERENCE_LAI: (("time", "y", "x"), lai),
-            "input_flag": (("time", "y", "x"), input_flag),
-            "output_flag": (("time", "y", "x"), output_flag),
+            REFERENCE_LAI: (("time", "y", "x"), Scratch.data(lai)),
+            "input_flag": (("time", "y", "x"), Scratch.data(input_flag)),
+            "output_flag": (("time", "y", "x"), Scratch.data(output_flag)),
         },
         coords={
             "time": s2["time"].values,

@@ -65,14 +65,16 @@ class CloudScene:
     cloud_reflectance: np.ndarray  # (ny, nx) brightness of cloudy pixels (0 elsewhere)
     shadow_strength: float  # 1 = only diffuse light left in shadows
 
-    def darken(self, reflectance: np.ndarray) -> np.ndarray:
-        """Apply cloud brightness and shadow darkening to surface reflectance (10, ny, nx)."""
-        shadow = self.mask == MASK_SHADOW
-        factor = 1 - self.shadow_strength * (1 - SHADOW_TRANSMISSION[:, None, None])
-        out = np.where(shadow[None], reflectance * factor, reflectance)
-        cloud = self.mask == MASK_CLOUD
-        clouds = self.cloud_reflectance[None] * CLOUD_SPECTRAL_SHAPE[:, None, None]
-        return np.where(cloud[None], clouds, out)
+    def darken(self, reflectance: np.ndarray, band: int, rows: slice = slice(None)) -> np.ndarray:
+        """Cloud brightness and shadow darkening applied to one band's surface reflectance.
+
+        ``reflectance`` is that of S2 band number ``band`` at the image's ``rows``.
+        """
+        mask = self.mask[rows]
+        factor = 1 - self.shadow_strength * (1 - SHADOW_TRANSMISSION[band])
+        out = np.where(mask == MASK_SHADOW, reflectance * factor, reflectance)
+        clouds = self.cloud_reflectance[rows] * CLOUD_SPECTRAL_SHAPE[band]
+        return np.where(mask == MASK_CLOUD, clouds, out)
 
 
 def cloud_scene(

@@ -66,7 +66,7 @@ class SimulationConfig(BaseModel):
     survey_campaigns: int = Field(4, ge=0, description="field campaigns per growing season")
     survey_points: int = Field(40, ge=1, description="LAI measurements per campaign")
     drop_days: int = Field(60, ge=1, description="days added by each data drop")
-    batch_size: int = Field(20_000, ge=1, description="PROSAIL evaluations per batch")
+    batch_size: int = Field(1024, ge=1, description="PROSAIL evaluations per batch")
 
     @field_validator("class_weights")
     @classmethod

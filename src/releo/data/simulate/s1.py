@@ -28,6 +28,7 @@ from releo.data.simulate.geometry import incidence_raster
 from releo.data.simulate.parcels import WATER
 from releo.data.simulate.random_fields import day_key, keyed_rng, round_mantissa
 from releo.data.simulate.scene import Scene
+from releo.data.spill import Scratch, row_blocks
 from releo.physics import wcm_backscatter_db
 
 OPEN_WATER_DB = {"VV": (-22.0, -0.30), "VH": (-29.0, -0.10)}
@@ -61,51 +62,59 @@ def noise_free_backscatter_db(
     return sigma0 + effect_db
 
 
-def simulate_s1(scene: Scene, acquisitions: pd.DataFrame, progress: bool = True) -> xr.Dataset:
+def simulate_s1(
+    scene: Scene, acquisitions: pd.DataFrame, progress: bool = True, scratch: Scratch | None = None
+) -> xr.Dataset:
     """S1 contract cube for ``acquisitions`` (from ``geometry.s1_acquisitions``).
 
-    It holds VV and VH σ0 in dB, the incidence angle, the orbit direction and the relative orbit.
+    It holds VV and VH σ0 in dB, the incidence angle, the orbit direction and the relative orbit,
+    made date by date into arrays of ``scratch`` (memory by default).
     """
     config, parcels, grid = scene.config, scene.parcels, scene.grid
+    scratch = scratch or Scratch()
     dates = acquisitions["date"].to_numpy().astype("datetime64[D]")
     ny, nx = config.shape
     n = dates.size
-    sigma0 = {pol: np.zeros((n, ny, nx), dtype=np.float32) for pol in S1_POLARISATIONS}
-    incidence = np.zeros((n, ny, nx), dtype=np.float32)
+    sigma0 = {pol: scratch.zeros((n, ny, nx), np.float32) for pol in S1_POLARISATIONS}
+    incidence = scratch.zeros((n, ny, nx), np.float32)
     if n:
         lai = scene.canopy(dates)["lai"]
         theta = scene.soil_moisture_zones(dates)
         effect = scene.effect(SAR_WETNESS, dates)
     is_water = parcels.land_cover == WATER
     parcel_index = parcels.parcel_id - 1
-    rows = tqdm(
+    acquired = tqdm(
         list(acquisitions.itertuples(index=False)), desc="S1 GRD", unit="date", disable=not progress
     )
-    for i, acq in enumerate(rows):
-        incidence[i] = round_mantissa(
+    for i, acq in enumerate(acquired):
+        angle = round_mantissa(
             incidence_raster(
                 grid.x, grid.y, acq.centre_incidence, acq.look_azimuth, acq.altitude_km
             ),
             keep_bits=16,
         )
+        incidence[i] = angle
         rng = keyed_rng(config.seed, "s1_speckle", day_key(dates[i]))
         for pol in S1_POLARISATIONS:
-            clean = noise_free_backscatter_db(
-                lai[i][parcels.zone],
-                theta[i][parcels.zone],
-                incidence[i],
-                is_water,
-                effect[i][parcel_index],
-                pol,
-            )
-            speckle = rng.gamma(config.s1_enl, 1.0 / config.s1_enl, size=(ny, nx))
-            observed = clean + 10.0 * np.log10(speckle)
-            sigma0[pol][i] = np.clip(observed, *SIMULATED_DB_RANGE)
+            # by bands of rows, in the order of the speckle's stream: as one (ny, nx) draw
+            for part in row_blocks((ny, nx)):
+                zone = parcels.zone[part]
+                clean = noise_free_backscatter_db(
+                    lai[i][zone],
+                    theta[i][zone],
+                    angle[part],
+                    is_water[part],
+                    effect[i][parcel_index[part]],
+                    pol,
+                )
+                speckle = rng.gamma(config.s1_enl, 1.0 / config.s1_enl, size=zone.shape)
+                observed = clean + 10.0 * np.log10(speckle)
+                sigma0[pol][i, part] = np.clip(observed, *SIMULATED_DB_RANGE)
 
     data: dict[str, tuple[str | tuple[str, ...], np.ndarray]] = {
-        pol: (("time", "y", "x"), sigma0[pol]) for pol in S1_POLARISATIONS
+        pol: (("time", "y", "x"), Scratch.data(sigma0[pol])) for pol in S1_POLARISATIONS
     }
-    data[S1_INCIDENCE] = (("time", "y", "x"), incidence)
+    data[S1_INCIDENCE] = (("time", "y", "x"), Scratch.data(incidence))
     data[S1_ORBIT_DIRECTION] = ("time", acquisitions["orbit_direction"].to_numpy().astype(str))
     data[S1_RELATIVE_ORBIT] = ("time", acquisitions["relative_orbit"].to_numpy(dtype=np.int16))
     ds = xr.Dataset(

@@ -25,6 +25,7 @@ from releo.data.simulate.effects import OPTICAL_BROWNING, OPTICAL_SPECTRUM
 from releo.data.simulate.meteo import RainClimate
 from releo.data.simulate.random_fields import day_key, keyed_rng
 from releo.data.simulate.scene import Scene
+from releo.data.spill import Scratch, row_blocks
 from releo.physics import prosail_s2_bands
 
 PROSAIL_ARGUMENTS: tuple[str, ...] = (
@@ -90,25 +91,27 @@ def noise_sigma(reflectance: np.ndarray, absolute: float, relative: float) -> np
 
 
 def simulate_s2(
-    scene: Scene, acquisitions: pd.DataFrame, progress: bool = True
+    scene: Scene, acquisitions: pd.DataFrame, progress: bool = True, scratch: Scratch | None = None
 ) -> tuple[xr.Dataset, pd.DataFrame]:
     """S2 L2A contract cube for ``acquisitions`` (from ``geometry.s2_acquisitions``).
 
     Also returns the acquisition table completed with the cloud and shadow cover of each date.
+    Each date is made one band at a time, into arrays of ``scratch`` (memory by default).
     """
     config, parcels = scene.config, scene.parcels
+    scratch = scratch or Scratch()
     dates = acquisitions["date"].to_numpy().astype("datetime64[D]")
     ny, nx = config.shape
     n = dates.size
-    reflectance = np.zeros((len(S2_BANDS), n, ny, nx), dtype=np.float32)
-    masks = np.zeros((n, ny, nx), dtype=np.uint8)
+    reflectance = [scratch.zeros((n, ny, nx), np.float32) for _ in S2_BANDS]
+    masks = scratch.zeros((n, ny, nx), np.uint8)
     covers = np.zeros((n, 2))
     if n:
         canopy = scene.canopy(dates)
         effect = scene.effect(OPTICAL_BROWNING, dates)
         rain = scene.meteo["rainfall_mm"].to_numpy()[scene.day_index(dates)]
     climate = RainClimate.toulouse(config.annual_rainfall_mm)
-    amplitude = OPTICAL_SPECTRUM[:, None, None]
+    amplitude = OPTICAL_SPECTRUM
     parcel_index = parcels.parcel_id - 1
     rows = tqdm(
         list(acquisitions.itertuples(index=False)), desc="S2 L2A", unit="date", disable=not progress
@@ -121,30 +124,34 @@ def simulate_s2(
         )
         masks[i] = clouds.mask
         covers[i] = (clouds.mask == MASK_CLOUD).mean(), (clouds.mask == MASK_SHADOW).mean()
-        surface = np.zeros((len(S2_BANDS), ny, nx))
+        lookup = np.zeros((parcels.n_zones, len(S2_BANDS)))
         visible_zones = np.unique(parcels.zone[clouds.mask != MASK_CLOUD])
         if visible_zones.size:  # an overcast date needs no radiative transfer
             angles = (acq.sun_zenith, acq.view_zenith, acq.relative_azimuth)
-            bands = zone_reflectance(
+            lookup[visible_zones] = zone_reflectance(
                 canopy, i, visible_zones, angles, acq.platform, config.batch_size
             )
-            lookup = np.zeros((parcels.n_zones, len(S2_BANDS)))
-            lookup[visible_zones] = bands
-            surface = np.moveaxis(lookup[parcels.zone], -1, 0)
-            surface = surface + amplitude * effect[i][parcel_index][None]
-        observed = clouds.darken(surface)
+            shift = effect[i][parcel_index]
+        # band by band, by bands of rows: the noise is drawn in the order of one draw of the
+        # whole (band, y, x) array, which it equals
         rng = keyed_rng(config.seed, "s2_noise", day_key(day))
-        sigma = noise_sigma(observed, config.s2_noise_absolute, config.s2_noise_relative)
-        observed = observed + sigma * rng.standard_normal(observed.shape)
-        reflectance[:, i] = quantise_l2a(np.clip(observed, 0.0, 1.0))
+        for b in range(len(S2_BANDS)):
+            for part in row_blocks((ny, nx)):
+                surface = np.zeros(parcels.zone[part].shape)
+                if visible_zones.size:
+                    surface = lookup[parcels.zone[part], b] + amplitude[b] * shift[part]
+                observed = clouds.darken(surface, b, part)
+                sigma = noise_sigma(observed, config.s2_noise_absolute, config.s2_noise_relative)
+                observed = observed + sigma * rng.standard_normal(observed.shape)
+                reflectance[b][i, part] = quantise_l2a(np.clip(observed, 0.0, 1.0))
 
     table = acquisitions.copy()
     table["cloud_cover"] = covers[:, 0]
     table["shadow_cover"] = covers[:, 1]
     data: dict[str, tuple[str | tuple[str, ...], np.ndarray]] = {
-        band: (("time", "y", "x"), reflectance[b]) for b, band in enumerate(S2_BANDS)
+        band: (("time", "y", "x"), Scratch.data(reflectance[b])) for b, band in enumerate(S2_BANDS)
     }
-    data[S2_MASK] = (("time", "y", "x"), masks)
+    data[S2_MASK] = (("time", "y", "x"), Scratch.data(masks))
     for angle in ("sun_zenith", "view_zenith", "relative_azimuth"):
         data[angle] = ("time", acquisitions[angle].to_numpy(dtype=np.float32))
     ds = xr.Dataset(

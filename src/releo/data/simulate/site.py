@@ -39,6 +39,7 @@ from releo.data.simulate.scene import Scene
 from releo.data.simulate.surveys import SURVEY_METHODS, simulate_surveys
 from releo.data.simulate.truth import truth_dataset
 from releo.data.site import SITE_FILES
+from releo.data.spill import Scratch, scratch_folder
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,24 @@ class PeriodProducts:
     s1_table: pd.DataFrame
 
 
-def simulate_period(scene: Scene, first: date, last: date, progress: bool = True) -> PeriodProducts:
-    """Observations, reference product, truth and tables of the days [first, last]."""
+def simulate_period(
+    scene: Scene, first: date, last: date, progress: bool = True, scratch: Scratch | None = None
+) -> PeriodProducts:
+    """Observations, reference product, truth and tables of the days [first, last].
+
+    The cubes' (time, y, x) arrays are made date by date into ``scratch`` (memory by default;
+    a scratch folder gives dask-backed cubes, read back as they are written out).
+    """
     config = scene.config
     _, latitude = scene.grid.centre_lonlat
     s2_plan = s2_acquisitions(config.start_date, config.s2_revisit_days, first, last, latitude)
     s1_plan = s1_acquisitions(config.start_date, config.s1_revisit_days, first, last, latitude)
-    s2, s2_table = simulate_s2(scene, s2_plan, progress)
-    s1 = simulate_s1(scene, s1_plan, progress)
-    reference = snap_reference(s2)
+    s2, s2_table = simulate_s2(scene, s2_plan, progress, scratch)
+    s1 = simulate_s1(scene, s1_plan, progress, scratch)
+    reference = snap_reference(s2, scratch=scratch)
     days = daily_dates(np.datetime64(first), np.datetime64(last))
-    truth = truth_dataset(scene, days, s2_plan["date"].to_numpy().astype("datetime64[D]"))
+    s2_dates = s2_plan["date"].to_numpy().astype("datetime64[D]")
+    truth = truth_dataset(scene, days, s2_dates, scratch)
     meteo = scene.meteo.iloc[scene.day_index(days)].reset_index(drop=True)
     meteo = meteo.assign(date=meteo["date"].dt.strftime("%Y-%m-%d"))[list(METEO_COLUMNS)]
     surveys = simulate_surveys(scene, first, last)
@@ -77,15 +85,16 @@ def simulate_site(
 ) -> dict:
     """Simulate the site of ``config`` over its period and write it under ``out_dir``.
 
-    Returns its metadata (also written to ``site.json``). Deterministic for the config.
+    Returns its metadata (also written to ``site.json``). Deterministic for the config. The
+    cubes are made date by date in a scratch folder beside ``out_dir`` and written shard by
+    shard: memory stays bounded whatever the site's size.
     """
     out = Path(out_dir)
     scene = Scene.build(config, config.end_date)
-    products = simulate_period(scene, config.start_date, config.end_date, progress)
-    write_cube(products.s2, out / SITE_FILES["s2"])
-    write_cube(products.s1, out / SITE_FILES["s1"])
-    write_cube(products.reference, out / SITE_FILES["reference"])
-    write_cube(products.truth, out / SITE_FILES["truth"])
+    with scratch_folder(out) as scratch:
+        products = simulate_period(scene, config.start_date, config.end_date, progress, scratch)
+        for name in ("s2", "s1", "reference", "truth"):
+            write_cube(getattr(products, name), out / SITE_FILES[name])
     write_table(products.meteo, out / SITE_FILES["meteo"])
     write_table(products.surveys, out / SITE_FILES["surveys"])
     metadata = site_metadata(scene, config.end_date, drops=[])
@@ -116,19 +125,12 @@ def simulate_drop(data_dir: str | os.PathLike[str], drop: int, progress: bool = 
     first, last = config.drop_period(drop)
     previous_end = np.datetime64(metadata["period"]["end"])
     scene = Scene.build(config, last)
-    products = simulate_period(scene, first, last, progress)
+    with scratch_folder(root) as scratch:
+        products = simulate_period(scene, first, last, progress, scratch)
+        for name in ("s2", "s1", "reference"):
+            _extend(root, name, getattr(products, name), previous_end)
+        _extend(root, "truth", products.truth, previous_end, ("time", "time_s2"))
 
-    def extend(name: str, new: xr.Dataset, dims: tuple[str, ...] = ("time",)) -> None:
-        old = open_cube(root / SITE_FILES[name])
-        # Dates beyond the recorded end come from an interrupted drop: they are redone.
-        for dim in dims:
-            old = old.isel({dim: old[dim].values <= previous_end})
-        write_cube(_concat(old, new, dims), root / SITE_FILES[name])
-
-    extend("s2", products.s2)
-    extend("s1", products.s1)
-    extend("reference", products.reference)
-    extend("truth", products.truth, ("time", "time_s2"))
     for name, table in (("meteo", products.meteo), ("surveys", products.surveys)):
         old_table = read_table(root / SITE_FILES[name], parse_dates=())
         old_table = old_table[pd.to_datetime(old_table["date"]) <= pd.Timestamp(previous_end)]
@@ -144,6 +146,17 @@ def simulate_drop(data_dir: str | os.PathLike[str], drop: int, progress: bool = 
     metadata["s1_acquisitions"] += _records(products.s1_table)
     write_json(metadata, root / SITE_FILES["metadata"])
     return metadata
+
+
+def _extend(
+    root: Path, name: str, new: xr.Dataset, end: np.datetime64, dims: tuple[str, ...] = ("time",)
+) -> None:
+    """Rewrite the cube ``name`` of the site in ``root``: its dates up to ``end``, then ``new``."""
+    old = open_cube(root / SITE_FILES[name], lazy=True)
+    # Dates beyond the recorded end come from an interrupted drop: they are redone.
+    for dim in dims:
+        old = old.isel({dim: old[dim].values <= end})
+    write_cube(_concat(old, new, dims), root / SITE_FILES[name])
 
 
 def _concat(old: xr.Dataset, new: xr.Dataset, dims: tuple[str, ...]) -> xr.Dataset:

@@ -16,6 +16,7 @@ from releo.data.contracts import LAND_COVER_CLASSES
 from releo.data.simulate.canopy import STATIC_VARIABLES, UNITS
 from releo.data.simulate.effects import OPTICAL_BROWNING, PLANTED_EQUATIONS, SAR_WETNESS
 from releo.data.simulate.scene import Scene
+from releo.data.spill import Scratch
 
 S2_DATE_VARIABLES: tuple[str, ...] = ("cab", "car", "cant", "cbrown", "cw", "cm", "psoil")
 DAILY_VARIABLES: tuple[str, ...] = (
@@ -26,26 +27,36 @@ DAILY_VARIABLES: tuple[str, ...] = (
 )
 
 
-def truth_dataset(scene: Scene, days: np.ndarray, s2_dates: np.ndarray) -> xr.Dataset:
-    """Truth over ``days`` (every day of the period) with PROSAIL inputs at ``s2_dates``."""
-    parcels = scene.parcels
+def truth_dataset(
+    scene: Scene, days: np.ndarray, s2_dates: np.ndarray, scratch: Scratch | None = None
+) -> xr.Dataset:
+    """Truth over ``days`` (every day of the period) with PROSAIL inputs at ``s2_dates``.
+
+    The (time, y, x) variables are made date by date into arrays of ``scratch`` (memory by
+    default).
+    """
+    parcels, scratch = scene.parcels, scratch or Scratch()
     zone, parcel_index = parcels.zone, parcels.parcel_id - 1
+
+    def per_pixel(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return Scratch.data(scratch.per_date(values, index))
+
     daily = scene.canopy(days)
     data: dict[str, tuple] = {
-        "lai": (("time", "y", "x"), daily["lai"][:, zone]),
-        "soil_moisture": (("time", "y", "x"), scene.soil_moisture_zones(days)[:, zone]),
+        "lai": (("time", "y", "x"), per_pixel(daily["lai"], zone)),
+        "soil_moisture": (("time", "y", "x"), per_pixel(scene.soil_moisture_zones(days), zone)),
     }
     for equation in PLANTED_EQUATIONS:
         per_parcel = scene.effect(equation, days)
-        data[equation.pixel_variable] = (("time", "y", "x"), per_parcel[:, parcel_index])
+        data[equation.pixel_variable] = (("time", "y", "x"), per_pixel(per_parcel, parcel_index))
         state = scene.effect_states[equation.name][scene.day_index(days)]
         data[equation.state_variable] = ("time", state.astype(np.float32))
         weights = scene.effect_weights[equation.name].astype(np.float32)
         data[f"{equation.pixel_variable}_susceptibility"] = (("y", "x"), weights[parcel_index])
     at_s2 = scene.canopy(s2_dates) if s2_dates.size else None
     for name in S2_DATE_VARIABLES:
-        values = at_s2[name][:, zone] if at_s2 is not None else np.zeros((0, *zone.shape))
-        data[name] = (("time_s2", "y", "x"), values.astype(np.float32))
+        values = at_s2[name] if at_s2 is not None else np.zeros((0, 1))
+        data[name] = (("time_s2", "y", "x"), per_pixel(values.astype(np.float32), zone))
     for name in STATIC_VARIABLES:
         data[name] = (("y", "x"), daily[name][zone])
     data["land_cover"] = (("y", "x"), parcels.land_cover)
