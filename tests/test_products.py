@@ -413,6 +413,45 @@ def test_evaluate_stage_scores_ours_snap_baseline_on_held_out_chunks(project):
     assert {"doy", "truth", "lai", "lai_low", "lai_high"} <= set(series)
 
 
+def test_a_capped_evaluation_scores_a_sample_and_keeps_the_surveys(project, tmp_path):
+    """Above ``max_pixels`` held-out pixels, a seeded sample is scored at every date; the
+    survey pixels stay in it, so the survey figures are the whole run's."""
+    import shutil
+
+    root = tmp_path / "project"
+    shutil.copytree(project, root, ignore=shutil.ignore_patterns("mlruns", "gx"))
+
+    def evaluate(**settings):
+        cfg = params_for(root).products.evaluate.model_copy(update=settings)
+        products = params_for(root).products.model_copy(update={"evaluate": cfg})
+        return run_evaluate(params_for(root).model_copy(update={"products": products}), root, None)
+
+    whole = evaluate(sample_fields=0)
+    surveys = pd.read_csv(root / PLOTS / "field_scatter.csv")
+    capped = evaluate(sample_fields=0, max_pixels=40)
+    assert whole["scored_pixels"] == whole["held_out_pixels"] == capped["held_out_pixels"] == 200
+    assert 40 <= capped["scored_pixels"] <= 40 + len(surveys) < 200
+    assert capped["lai_n_truth"] < whole["lai_n_truth"]
+    for key in ("lai_rmse_field", "snap_lai_rmse_field", "lai_n_field", "snap_lai_n_field"):
+        assert capped[key] == whole[key], key
+    pd.testing.assert_frame_equal(pd.read_csv(root / PLOTS / "field_scatter.csv"), surveys)
+
+
+def test_the_scored_sample_is_seeded_and_keeps_what_it_must():
+    from releo.products.evaluate import scored_pixels
+
+    mask = np.zeros((30, 30), dtype=bool)
+    mask[:20] = True
+    keep = np.zeros_like(mask)
+    keep[0, :5] = keep[25, 0] = True  # the last one is not held out: never scored
+    assert scored_pixels(mask, 600, 0, keep) is mask  # under the cap: every pixel
+    picked = scored_pixels(mask, 100, 0, keep)
+    assert np.array_equal(picked, scored_pixels(mask, 100, 0, keep))
+    assert not np.array_equal(picked, scored_pixels(mask, 100, 1, keep))
+    assert picked[0, :5].all() and not picked[25, 0]
+    assert 100 <= picked.sum() <= 105 and not (picked & ~mask).any()
+
+
 def test_perfect_product_scores_zero_against_truth(project, tmp_path):
     """Scoring is matched in space and time: the truth itself, written as the product, has
     RMSE 0, R² 1 and full coverage."""

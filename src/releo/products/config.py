@@ -127,7 +127,10 @@ class EvaluateConfig(BaseModel):
     seam_pixels: int = Field(
         2000, ge=0, description="held-out pixels whose daily series score the window seams"
     )
-    seed: int = Field(0, ge=0, description="seed of the scatter sample")
+    max_pixels: int | None = Field(
+        100_000, ge=1, description="held-out pixels scored at every date; above: a sample"
+    )
+    seed: int = Field(0, ge=0, description="seed of the samples (scored pixels, scatter, seams)")
 
 
 class RegisterConfig(BaseModel):

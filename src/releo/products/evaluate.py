@@ -461,22 +461,23 @@ def product_metrics(product: xr.Dataset, truth: xr.Dataset, mask: np.ndarray, co
     )  # fmt: skip
 
 
-def _sample_fields(
-    truth: xr.Dataset, mask: np.ndarray, surveys: pd.DataFrame | None, n: int
+def sample_fields(
+    truth: xr.Dataset, mask: np.ndarray, surveyed: np.ndarray, n: int
 ) -> list[tuple[str, np.ndarray]]:
-    """Up to ``n`` held-out parcels, one per vegetated class (those with surveys first)."""
+    """Up to ``n`` held-out parcels (name, held-out pixels), one per vegetated class.
+
+    Parcels with ``surveyed`` pixels come first.
+    """
     if n <= 0 or "parcel_id" not in truth or "land_cover" not in truth:
         return []
     parcel = truth["parcel_id"].values
     land = truth["land_cover"].values
     ids, counts = np.unique(parcel[mask], return_counts=True)
-    surveyed = set()
-    if surveys is not None and len(surveys):
-        surveyed = set(parcel[surveys["row"].to_numpy(), surveys["col"].to_numpy()].tolist())
+    with_surveys = set(parcel[surveyed].tolist())
     picks = []
     for name in SURVEY_CLASSES:
         k = LAND_COVER_CLASSES.index(name)
-        cand = [(pid in surveyed, c, pid) for pid, c in zip(ids, counts, strict=True)
+        cand = [(pid in with_surveys, c, pid) for pid, c in zip(ids, counts, strict=True)
                 if land[parcel == pid][0] == k and c >= 20]  # fmt: skip
         if cand:
             pid = max(cand)[2]
@@ -486,6 +487,21 @@ def _sample_fields(
     return picks
 
 
+def scored_pixels(mask: np.ndarray, limit: int | None, seed: int, keep: np.ndarray) -> np.ndarray:
+    """The held-out pixels whose every S2 date is scored: all of ``mask`` up to ``limit``.
+
+    Above it, a seeded random sample of ``limit`` of them plus the held-out ``keep`` pixels
+    (surveys, plotted fields): the scores' memory stays bounded whatever the site's size.
+    """
+    if limit is None or int(mask.sum()) <= limit:
+        return mask
+    rows, cols = np.nonzero(mask)
+    pick = np.random.default_rng(seed).choice(len(rows), limit, replace=False)
+    out = keep & mask
+    out[rows[pick], cols[pick]] = True
+    return out
+
+
 def field_time_series(
     model: PhysicsAutoencoder,
     embeddings: xr.Dataset,
@@ -493,24 +509,24 @@ def field_time_series(
     truth: xr.Dataset,
     est: HeldOut,
     surveys: pd.DataFrame | None,
-    mask: np.ndarray,
+    fields: list[tuple[str, np.ndarray]],
     *,
-    n_fields: int,
     interval: float,
     calibration: LaiCalibration | None = None,
     blend_days: float | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Daily parcel means of truth, ours, SNAP and the baseline, and the parcel's surveys.
 
-    Ours comes with its interval; SNAP and the baseline are taken at the S2 dates, where
-    ≥ half the parcel has a value.
+    For the ``fields`` of :func:`sample_fields`, whose pixels ``est`` holds. Ours comes with
+    its interval; SNAP and the baseline are taken at the S2 dates, where ≥ half the parcel
+    has a value.
     """
     start, end = site.period
     days = pd.date_range(start, end, freq="D")
-    position = np.full(mask.shape, -1, dtype=np.int64)
+    position = np.full(truth["lai"].shape[-2:], -1, dtype=np.int64)
     position[est.rows, est.cols] = np.arange(len(est.rows))
     out = {}
-    for name, pixels in _sample_fields(truth, mask, surveys, n_fields):
+    for name, pixels in fields:
         rows, cols = np.nonzero(pixels)
         ours = decode_pixels(
             model, embeddings, site.s2.x.values[cols], site.s2.y.values[rows], days,

@@ -32,11 +32,14 @@ from releo.products.evaluate import (
     held_out_mask,
     load_baseline,
     product_metrics,
+    sample_fields,
     scatter_table,
+    scored_pixels,
     seam_metrics,
     snap_metrics,
     split_metrics,
     survey_matches,
+    survey_pixels,
     truth_metrics,
     write_plots,
 )
@@ -81,6 +84,17 @@ def run_evaluate(
     mask = held_out_mask(index, shape, cfg.splits)
     if not mask.any():
         raise DataError(f"{root / INDEX}: no chunk in the evaluated splits {cfg.splits}")
+    surveys = None
+    keep = np.zeros_like(mask)  # pixels scored whatever the sample: surveys, plotted fields
+    if site.surveys is not None:
+        surveys = read_field_survey(site.path("surveys"), target_crs=site.crs)
+        row, col, inside = survey_pixels(surveys, site.s2.x.values, site.s2.y.values)
+        keep[row[inside], col[inside]] = True
+        keep &= mask
+    fields = sample_fields(truth, mask, keep, cfg.sample_fields) if truth is not None else []
+    for _, pixels in fields:
+        keep |= pixels
+    scored = scored_pixels(mask, cfg.max_pixels, cfg.seed, keep)
     source = "none"
     if isinstance(baseline, str):
         baseline, source = load_baseline(params, root)
@@ -88,12 +102,13 @@ def run_evaluate(
         source = "given"
     blend_days = params.products.decode.blend_days
     est = held_out_estimates(
-        model, embeddings, site, truth, mask, interval=interval, baseline=baseline,
+        model, embeddings, site, truth, scored, interval=interval, baseline=baseline,
         calibration=calibration, blend_days=blend_days,
     )  # fmt: skip
     metrics: dict = {
         "splits": list(cfg.splits),
         "held_out_pixels": int(mask.sum()),
+        "scored_pixels": int(scored.sum()),
         "s2_dates": len(est.dates),
         "decoded_from": "embeddings alone (no per-pixel context)",
         "interval": interval,
@@ -124,11 +139,10 @@ def run_evaluate(
         metrics.update(split_metrics(est, index, shape, cfg.splits, cov))
         if (root / LAI_CUBE).exists():
             product = open_cube(root / LAI_CUBE, lazy=True)
-            metrics.update(product_metrics(product, truth, mask, cov))
+            metrics.update(product_metrics(product, truth, scored, cov))
         scatter = scatter_table(est, cfg.scatter_points, cfg.seed)
     matches = None
-    if site.surveys is not None:
-        surveys = read_field_survey(site.path("surveys"), target_crs=site.crs)
+    if surveys is not None:
         matches = survey_matches(
             surveys, model, embeddings, site, est, mask,
             interval=interval, max_days=cfg.field_max_days, calibration=calibration,
@@ -147,8 +161,8 @@ def run_evaluate(
     series = {}
     if truth is not None:
         series = field_time_series(
-            model, embeddings, site, truth, est, matches, mask,
-            n_fields=cfg.sample_fields, interval=interval, calibration=calibration,
+            model, embeddings, site, truth, est, matches, fields,
+            interval=interval, calibration=calibration,
             blend_days=blend_days,
         )  # fmt: skip
     # without truth, the reference product is what the held-out pixel-dates are drawn against
