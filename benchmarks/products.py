@@ -83,8 +83,8 @@ def ray_scaling() -> dict:
     from releo.data.io import write_table
     from releo.data.simulate import SimulationConfig, simulate_site
     from releo.data.site import open_site
+    from releo.distributed import ray_session
     from releo.products.config import DecodeConfig, EmbedConfig, ProductsConfig
-    from releo.products.distributed import ray_session
     from releo.products.regions import decode_to_folder
     from releo.stages.embed import EMBEDDINGS, run_embed
     from releo.stages.train import MODEL

@@ -1,6 +1,6 @@
-"""The embed and decode stages as Ray tasks over regions of their output cubes, on a local
-2-worker Ray: the same values as one process, bit for bit, whatever the regions, and a task
-whose worker dies is rerun."""
+"""The gates, embed and decode as Ray tasks (blocks of dates; regions of the output cubes), on a
+local 2-worker Ray: the same values as one process, bit for bit, whatever the regions, and a
+task whose worker dies is rerun."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from releo.data.chunks import INDEX, ChunkDataset, chunk_index
 from releo.data.io import open_cube, write_table
 from releo.data.simulate import SimulationConfig, simulate_site
 from releo.data.site import open_site
+from releo.distributed import FAIL_ONCE_ENV, ray_session, regions
 from releo.models import build_model
 from releo.models.distributions import BoundedNormal
 from releo.products.config import DecodeConfig, EmbedConfig, ProductsConfig
 from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_grid, decode_lai
-from releo.products.distributed import FAIL_ONCE_ENV, ray_session, regions
 from releo.products.embed import embeddings_cube, encode_chunks, load_autoencoder
 from releo.products.grid import ChunkLayout, Grid
 from releo.products.regions import (
@@ -112,6 +112,34 @@ def test_embed_on_two_workers_is_the_one_process_cube_bit_for_bit(project):
     assert cube.rio.crs == alone.rio.crs and cube.attrs["chunk_x_min"] == alone.attrs["chunk_x_min"]
     stored = cube["embedding"].values[index.window, index.row, index.col].astype(np.float32)
     assert metrics["quantisation_max_abs_error"] == float(np.abs(stored - z).max())
+
+
+def test_the_gates_on_two_workers_reduce_as_one_process(project, monkeypatch):
+    """Several blocks of dates of a stored cube are Ray tasks reading it by path; their
+    statistics are the one-process ones, value for value."""
+    import releo.distributed
+    from releo.quality import summaries
+    from releo.quality.specs import S1_CUBE, S2_CUBE
+
+    site = open_site(project / "data", lazy=True)
+    assert site.lazy and not open_site(project / "data").lazy
+    monkeypatch.setattr(summaries, "BLOCK_VALUES", 3 * 20 * 20)  # 3 dates per block
+    ran = []
+
+    def counted(fn, tasks, **kwargs):
+        ran.append(len(tasks))
+        return map_tasks(fn, tasks, **kwargs)
+
+    map_tasks = releo.distributed.map_tasks
+    monkeypatch.setattr(releo.distributed, "map_tasks", counted)
+    for ds, spec, part in ((site.s2, S2_CUBE, "s2"), (site.s1, S1_CUBE, "s1")):
+        assert len(summaries._time_blocks(ds)) > 2
+        tasks = summaries.cube_tables(ds, spec, str(site.path(part)))
+        alone = summaries.cube_tables(ds, spec)
+        assert tasks.keys() == alone.keys()
+        for name, table in alone.items():
+            pd.testing.assert_frame_equal(tasks[name], table, obj=f"{part} {name}")
+    assert len(ran) == 2 and min(ran) > 2  # S2's and S1's blocks went to Ray
 
 
 def one_process_lai(root, compiled=False):

@@ -59,6 +59,11 @@ class Site:
         return self.root / SITE_FILES[part]
 
     @property
+    def lazy(self) -> bool:
+        """Whether the cubes are their stored files opened lazily (``open_site(lazy=True)``)."""
+        return any(var.chunks is not None for var in self.s2.data_vars.values())
+
+    @property
     def has_truth(self) -> bool:
         """Whether the site carries the simulator's truth (real sites do not)."""
         return self.path("truth").exists()
@@ -122,13 +127,14 @@ def validate_site(site: Site, context_root: str | os.PathLike[str] | None = None
     Returns the gates' statistics per part (for ``metrics/``).
     """
     check_consistency(site)
+    gate = {"context_root": context_root, "stored": site.lazy}
     results: dict[str, Any] = {
-        "s2": quality.check_s2_cube(site.s2, site.path("s2"), context_root=context_root),
-        "s1": quality.check_s1_cube(site.s1, site.path("s1"), context_root=context_root),
+        "s2": quality.check_s2_cube(site.s2, site.path("s2"), **gate),
+        "s1": quality.check_s1_cube(site.s1, site.path("s1"), **gate),
     }
     if site.reference is not None:
         results["reference"] = quality.check_reference_product(
-            site.reference, site.path("reference"), context_root=context_root
+            site.reference, site.path("reference"), **gate
         )
     if site.surveys is not None:
         results["surveys"] = quality.check_field_survey(

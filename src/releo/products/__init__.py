@@ -7,7 +7,8 @@ SNAP and field surveys, and its MLflow registration.
 - :mod:`.grid`, :mod:`.decode`: queries (map x, y, day) → chunk, window, relative position →
   LAI median, σ and interval from the embeddings alone.
 - :mod:`.export`, :mod:`.plots`: Zarr, GeoTIFF and PNG products.
-- :mod:`.regions`: embedding and decoding by regions of their output cube, as Ray tasks.
+- :mod:`.regions`: embedding and decoding by regions of their output cube, as Ray tasks
+  (:mod:`releo.distributed`).
 - :mod:`.evaluate`: scores per land cover and sky, baseline and SNAP alongside.
 - :mod:`.registry`: the decoder as an MLflow pyfunc model; champion/challenger aliases.
 - :mod:`.product_gates`: Great Expectations suites of the embeddings and decoded products.

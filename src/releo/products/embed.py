@@ -48,7 +48,7 @@ def embeddings_cube(
 
     With ``z`` None the ``embedding`` variable is a lazy all-NaN template of ``embedding_dim``
     features in dask chunks of ``chunks`` (windows, rows, cols): the metadata of a cube whose
-    regions Ray tasks fill (:mod:`releo.products.distributed`).
+    regions Ray tasks fill (:mod:`releo.distributed`).
     """
     if z is not None and len(z) != len(index):
         raise ValueError(f"{len(z)} embeddings for {len(index)} chunks")

@@ -2,7 +2,7 @@
 
 The ``embed`` and ``decode`` stages (:mod:`releo.stages.embed`, :mod:`releo.stages.decode`)
 and ``releo decode`` run on these: tasks over regions of their output cube
-(:mod:`releo.products.distributed`), ``embed`` over blocks of chunks (``EMBED_REGION``
+(:mod:`releo.distributed`), ``embed`` over blocks of chunks (``EMBED_REGION``
 windows × rows × cols of chunks), ``decode`` over blocks of the product (``DECODE_REGION``
 dates × rows × cols of pixels). Each task reads the site or the embeddings from their stores and
 writes its region; the values are those of the one-process functions (:func:`encode_chunks`,
@@ -24,10 +24,7 @@ import xarray as xr
 from releo.data.chunks import ChunkDataset, load_part
 from releo.data.io import atomic_dir, open_cube
 from releo.data.site import SITE_FILES, open_site
-from releo.products import plots
-from releo.products.config import DecodeConfig
-from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_grid_arrays, lai_cube
-from releo.products.distributed import (
+from releo.distributed import (
     create_region_cube,
     finish_cube,
     map_tasks,
@@ -36,6 +33,9 @@ from releo.products.distributed import (
     use_ray,
     write_region,
 )
+from releo.products import plots
+from releo.products.config import DecodeConfig
+from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_grid_arrays, lai_cube
 from releo.products.embed import encode_chunks, load_autoencoder
 from releo.products.export import write_geotiffs
 from releo.products.grid import ChunkLayout, Grid, query_dates

@@ -287,39 +287,46 @@ def validate_tables(
 
 
 def _check_cube(
-    ds: xr.Dataset, source: PathLike, spec: CubeSpec, context_root: PathLike | None
+    ds: xr.Dataset, source: PathLike, spec: CubeSpec, context_root: PathLike | None, stored: bool
 ) -> GateResult:
     started = perf_counter()
     src = os.fspath(source)
     check_cube_structure(ds, src, spec)
-    tables = cube_tables(ds, spec)
+    tables = cube_tables(ds, spec, src if stored else None)
     pairs = [(suite, tables[suite.name.rsplit(".", 1)[1]]) for suite in cube_suites(spec)]
     return validate_tables(spec.contract, src, pairs, context_root, started)
 
 
 def check_s2_cube(
-    ds: xr.Dataset, source: PathLike, *, context_root: PathLike | None = None
+    ds: xr.Dataset, source: PathLike, *, context_root: PathLike | None = None, stored: bool = False
 ) -> GateResult:
     """Gate an S2 L2A cube: reflectance, angles, dates, CRS and 10 m pixels.
 
     Clear (mask 0) reflectance must lie in [0, 1] and not be NaN. Masked pixels (cloud, shadow, no
-    data) may hold any value.
+    data) may hold any value. ``stored``: ``ds`` is the cube at ``source``, opened lazily; its
+    blocks of dates may then be reduced by Ray tasks reading it there.
     """
-    return _check_cube(ds, source, S2_CUBE, context_root)
+    return _check_cube(ds, source, S2_CUBE, context_root, stored)
 
 
 def check_s1_cube(
-    ds: xr.Dataset, source: PathLike, *, context_root: PathLike | None = None
+    ds: xr.Dataset, source: PathLike, *, context_root: PathLike | None = None, stored: bool = False
 ) -> GateResult:
-    """Gate an S1 cube: finite σ0 in dB range, incidence angle, orbits, dates, CRS, 10 m."""
-    return _check_cube(ds, source, S1_CUBE, context_root)
+    """Gate an S1 cube: finite σ0 in dB range, incidence angle, orbits, dates, CRS, 10 m.
+
+    ``stored``: as :func:`check_s2_cube`.
+    """
+    return _check_cube(ds, source, S1_CUBE, context_root, stored)
 
 
 def check_reference_product(
-    ds: xr.Dataset, source: PathLike, *, context_root: PathLike | None = None
+    ds: xr.Dataset, source: PathLike, *, context_root: PathLike | None = None, stored: bool = False
 ) -> GateResult:
-    """Gate a reference LAI product cube: LAI in range or NaN, dates, projected CRS."""
-    return _check_cube(ds, source, REFERENCE_PRODUCT, context_root)
+    """Gate a reference LAI product cube: LAI in range or NaN, dates, projected CRS.
+
+    ``stored``: as :func:`check_s2_cube`.
+    """
+    return _check_cube(ds, source, REFERENCE_PRODUCT, context_root, stored)
 
 
 def _period(period: tuple[DateLike, DateLike]) -> tuple[pd.Timestamp, pd.Timestamp]:

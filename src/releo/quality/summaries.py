@@ -11,7 +11,7 @@ GE is tabular, so a cube becomes four tables:
   spectra, sun zenith against the date and latitude (see ``plausibility``).
 
 Reductions stream over blocks of dates, so a lazily opened Zarr cube is never loaded whole
-(no dask needed), and the sample reads only the sampled pixels.
+(several blocks of a stored cube are Ray tasks), and the sample reads only the sampled pixels.
 """
 
 from __future__ import annotations
@@ -163,83 +163,111 @@ def _usable(
     return np.isfinite(values)
 
 
-def _reduce(ds: xr.Dataset, spec: CubeSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+Arrays = dict[str, np.ndarray]
+
+
+def _reduce(
+    ds: xr.Dataset, spec: CubeSpec, stored: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per-(date, variable) statistics over usable pixels, and per-date mask fractions.
 
     ``min``/``max``/``mean`` are taken over the pixels a variable is judged on (NaN on a date
     with none; for variables judged where clear, min/max leave out ``CLEAR_OUTLIER_SHARE``
     of the pixels at each end), ``valid_fraction`` is their share, ``nan_fraction`` the share
     of NaN anywhere and ``nan_clear_fraction`` the share of clear pixels that are NaN.
-    Streaming over dates bounds memory without dask: a lazily opened Zarr cube is read one
-    block at a time, each block once for all statistics, the per-date plausibility ones (on a
-    strided subset of the pixels, ``plausibility.subset_index``) included.
+    Streaming over blocks of dates bounds memory: a lazily opened Zarr cube is read one block
+    at a time, each block once for all statistics, the per-date plausibility ones (on a
+    strided subset of the pixels, ``plausibility.subset_index``) included. Where ``ds`` is the
+    cube ``stored`` at that path and there are several blocks, they are Ray tasks, each
+    reading its block by path (:mod:`releo.distributed`); the statistics are the same.
     """
-    keys = ("min", "max", "mean", "valid_fraction", "nan_fraction", "nan_clear_fraction")
-    stats: dict[str, dict[str, list[np.ndarray]]] = {
-        name: {k: [] for k in keys} for name in spec.pixel_vars
-    }
-    fractions: dict[str, list[np.ndarray]] = {
-        f"{k}_fraction": [] for k in spec.mask_values.values()
-    }
-    plaus: dict[str, list[np.ndarray]] = {}
-    subset = plausibility.subset_index(ds.sizes["y"] * ds.sizes["x"])
-    for block in _time_blocks(ds):
-        picked: dict[str, np.ndarray] = {}
-        clear = None
-        if spec.mask is not None:
-            mask = np.asarray(ds[spec.mask].isel(time=block).values).reshape(
-                -1, ds.sizes["y"] * ds.sizes["x"]
-            )
-            clear = mask == c.MASK_CLEAR
-            n_clear = clear.sum(axis=1)
-            for value, label in spec.mask_values.items():
-                fractions[f"{label}_fraction"].append((mask == value).mean(axis=1))
-        for name in spec.pixel_vars:
-            values = np.asarray(ds[name].isel(time=block).values)
-            values = values.reshape(values.shape[0], -1)
-            if name in spec.median_ranges or (spec.clear_spectra and name in c.S2_BANDS):
-                picked[name] = values[:, subset]
-            nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
-            usable = _usable(values, nan, clear, name in spec.judged_where_clear)
-            n_usable = usable.sum(axis=1)
-            out = stats[name]
-            if values.dtype.kind == "f":
-                # Unusable pixels as NaN, which fmin/fmax and nansum skip: a date without a
-                # usable pixel (fully cloudy) gets NaN statistics, which GE's between skips.
-                kept = values if usable.all() else np.where(usable, values, np.nan)
-                if name in spec.judged_where_clear:
-                    lo, hi = _trimmed_range(kept, usable, n_usable)
-                else:
-                    lo, hi = np.fmin.reduce(kept, axis=1), np.fmax.reduce(kept, axis=1)
-                total = np.nansum(kept, axis=1, dtype="float64")
-            else:
-                lo, hi, total = values.min(axis=1), values.max(axis=1), values.sum(axis=1)
-            out["min"].append(lo.astype("float64"))
-            out["max"].append(hi.astype("float64"))
-            out["mean"].append(np.where(n_usable > 0, total / np.maximum(n_usable, 1), np.nan))
-            out["valid_fraction"].append(n_usable / values.shape[1])
-            out["nan_fraction"].append(nan.mean(axis=1))
-            if clear is not None:
-                bad = (nan & clear).sum(axis=1)
-                # 0 where a date has no clear pixel at all: nothing there may be wrongly NaN.
-                out["nan_clear_fraction"].append(
-                    np.where(n_clear > 0, bad / np.maximum(n_clear, 1), 0.0)
-                )
-        for key, column in _plausible(spec, picked, clear, subset).items():
-            plaus.setdefault(key, []).append(column)
+    blocks = _time_blocks(ds)
+    from releo.distributed import use_ray  # here: quality gates rarely need Ray
+
+    if stored is not None and use_ray(len(blocks)):
+        from releo.distributed import map_tasks, ray_session
+
+        tasks = [{"path": stored, "spec": spec, "start": b.start, "stop": b.stop} for b in blocks]
+        with ray_session():
+            parts = map_tasks(_reduce_stored, tasks)
+    else:
+        parts = [_reduce_block(ds, spec, block) for block in blocks]
     times = pd.DatetimeIndex(ds["time"].values)
+
+    def joined(key: str) -> Arrays:
+        names = parts[0][key] if parts else {}
+        return {k: np.concatenate([p[key][k] for p in parts]) for k in names}
+
     frames = []
     for name in spec.pixel_vars:
-        columns = {k: np.concatenate(v) for k, v in stats[name].items() if v}
+        columns = joined(name)
         frames.append(
             pd.DataFrame({"time": times, "variable": name, "dtype": str(ds[name].dtype), **columns})
         )
     bands = pd.concat(frames, ignore_index=True)
-    masks = pd.DataFrame(
-        {k: np.concatenate(v) for k, v in fractions.items() if v}, index=range(len(times))
-    )
-    plaus_table = pd.DataFrame({"time": times, **{k: np.concatenate(v) for k, v in plaus.items()}})
+    masks = pd.DataFrame(joined("fractions"), index=range(len(times)))
+    plaus_table = pd.DataFrame({"time": times, **joined("plausibility")})
     return bands, masks, plaus_table
+
+
+def _reduce_stored(path: str, spec: CubeSpec, start: int, stop: int) -> dict[str, Arrays]:
+    """:func:`_reduce_block` of the dates [start, stop) of the cube stored at ``path``."""
+    from releo.data.io import open_cube
+
+    return _reduce_block(open_cube(path, lazy=True), spec, slice(start, stop))
+
+
+def _reduce_block(ds: xr.Dataset, spec: CubeSpec, block: slice) -> dict[str, Arrays]:
+    """The statistics of the dates ``block`` (see :func:`_reduce`).
+
+    Keyed by variable (its statistics), ``fractions`` (the mask classes') and
+    ``plausibility``; each array has one value per date of the block.
+    """
+    out: dict[str, Arrays] = {"fractions": {}, "plausibility": {}}
+    subset = plausibility.subset_index(ds.sizes["y"] * ds.sizes["x"])
+    picked: dict[str, np.ndarray] = {}
+    clear = None
+    if spec.mask is not None:
+        mask = np.asarray(ds[spec.mask].isel(time=block).values).reshape(
+            -1, ds.sizes["y"] * ds.sizes["x"]
+        )
+        clear = mask == c.MASK_CLEAR
+        n_clear = clear.sum(axis=1)
+        for value, label in spec.mask_values.items():
+            out["fractions"][f"{label}_fraction"] = (mask == value).mean(axis=1)
+    for name in spec.pixel_vars:
+        values = np.asarray(ds[name].isel(time=block).values)
+        values = values.reshape(values.shape[0], -1)
+        if name in spec.median_ranges or (spec.clear_spectra and name in c.S2_BANDS):
+            picked[name] = values[:, subset]
+        nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+        usable = _usable(values, nan, clear, name in spec.judged_where_clear)
+        n_usable = usable.sum(axis=1)
+        if values.dtype.kind == "f":
+            # Unusable pixels as NaN, which fmin/fmax and nansum skip: a date without a
+            # usable pixel (fully cloudy) gets NaN statistics, which GE's between skips.
+            kept = values if usable.all() else np.where(usable, values, np.nan)
+            if name in spec.judged_where_clear:
+                lo, hi = _trimmed_range(kept, usable, n_usable)
+            else:
+                lo, hi = np.fmin.reduce(kept, axis=1), np.fmax.reduce(kept, axis=1)
+            total = np.nansum(kept, axis=1, dtype="float64")
+        else:
+            lo, hi, total = values.min(axis=1), values.max(axis=1), values.sum(axis=1)
+        stats = {
+            "min": lo.astype("float64"),
+            "max": hi.astype("float64"),
+            "mean": np.where(n_usable > 0, total / np.maximum(n_usable, 1), np.nan),
+            "valid_fraction": n_usable / values.shape[1],
+            "nan_fraction": nan.mean(axis=1),
+        }
+        if clear is not None:
+            bad = (nan & clear).sum(axis=1)
+            # 0 where a date has no clear pixel at all: nothing there may be wrongly NaN.
+            stats["nan_clear_fraction"] = np.where(n_clear > 0, bad / np.maximum(n_clear, 1), 0.0)
+        out[name] = stats
+    out["plausibility"] = _plausible(spec, picked, clear, subset)
+    return out
 
 
 def _plausible(
@@ -312,9 +340,14 @@ def cube_sample(ds: xr.Dataset, spec: CubeSpec) -> pd.DataFrame:
     return table
 
 
-def cube_tables(ds: xr.Dataset, spec: CubeSpec) -> dict[str, pd.DataFrame]:
-    """The tables a cube gate validates, keyed by table name (``plausibility`` for S2/S1)."""
-    bands, mask_fractions, plaus = _reduce(ds, spec)
+def cube_tables(
+    ds: xr.Dataset, spec: CubeSpec, stored: str | None = None
+) -> dict[str, pd.DataFrame]:
+    """The tables a cube gate validates, keyed by table name (``plausibility`` for S2/S1).
+
+    ``stored``: the path of the cube ``ds`` is, opened lazily (its reductions may be Ray tasks).
+    """
+    bands, mask_fractions, plaus = _reduce(ds, spec, stored)
     tables = {
         "bands": bands,
         "acquisitions": cube_acquisitions(ds, spec, mask_fractions),

@@ -19,7 +19,7 @@ from releo.config import Params, load_params
 from releo.data.chunks import INDEX
 from releo.data.io import atomic_dir, file_sha256, write_json
 from releo.data.site import open_site
-from releo.products.distributed import (
+from releo.distributed import (
     create_region_cube,
     finish_cube,
     map_tasks,

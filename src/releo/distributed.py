@@ -1,11 +1,12 @@
-"""Heavy product stages as Ray tasks, each computing and writing one region of its output cube.
+"""Heavy stages as Ray tasks: the gates by blocks of dates, embed and decode by output regions.
 
-The driver writes the output cube's metadata (coordinates, attributes, small variables) with
-the large variables left as unwritten Zarr arrays whose chunks *are* the task regions. Each Ray
-task reads its inputs from the stores itself (paths travel, not arrays), computes its region
-and writes it into its own chunk files: no two tasks touch one file, so nothing is locked or
-merged. The driver then records the cube's manifest and moves the cube into place atomically
-(:func:`releo.data.io.atomic_dir`), so a failed stage leaves the previous cube intact.
+A product task computes and writes one region of its output cube. The driver writes the output
+cube's metadata (coordinates, attributes, small variables) with the large variables left as
+unwritten Zarr arrays whose chunks *are* the task regions. Each Ray task reads its inputs from the
+stores itself (paths travel, not arrays), computes its region and writes it into its own chunk
+files: no two tasks touch one file, so nothing is locked or merged. The driver then records the
+cube's manifest and moves the cube into place atomically (:func:`releo.data.io.atomic_dir`), so a
+failed stage leaves the previous cube intact.
 
 Ray runs locally by default (``workers`` CPUs: all of the machine's when None), or on the
 cluster ``$RAY_ADDRESS`` names; there every node needs releo installed and the project folder
