@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from releo.data.chunks import load_part
 from releo.discover.analysis import dependence, leading_direction, normalised_hsic, ridge_match
 from releo.discover.config import DiscoverConfig
 from releo.discover.fields import Fields
@@ -112,17 +113,19 @@ def chunk_latent_match(
         modality = eq.modality.lower()
         effect = truth[eq.pixel_variable]
         first = first_day(effect)
-        values = effect.values
         target = np.full(len(chunks), np.nan)
-        for i, row in enumerate(chunks.itertuples(index=False)):
-            start: np.datetime64 = np.datetime64(row.start, "D")
-            end: np.datetime64 = np.datetime64(row.end, "D")
-            a = max(int((start - first).astype(int)), 0)
-            b = min(int((end - first).astype(int)) + 1, len(values))
-            rows = slice(int(row.y0), int(row.y0 + row.size_px))
-            cols = slice(int(row.x0), int(row.x0 + row.size_px))
-            if a < b:
-                target[i] = float(values[a:b, rows, cols].mean())
+        # one band of chunk rows (every day) read at a time: a lazily opened truth streams
+        for (y0, size), members in chunks.groupby(["y0", "size_px"]).indices.items():
+            band = load_part(effect.isel(y=slice(int(y0), int(y0 + size)))).values
+            for i in members:
+                row = chunks.iloc[i]
+                start: np.datetime64 = np.datetime64(row.start, "D")
+                end: np.datetime64 = np.datetime64(row.end, "D")
+                a = max(int((start - first).astype(int)), 0)
+                b = min(int((end - first).astype(int)) + 1, len(band))
+                cols = slice(int(row.x0), int(row.x0 + row.size_px))
+                if a < b:
+                    target[i] = float(band[a:b, :, cols].mean())
         features = chunks.filter(like=f"{modality}_latent_").to_numpy()
         ok = np.isfinite(target)
         fit = chunks["split"].isin(cfg.fit_splits).to_numpy() & ok

@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
+from releo.data.chunks import load_part
 from releo.data.site import Site
 from releo.discover.analysis import affine_match
 from releo.discover.config import DiscoverConfig
@@ -132,10 +134,12 @@ def matched_targets(
         effect = truth[eq.pixel_variable]
         days = (table["date"].to_numpy().astype("datetime64[D]") - first_day(effect)).astype(int)
         inside = (days >= 0) & (days < effect.sizes["time"])
-        values = effect.values
-        table = table[inside].assign(
-            planted=values[days[inside], table["py"][inside], table["px"][inside]]
-        )
+        table = table[inside]
+        points = {  # pointwise: of a lazily opened truth, only the chunks holding them are read
+            dim: xr.DataArray(np.asarray(at), dims="point")
+            for dim, at in (("time", days[inside]), ("y", table["py"]), ("x", table["px"]))
+        }
+        table = table.assign(planted=load_part(effect.isel(points)).values)
         m = field_date_means(
             table,
             [column, "planted"],

@@ -18,6 +18,7 @@ import numpy as np
 import xarray as xr
 from scipy.special import polygamma
 
+from releo.data.chunks import load_part
 from releo.data.contracts import MASK_CLEAR, S2_BANDS, S2_MASK
 from releo.data.errors import DataError
 from releo.data.site import Site
@@ -25,6 +26,9 @@ from releo.discover.config import DiscoverConfig
 from releo.discover.fields import Fields, field_means
 from releo.discover.library import term_label
 from releo.discover.trajectories import Drivers, Trajectory
+
+BLOCK_VALUES = 2**25
+"""Values per variable read at once from the site's cubes (128 MiB of float32)."""
 
 
 @dataclass(frozen=True)
@@ -85,13 +89,22 @@ def first_day(cube: xr.DataArray) -> np.datetime64:
 
 def _at_days(cube: xr.DataArray, times: np.ndarray) -> np.ndarray:
     days = np.asarray(times).astype("datetime64[D]").astype("datetime64[ns]")
-    return cube.sel(time=days).values
+    return load_part(cube.sel(time=days)).values
 
 
-def _s2_noise(site: Site, fields: Fields, clear: np.ndarray, eq: PlantedEquation) -> np.ndarray:
+def date_blocks(n_dates: int, pixels: int) -> list[slice]:
+    """Slices of ``n_dates`` dates of at most :data:`BLOCK_VALUES` values of ``pixels`` each."""
+    step = max(1, BLOCK_VALUES // max(pixels, 1))
+    return [slice(i, min(i + step, n_dates)) for i in range(0, n_dates, step)]
+
+
+def _s2_noise(
+    site: Site, fields: Fields, clear: np.ndarray, eq: PlantedEquation, dates: slice
+) -> np.ndarray:
     """Per-pixel noise sd of the effect estimated from the 10 L2A bands, per date and field.
 
-    σ = 1 / sqrt(Σ_b a_b² / σ_b²) with σ_b = abs + rel · (field-mean reflectance).
+    At the S2 ``dates`` (``clear``: their clear pixels). σ = 1 / sqrt(Σ_b a_b² / σ_b²) with
+    σ_b = abs + rel · (field-mean reflectance).
     """
     noise = site.metadata.get("observation_models", {}).get("s2", {}).get("noise", {})
     absolute, relative = float(noise.get("absolute", 0.005)), float(noise.get("relative", 0.02))
@@ -102,7 +115,8 @@ def _s2_noise(site: Site, fields: Fields, clear: np.ndarray, eq: PlantedEquation
         a = float(amplitude.get(band, 0.0))
         if a == 0.0:
             continue
-        rho, _ = field_means(site.s2[band].values, fields.labels, n, clear)
+        reflectance = load_part(site.s2[band].isel(time=dates)).values
+        rho, _ = field_means(reflectance, fields.labels, n, clear)
         precision = precision + a**2 / (absolute + relative * np.nan_to_num(rho)) ** 2
     if np.isscalar(precision):
         raise DataError(f"{site.path('metadata')}: {eq.name} has no band_amplitude for S2 bands")
@@ -127,25 +141,27 @@ def truth_trajectories(
     s2 = eq.modality.upper() == "S2"
     cube = site.s2 if s2 else site.s1
     times = cube.time.values
-    effect = _at_days(truth[eq.pixel_variable], times).astype(float)
     susceptibility = truth[eq.susceptibility_variable].values.astype(float)
     n = max(fields.ids) if fields.ids else 0
-    seen = (
-        cube[S2_MASK].values == MASK_CLEAR
-        if s2
-        else np.ones(effect.shape, dtype=bool) & np.isfinite(site.s1["VV"].values)
-    )
     susceptible = susceptibility > 0
-    state = np.where(susceptible, effect / np.where(susceptible, susceptibility, 1.0), 0.0)
-    weights = seen & susceptible[None]
-    values, counts = field_means(state, fields.labels, n, weights)
-    _, totals = field_means(np.ones_like(effect), fields.labels, n)
     field_s, _ = field_means(susceptibility[None], fields.labels, n)
-    if s2:
-        pixel_sd = _s2_noise(site, fields, seen, eq)
-    else:
-        enl = float(site.metadata.get("config", {}).get("s1_enl", 4.4))
-        pixel_sd = np.full(values.shape, speckle_db_sd(enl) / np.sqrt(2))
+    enl = float(site.metadata.get("config", {}).get("s1_enl", 4.4))
+    parts: list[tuple[np.ndarray, ...]] = []
+    # by blocks of dates (each date's field means are its own): lazily opened cubes are read
+    # a block at a time
+    for dates in date_blocks(len(times), susceptibility.size):
+        effect = _at_days(truth[eq.pixel_variable], times[dates]).astype(float)
+        seen = load_part(cube[S2_MASK if s2 else "VV"].isel(time=dates)).values
+        seen = seen == MASK_CLEAR if s2 else np.isfinite(seen)
+        state = np.where(susceptible, effect / np.where(susceptible, susceptibility, 1.0), 0.0)
+        values, counts = field_means(state, fields.labels, n, seen & susceptible[None])
+        _, totals = field_means(np.ones_like(effect), fields.labels, n)
+        if s2:
+            pixel_sd = _s2_noise(site, fields, seen, eq, dates)
+        else:
+            pixel_sd = np.full(values.shape, speckle_db_sd(enl) / np.sqrt(2))
+        parts.append((values, counts, totals, pixel_sd))
+    values, counts, totals, pixel_sd = (np.concatenate(p) for p in zip(*parts, strict=True))
     rng = np.random.default_rng([cfg.seed, zlib.crc32(eq.name.encode())])
     days = drivers.day_of(times)
     trajectories, skipped = [], {"few_pixels": 0, "low_susceptibility": 0, "few_dates": 0}

@@ -91,7 +91,7 @@ def run_discover(params: Params, root: Path = Path(), log_mlflow: bool = True) -
     started = time.perf_counter()
     cfg: DiscoverConfig = params.discover
     root = Path(root).resolve()
-    site = open_site(root / params.data_dir)
+    site = open_site(root / params.data_dir, lazy=True)  # every part is read by blocks
     index_path = root / INDEX
     if not index_path.exists():
         raise DataError(f"{index_path}: not found; run the chunk stage first")
@@ -99,7 +99,7 @@ def run_discover(params: Params, root: Path = Path(), log_mlflow: bool = True) -
     if reason is not None:
         return _skip(params, root, reason, site.has_truth, log_mlflow, started)
     index = pd.read_parquet(index_path)
-    truth = open_cube(site.path("truth")) if site.has_truth else None
+    truth = open_cube(site.path("truth"), lazy=True) if site.has_truth else None
     planted = (
         planted_equations(site.metadata, str(site.path("metadata"))) if truth is not None else []
     )
@@ -114,8 +114,8 @@ def run_discover(params: Params, root: Path = Path(), log_mlflow: bool = True) -
     torch.manual_seed(cfg.seed)
     outputs = extract(
         model,
-        site.s2.load(),
-        site.s1.load(),
+        site.s2,
+        site.s1,
         index,
         fields,
         decode_pixels=cfg.decode_pixels,
