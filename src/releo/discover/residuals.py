@@ -124,8 +124,8 @@ def chunk_latent_match(
                 a = max(int((start - first).astype(int)), 0)
                 b = min(int((end - first).astype(int)) + 1, len(band))
                 cols = slice(int(row.x0), int(row.x0 + row.size_px))
-                if a < b:
-                    target[i] = float(band[a:b, :, cols].mean())
+                if a < b:  # float64: the same sum whatever the memory layout read
+                    target[i] = float(band[a:b, :, cols].mean(dtype=np.float64))
         features = chunks.filter(like=f"{modality}_latent_").to_numpy()
         ok = np.isfinite(target)
         fit = chunks["split"].isin(cfg.fit_splits).to_numpy() & ok
