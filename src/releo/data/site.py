@@ -127,14 +127,14 @@ def validate_site(site: Site, context_root: str | os.PathLike[str] | None = None
     Returns the gates' statistics per part (for ``metrics/``).
     """
     check_consistency(site)
-    gate = {"context_root": context_root, "stored": site.lazy}
+    root, stored = context_root, site.lazy
     results: dict[str, Any] = {
-        "s2": quality.check_s2_cube(site.s2, site.path("s2"), **gate),
-        "s1": quality.check_s1_cube(site.s1, site.path("s1"), **gate),
+        "s2": quality.check_s2_cube(site.s2, site.path("s2"), context_root=root, stored=stored),
+        "s1": quality.check_s1_cube(site.s1, site.path("s1"), context_root=root, stored=stored),
     }
     if site.reference is not None:
         results["reference"] = quality.check_reference_product(
-            site.reference, site.path("reference"), **gate
+            site.reference, site.path("reference"), context_root=root, stored=stored
         )
     if site.surveys is not None:
         results["surveys"] = quality.check_field_survey(

@@ -17,12 +17,15 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import dask.array as da
 import numpy as np
 
-__all__ = ["Scratch", "SpillArray", "row_blocks", "scratch_folder"]
+__all__ = ["Data", "Scratch", "SpillArray", "row_blocks", "scratch_folder"]
 
+Data = np.ndarray | da.Array
+"""An xarray variable's data as :meth:`Scratch.data` gives it."""
 BLOCK_BYTES = 32 * 2**20
 """Bytes of one dask block of a spilled array (all dates x a band of rows)."""
 BLOCK_PIXELS = 2**18
@@ -52,7 +55,7 @@ class SpillArray:
         with open(path, "wb") as f:
             f.truncate(math.prod(self.shape) * self.dtype.itemsize)
 
-    def _map(self, mode: str) -> np.memmap:
+    def _map(self, mode: Literal["r", "r+"]) -> np.memmap:
         return np.memmap(self.path, self.dtype, mode, shape=self.shape)
 
     def __setitem__(self, key, values) -> None:
@@ -106,7 +109,7 @@ class Scratch:
         return out
 
     @staticmethod
-    def data(array: np.ndarray | SpillArray) -> np.ndarray | da.Array:
+    def data(array: np.ndarray | SpillArray) -> Data:
         """``array`` as an xarray variable's data: numpy, or dask reading a spilled array."""
         return array.to_dask() if isinstance(array, SpillArray) else array
 

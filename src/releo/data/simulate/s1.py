@@ -28,7 +28,7 @@ from releo.data.simulate.geometry import incidence_raster
 from releo.data.simulate.parcels import WATER
 from releo.data.simulate.random_fields import day_key, keyed_rng, round_mantissa
 from releo.data.simulate.scene import Scene
-from releo.data.spill import Scratch, row_blocks
+from releo.data.spill import Data, Scratch, row_blocks
 from releo.physics import wcm_backscatter_db
 
 OPEN_WATER_DB = {"VV": (-22.0, -0.30), "VH": (-29.0, -0.10)}
@@ -111,7 +111,7 @@ def simulate_s1(
                 observed = clean + 10.0 * np.log10(speckle)
                 sigma0[pol][i, part] = np.clip(observed, *SIMULATED_DB_RANGE)
 
-    data: dict[str, tuple[str | tuple[str, ...], np.ndarray]] = {
+    data: dict[str, tuple[str | tuple[str, ...], Data]] = {
         pol: (("time", "y", "x"), Scratch.data(sigma0[pol])) for pol in S1_POLARISATIONS
     }
     data[S1_INCIDENCE] = (("time", "y", "x"), Scratch.data(incidence))

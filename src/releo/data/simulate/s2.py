@@ -25,7 +25,7 @@ from releo.data.simulate.effects import OPTICAL_BROWNING, OPTICAL_SPECTRUM
 from releo.data.simulate.meteo import RainClimate
 from releo.data.simulate.random_fields import day_key, keyed_rng
 from releo.data.simulate.scene import Scene
-from releo.data.spill import Scratch, row_blocks
+from releo.data.spill import Data, Scratch, row_blocks
 from releo.physics import prosail_s2_bands
 
 PROSAIL_ARGUMENTS: tuple[str, ...] = (
@@ -148,7 +148,7 @@ def simulate_s2(
     table = acquisitions.copy()
     table["cloud_cover"] = covers[:, 0]
     table["shadow_cover"] = covers[:, 1]
-    data: dict[str, tuple[str | tuple[str, ...], np.ndarray]] = {
+    data: dict[str, tuple[str | tuple[str, ...], Data]] = {
         band: (("time", "y", "x"), Scratch.data(reflectance[b])) for b, band in enumerate(S2_BANDS)
     }
     data[S2_MASK] = (("time", "y", "x"), Scratch.data(masks))

@@ -16,7 +16,7 @@ from releo.data.contracts import LAND_COVER_CLASSES
 from releo.data.simulate.canopy import STATIC_VARIABLES, UNITS
 from releo.data.simulate.effects import OPTICAL_BROWNING, PLANTED_EQUATIONS, SAR_WETNESS
 from releo.data.simulate.scene import Scene
-from releo.data.spill import Scratch
+from releo.data.spill import Data, Scratch
 
 S2_DATE_VARIABLES: tuple[str, ...] = ("cab", "car", "cant", "cbrown", "cw", "cm", "psoil")
 DAILY_VARIABLES: tuple[str, ...] = (
@@ -38,7 +38,7 @@ def truth_dataset(
     parcels, scratch = scene.parcels, scratch or Scratch()
     zone, parcel_index = parcels.zone, parcels.parcel_id - 1
 
-    def per_pixel(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    def per_pixel(values: np.ndarray, index: np.ndarray) -> Data:
         return Scratch.data(scratch.per_date(values, index))
 
     daily = scene.canopy(days)
