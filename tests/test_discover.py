@@ -320,6 +320,38 @@ def test_stage_reports_bad_drivers_clearly_and_keeps_outputs(tiny_project, monke
         meteo_path.write_text(good)
 
 
+def test_truth_trajectories_read_by_blocks_of_dates_are_the_whole_site_ones(
+    tiny_project, monkeypatch
+):
+    """The stage reads the site lazily, a few dates at a time: the planted trajectories (field
+    means per date, their noise and counts) are those of the site read whole."""
+    from releo.data.io import open_cube
+    from releo.discover import truth as truth_module
+    from releo.discover.targets import truth_targets
+    from releo.discover.truth import planted_equations
+
+    index = pd.read_parquet(tiny_project / "chunks" / "index.parquet")
+
+    def targets(lazy: bool):
+        site = open_site(tiny_project / "data", lazy=lazy)
+        truth = open_cube(site.path("truth"), lazy=lazy)
+        shape = (site.s2.sizes["y"], site.s2.sizes["x"])
+        fields = make_fields(truth["parcel_id"].values, index, shape, 10)
+        planted = planted_equations(site.metadata, "site.json")
+        return truth_targets(site, truth, fields, planted, DiscoverConfig())
+
+    whole = targets(lazy=False)
+    monkeypatch.setattr(truth_module, "BLOCK_VALUES", 3 * 30 * 30)  # 3 dates per block
+    blocks = targets(lazy=True)
+    assert len(whole) == len(blocks) == 2
+    for a, b in zip(whole, blocks, strict=True):
+        assert a.counts == b.counts and len(a.trajectories) > 0
+        for x, y in zip(a.trajectories, b.trajectories, strict=True):
+            assert (x.name, x.group, x.meta) == (y.name, y.group, y.meta)
+            np.testing.assert_array_equal(x.days, y.days)
+            np.testing.assert_array_equal(x.values, y.values)
+
+
 def test_params_accept_the_discover_section():
     params = Params.model_validate({"discover": {"threshold": 0.2, "library": {"degree": 3}}})
     assert params.discover.library.degree == 3
