@@ -325,8 +325,8 @@ def test_truth_trajectories_read_by_blocks_of_dates_are_the_whole_site_ones(
 ):
     """The stage reads the site lazily, a few dates at a time: the planted trajectories (field
     means per date, their noise and counts) are those of the site read whole."""
+    from releo.data import spill
     from releo.data.io import open_cube
-    from releo.discover import truth as truth_module
     from releo.discover.targets import truth_targets
     from releo.discover.truth import planted_equations
 
@@ -341,7 +341,7 @@ def test_truth_trajectories_read_by_blocks_of_dates_are_the_whole_site_ones(
         return truth_targets(site, truth, fields, planted, DiscoverConfig())
 
     whole = targets(lazy=False)
-    monkeypatch.setattr(truth_module, "BLOCK_VALUES", 3 * 30 * 30)  # 3 dates per block
+    monkeypatch.setattr(spill, "BLOCK_VALUES", 3 * 30 * 30)  # 3 dates per block
     blocks = targets(lazy=True)
     assert len(whole) == len(blocks) == 2
     for a, b in zip(whole, blocks, strict=True):

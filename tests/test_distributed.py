@@ -118,12 +118,13 @@ def test_the_gates_on_two_workers_reduce_as_one_process(project, monkeypatch):
     """Several blocks of dates of a stored cube are Ray tasks reading it by path; their
     statistics are the one-process ones, value for value."""
     import releo.distributed
+    from releo.data import spill
     from releo.quality import summaries
     from releo.quality.specs import S1_CUBE, S2_CUBE
 
     site = open_site(project / "data", lazy=True)
     assert site.lazy and not open_site(project / "data").lazy
-    monkeypatch.setattr(summaries, "BLOCK_VALUES", 3 * 20 * 20)  # 3 dates per block
+    monkeypatch.setattr(spill, "BLOCK_VALUES", 3 * 20 * 20)  # 3 dates per block
     ran = []
 
     def counted(fn, tasks, **kwargs):
@@ -133,7 +134,7 @@ def test_the_gates_on_two_workers_reduce_as_one_process(project, monkeypatch):
     map_tasks = releo.distributed.map_tasks
     monkeypatch.setattr(releo.distributed, "map_tasks", counted)
     for ds, spec, part in ((site.s2, S2_CUBE, "s2"), (site.s1, S1_CUBE, "s1")):
-        assert len(summaries._time_blocks(ds)) > 2
+        assert len(spill.date_blocks(ds.sizes["time"], 20 * 20)) > 2
         tasks = summaries.cube_tables(ds, spec, str(site.path(part)))
         alone = summaries.cube_tables(ds, spec)
         assert tasks.keys() == alone.keys()

@@ -15,6 +15,7 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from releo.data import contracts as c
+from releo.data import spill
 from releo.quality import (
     GateResult,
     QualityGateError,
@@ -173,7 +174,7 @@ def test_summaries_stream_over_dates_and_sample_deterministically(
 ) -> None:
     ds = _nan_on_clear(make_s2())
     whole = summaries.cube_tables(ds, S2_CUBE)
-    monkeypatch.setattr(summaries, "BLOCK_VALUES", N * N)  # one date per block
+    monkeypatch.setattr(spill, "BLOCK_VALUES", N * N)  # one date per block
     streamed = summaries.cube_tables(ds, S2_CUBE)
     for name in whole:
         pd.testing.assert_frame_equal(whole[name], streamed[name])

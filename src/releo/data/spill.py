@@ -5,7 +5,8 @@ A generator (the simulator, the SNAP reference) allocates its ``(dates, y, x)`` 
 they are numpy arrays. In a scratch folder (:func:`scratch_folder`) each is a raw file: a date
 is written as it comes, and :meth:`Scratch.data` hands the whole array to xarray as a dask array
 read back in blocks, so that :func:`releo.data.io.write_cube` stores it shard by shard and no
-process ever holds a large site whole.
+process ever holds a large site whole. Readers of a cube's dates take them by
+:func:`date_blocks` (the gates, discover).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Literal
 import dask.array as da
 import numpy as np
 
-__all__ = ["Data", "Scratch", "SpillArray", "row_blocks", "scratch_folder"]
+__all__ = ["Data", "Scratch", "SpillArray", "date_blocks", "row_blocks", "scratch_folder"]
 
 Data = np.ndarray | da.Array
 """An xarray variable's data as :meth:`Scratch.data` gives it."""
@@ -30,6 +31,14 @@ BLOCK_BYTES = 32 * 2**20
 """Bytes of one dask block of a spilled array (all dates x a band of rows)."""
 BLOCK_PIXELS = 2**18
 """Pixels of the part of a date's image that a generator works on at a time."""
+BLOCK_VALUES = 2**25
+"""Values of one variable that a reader of a cube's dates takes at once (128 MiB of float32)."""
+
+
+def date_blocks(n_dates: int, pixels: int) -> list[slice]:
+    """Slices of ``n_dates`` dates of images of ``pixels``, ≤ :data:`BLOCK_VALUES` (≥ 1 date)."""
+    step = max(1, BLOCK_VALUES // max(pixels, 1))
+    return [slice(start, min(start + step, n_dates)) for start in range(0, n_dates, step)]
 
 
 def row_blocks(shape: tuple[int, int], pixels: int | None = None) -> list[slice]:

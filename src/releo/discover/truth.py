@@ -22,13 +22,11 @@ from releo.data.chunks import load_part
 from releo.data.contracts import MASK_CLEAR, S2_BANDS, S2_MASK
 from releo.data.errors import DataError
 from releo.data.site import Site
+from releo.data.spill import date_blocks
 from releo.discover.config import DiscoverConfig
 from releo.discover.fields import Fields, field_means
 from releo.discover.library import term_label
 from releo.discover.trajectories import Drivers, Trajectory
-
-BLOCK_VALUES = 2**25
-"""Values per variable read at once from the site's cubes (128 MiB of float32)."""
 
 
 @dataclass(frozen=True)
@@ -90,12 +88,6 @@ def first_day(cube: xr.DataArray) -> np.datetime64:
 def _at_days(cube: xr.DataArray, times: np.ndarray) -> np.ndarray:
     days = np.asarray(times).astype("datetime64[D]").astype("datetime64[ns]")
     return load_part(cube.sel(time=days)).values
-
-
-def date_blocks(n_dates: int, pixels: int) -> list[slice]:
-    """Slices of ``n_dates`` dates of at most :data:`BLOCK_VALUES` values of ``pixels`` each."""
-    step = max(1, BLOCK_VALUES // max(pixels, 1))
-    return [slice(i, min(i + step, n_dates)) for i in range(0, n_dates, step)]
 
 
 def _s2_noise(

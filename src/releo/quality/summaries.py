@@ -24,6 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from releo.data import contracts as c
+from releo.data.spill import date_blocks
 from releo.quality import plausibility
 from releo.quality.errors import Failure, QualityGateError
 from releo.quality.specs import (
@@ -36,8 +37,6 @@ from releo.quality.specs import (
 )
 
 CUBE_DIMS = ("time", "y", "x")
-BLOCK_VALUES = 2**25
-"""Pixels per variable read at once (128 MiB of float32): bounds memory on large cubes."""
 STRUCTURE = "structure"
 
 
@@ -140,13 +139,6 @@ def cube_metadata(ds: xr.Dataset, spec: CubeSpec) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
-def _time_blocks(ds: xr.Dataset) -> list[slice]:
-    """Slices of dates holding at most ``BLOCK_VALUES`` pixels per variable."""
-    n_time, per_date = ds.sizes["time"], ds.sizes["y"] * ds.sizes["x"]
-    step = max(1, BLOCK_VALUES // max(per_date, 1))
-    return [slice(i, i + step) for i in range(0, n_time, step)]
-
-
 def _usable(
     values: np.ndarray, nan: np.ndarray, clear: np.ndarray | None, judged_where_clear: bool
 ) -> np.ndarray:
@@ -181,7 +173,7 @@ def _reduce(
     cube ``stored`` at that path and there are several blocks, they are Ray tasks, each
     reading its block by path (:mod:`releo.distributed`); the statistics are the same.
     """
-    blocks = _time_blocks(ds)
+    blocks = date_blocks(ds.sizes["time"], ds.sizes["y"] * ds.sizes["x"])
     from releo.distributed import use_ray  # here: quality gates rarely need Ray
 
     if stored is not None and use_ray(len(blocks)):
