@@ -41,13 +41,10 @@ def date_blocks(n_dates: int, pixels: int) -> list[slice]:
     return [slice(start, min(start + step, n_dates)) for start in range(0, n_dates, step)]
 
 
-def row_blocks(shape: tuple[int, int], pixels: int | None = None) -> list[slice]:
-    """Bands of whole rows of an image of ``shape`` (ny, nx), each ≤ ``pixels`` (≥ 1 row).
-
-    ``pixels`` defaults to :data:`BLOCK_PIXELS`.
-    """
+def row_blocks(shape: tuple[int, int]) -> list[slice]:
+    """Bands of whole rows of an image of ``shape`` (ny, nx), ≤ :data:`BLOCK_PIXELS` (≥ 1 row)."""
     ny, nx = shape
-    rows = max(1, (pixels or BLOCK_PIXELS) // max(1, nx))
+    rows = max(1, BLOCK_PIXELS // max(1, nx))
     return [slice(start, min(start + rows, ny)) for start in range(0, ny, rows)]
 
 

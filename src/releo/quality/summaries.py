@@ -25,6 +25,7 @@ import xarray as xr
 
 from releo.data import contracts as c
 from releo.data.spill import date_blocks
+from releo.distributed import map_tasks, ray_session, use_ray
 from releo.quality import plausibility
 from releo.quality.errors import Failure, QualityGateError
 from releo.quality.specs import (
@@ -174,11 +175,7 @@ def _reduce(
     reading its block by path (:mod:`releo.distributed`); the statistics are the same.
     """
     blocks = date_blocks(ds.sizes["time"], ds.sizes["y"] * ds.sizes["x"])
-    from releo.distributed import use_ray  # here: quality gates rarely need Ray
-
     if stored is not None and use_ray(len(blocks)):
-        from releo.distributed import map_tasks, ray_session
-
         tasks = [{"path": stored, "spec": spec, "start": b.start, "stop": b.stop} for b in blocks]
         with ray_session():
             parts = map_tasks(_reduce_stored, tasks)
