@@ -117,7 +117,6 @@ def test_embed_on_two_workers_is_the_one_process_cube_bit_for_bit(project):
 def test_the_gates_on_two_workers_reduce_as_one_process(project, monkeypatch):
     """Several blocks of dates of a stored cube are Ray tasks reading it by path; their
     statistics are the one-process ones, value for value."""
-    import releo.distributed
     from releo.data import spill
     from releo.quality import summaries
     from releo.quality.specs import S1_CUBE, S2_CUBE
@@ -131,8 +130,8 @@ def test_the_gates_on_two_workers_reduce_as_one_process(project, monkeypatch):
         ran.append(len(tasks))
         return map_tasks(fn, tasks, **kwargs)
 
-    map_tasks = releo.distributed.map_tasks
-    monkeypatch.setattr(releo.distributed, "map_tasks", counted)
+    map_tasks = summaries.map_tasks
+    monkeypatch.setattr(summaries, "map_tasks", counted)
     for ds, spec, part in ((site.s2, S2_CUBE, "s2"), (site.s1, S1_CUBE, "s1")):
         assert len(spill.date_blocks(ds.sizes["time"], 20 * 20)) > 2
         tasks = summaries.cube_tables(ds, spec, str(site.path(part)))
