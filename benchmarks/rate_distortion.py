@@ -100,7 +100,8 @@ def main() -> None:
             z, index, crs=site.crs, pixel_size_m=pixel, chunk_days=params.chunks.days,
             dtype="float16",
         )  # fmt: skip
-        est = held_out_estimates(model, cube, site, truth, mask, interval=0.9, baseline=None)
+        rows, cols = np.nonzero(mask)
+        est = held_out_estimates(model, cube, site, truth, rows, cols, interval=0.9, baseline=None)
         ours = scores(est.lai, est.truth, est.low, est.high)
         snap = scores(est.snap, est.truth)
         at_snap = np.isfinite(est.snap)

@@ -1,6 +1,6 @@
-"""The gates, embed and decode as Ray tasks (blocks of dates; regions of the output cubes), on a
-local 2-worker Ray: the same values as one process, bit for bit, whatever the regions, and a
-task whose worker dies is rerun."""
+"""The gates, embed, decode and evaluate as Ray tasks (blocks of dates; regions of the output
+cubes; blocks of the site), on a local 2-worker Ray: the same values as one process, bit for
+bit, whatever the regions, and a task whose worker dies is rerun."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from releo.products.regions import (
     LAI_CUBE_NAME,
     decode_to_folder,
     embeddings_under,
+    held_out_by_regions,
     request_dates,
 )
 from releo.stages.embed import EMBEDDINGS, run_embed
@@ -183,7 +184,7 @@ def test_a_decode_task_reads_only_the_embeddings_under_its_region(project):
     grid = Grid.from_bounds((xmin + 130, ymin - 50, xmax + 40, ymax - 20), 10.0, layout.crs)
     first, last = layout.period
     dates = pd.date_range(first + pd.Timedelta(days=21), last + pd.Timedelta(days=5), freq="4D")
-    part = embeddings_under(embeddings, grid, dates)
+    part = embeddings_under(embeddings, grid.x, grid.y, dates)
     assert part.sizes["x"] == 1 and part.sizes["y"] == 2  # east column, both rows
     assert 1 <= part.sizes["time"] < embeddings.sizes["time"]
     whole = decode_grid(model, embeddings, grid, dates, calibration=CALIBRATION)
@@ -191,6 +192,44 @@ def test_a_decode_task_reads_only_the_embeddings_under_its_region(project):
     for name in LAI_VARIABLES:
         np.testing.assert_array_equal(cut[name].values, whole[name].values)
     assert np.isnan(whole["lai"].values).any() and np.isfinite(whole["lai"].values).any()
+
+
+def test_evaluate_on_two_workers_scores_as_one_process(project):
+    """The held-out estimates of blocks of single chunks (Ray tasks, each reading only its part
+    of the stores) are the one-process ones, baseline included; so are the stage's metrics."""
+    from dataclasses import fields
+
+    from releo.models.pixel import BaselineConfig, PixelInversion
+    from releo.products.evaluate import TRUTH_VARIABLES, held_out_estimates
+    from releo.stages.evaluate import run_evaluate
+
+    if not (project / EMBEDDINGS).exists():
+        run_embed(params_for(project), project)
+    torch.manual_seed(1)
+    baseline = PixelInversion(BaselineConfig()).eval()
+    pixels = np.zeros((20, 20), bool)
+    pixels[3:17:2, 1:19:3] = True  # in all four chunks of 10 x 10 px
+    pixels[12, 12] = False
+    paths = (project / "data", project / MODEL, project / EMBEDDINGS)
+    tasks = held_out_by_regions(
+        *paths, pixels, 10, interval=0.8, baseline=baseline, calibration=CALIBRATION,
+        workers=2, region=(1, 1),
+    )  # fmt: skip
+    site = open_site(project / "data")
+    truth = open_cube(site.path("truth"))
+    truth = truth[[v for v in TRUTH_VARIABLES if v in truth]]
+    model, _ = load_autoencoder(project / MODEL)
+    alone = held_out_estimates(
+        model, open_cube(project / EMBEDDINGS), site, truth, *np.nonzero(pixels),
+        interval=0.8, baseline=baseline, calibration=CALIBRATION,
+    )  # fmt: skip
+    assert np.isfinite(alone.baseline).any() and np.isfinite(alone.lai).all()
+    for field in fields(alone):
+        value, expected = getattr(tasks, field.name), getattr(alone, field.name)
+        np.testing.assert_array_equal(np.asarray(value), np.asarray(expected), err_msg=field.name)
+    params = params_for(project)
+    metrics = [run_evaluate(params, project, baseline, region=r) for r in ((1, 1), (2, 2))]
+    assert metrics[0] == metrics[1] and metrics[0]["baseline_lai_rmse_truth"] is not None
 
 
 def test_a_task_whose_worker_dies_is_rerun_and_the_product_is_complete(

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Split = Literal["train", "val", "test"]
 """A chunk split of the site's index."""
+
+Workers = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        description="Ray tasks run at once (None: every core of the machine, or of"
+        " the $RAY_ADDRESS cluster)",
+    ),
+]
+"""How many Ray tasks a stage runs at once."""
 
 
 def _calibration_splits() -> list[Split]:
@@ -27,12 +37,7 @@ class EmbedConfig(BaseModel):
 
     dtype: Literal["float16", "float32"] = Field("float16", description="stored precision")
     batch_size: int = Field(8, ge=1, description="chunks encoded at once")
-    workers: int | None = Field(
-        None,
-        ge=1,
-        description="Ray tasks run at once (None: every core of the machine, or of"
-        " the $RAY_ADDRESS cluster)",
-    )
+    workers: Workers = None
 
 
 class DecodeConfig(BaseModel):
@@ -66,12 +71,7 @@ class DecodeConfig(BaseModel):
         description="fuse the decoder's elementwise work with torch.compile, for requests"
         " of 16 M pixel-dates or more (~10-20 s once per worker, then ~1.5-2x faster)",
     )
-    workers: int | None = Field(
-        None,
-        ge=1,
-        description="Ray tasks run at once (None: every core of the machine, or of"
-        " the $RAY_ADDRESS cluster)",
-    )
+    workers: Workers = None
     geotiff: bool = Field(True, description="one GeoTIFF (lai, lai_std) per date")
     quicklooks: bool = Field(True, description="one PNG per date")
     overview_panels: int = Field(12, ge=1, description="dates shown in overview.png")
@@ -131,6 +131,7 @@ class EvaluateConfig(BaseModel):
         100_000, ge=1, description="held-out pixels scored at every date; above: a sample"
     )
     seed: int = Field(0, ge=0, description="seed of the samples (scored pixels, scatter, seams)")
+    workers: Workers = None
 
 
 class RegisterConfig(BaseModel):

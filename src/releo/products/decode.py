@@ -279,6 +279,19 @@ def _lanewise(fn, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(o[:n] for o in out) if isinstance(out, tuple | list) else (out[:n],)
 
 
+def padded_rows(a: np.ndarray) -> np.ndarray:
+    """``a`` (n, ...) padded to at least :data:`MIN_ROWS_PER_CALL` rows, a multiple of SIMD_PAD.
+
+    The last row is repeated: a row's values through a model call then do not depend on how
+    many rows share the call.
+    """
+    n = len(a)
+    size = max(MIN_ROWS_PER_CALL, -(-n // SIMD_PAD) * SIMD_PAD)
+    if n == 0 or size == n:
+        return a
+    return np.concatenate([a, np.repeat(a[-1:], size - n, axis=0)])
+
+
 def blend_logits(
     loc: torch.Tensor,
     scale: torch.Tensor,

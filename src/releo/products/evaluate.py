@@ -18,6 +18,7 @@ Everything is matched in space and time on the held-out places (``products.evalu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,10 +36,12 @@ from releo.data.io import atomic_dir, write_table
 from releo.data.site import Site
 from releo.models import PhysicsAutoencoder
 from releo.products import plots
-from releo.products.decode import LaiCalibration, decode_pairs, decode_pixels
+from releo.products.decode import LaiCalibration, decode_pairs, decode_pixels, padded_rows
 from releo.products.grid import ChunkLayout
 from releo.products.scores import grouped_scores, parcel_split, scores
 
+TRUTH_VARIABLES = ("lai", "land_cover", "parcel_id")
+"""The simulator truth's variables that the scores read."""
 SURVEY_CLASSES = ("winter_wheat", "maize", "sunflower", "grassland", "broadleaf_forest")
 # Headline scores per reference, written as null when the site lacks that reference.
 HEADLINE = {
@@ -149,13 +152,18 @@ def nearest_valid(
     return value, picked
 
 
+BASELINE_BATCH = 65536  # pixel-dates per call of the per-pixel model
+
+
 @torch.no_grad()
 def baseline_estimates(
     model: torch.nn.Module, s2: xr.Dataset, selection: np.ndarray, interval: float
 ) -> tuple[np.ndarray, ...]:
     """Per-pixel inversion LAI median and interval bounds (time, y, x).
 
-    Values at the clear pixel-dates inside ``selection`` (time, y, x); NaN elsewhere.
+    Values at the clear pixel-dates inside ``selection`` (time, y, x); NaN elsewhere. A
+    pixel-date's value does not depend on which others share its call (regions of a site
+    equal the whole site): small calls are padded as the decoder's (:func:`padded_rows`).
     """
     from releo.models.pixel_train import clear_pixel_dates
 
@@ -163,12 +171,15 @@ def baseline_estimates(
     q = (1.0 - interval) / 2
     outs = [np.full(selection.size, np.nan, np.float32) for _ in range(3)]
     model.eval()
-    for start in range(0, len(pixels), 65536):
-        sl = slice(start, start + 65536)
-        dist = model(torch.from_numpy(pixels.bands[sl]), torch.from_numpy(pixels.angles[sl]))
-        dist = dist["lai"]
+    for start in range(0, len(pixels), BASELINE_BATCH):
+        sl = slice(start, start + BASELINE_BATCH)
+        n = len(pixels.flat[sl])
+        bands, angles = (
+            torch.from_numpy(padded_rows(a[sl])) for a in (pixels.bands, pixels.angles)
+        )
+        dist = model(bands, angles)["lai"]
         for out, value in zip(outs, (dist.median, dist.icdf(q), dist.icdf(1 - q)), strict=True):
-            out[pixels.flat[sl]] = value.numpy()
+            out[pixels.flat[sl]] = value[:n].numpy()
     return tuple(o.reshape(selection.shape) for o in outs)
 
 
@@ -177,17 +188,20 @@ def held_out_estimates(
     embeddings: xr.Dataset,
     site: Site,
     truth: xr.Dataset | None,
-    mask: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
     *,
     interval: float,
     baseline: torch.nn.Module | None,
     calibration: LaiCalibration | None = None,
     blend_days: float | None = None,
 ) -> HeldOut:
-    """Ours, SNAP, the baseline and the truth on the held-out pixels at every S2 date."""
+    """Ours, SNAP, the baseline and the truth at pixels (``rows``, ``cols``) at every S2 date.
+
+    Only those pixels are read (the baseline's bands: the box that holds them).
+    """
     s2 = site.s2
     dates = pd.DatetimeIndex(s2.time.values).normalize()
-    rows, cols = np.nonzero(mask)
     x, y = s2.x.values[cols], s2.y.values[rows]
     ours = decode_pixels(
         model, embeddings, x, y, dates,
@@ -198,16 +212,20 @@ def held_out_estimates(
     if site.reference is not None:
         snap = at_days(site.reference[REFERENCE_LAI], dates, rows, cols)
     base: list[np.ndarray | None] = [None, None, None]
-    if baseline is not None:
-        selection = np.broadcast_to(mask, (len(dates), *mask.shape))
-        base = [b[:, rows, cols] for b in baseline_estimates(baseline, s2, selection, interval)]
+    if baseline is not None and len(rows):
+        y0, x0 = int(rows.min()), int(cols.min())
+        box = s2.isel(y=slice(y0, int(rows.max()) + 1), x=slice(x0, int(cols.max()) + 1))
+        selection = np.zeros((len(dates), box.sizes["y"], box.sizes["x"]), bool)
+        selection[:, rows - y0, cols - x0] = True
+        estimates = baseline_estimates(baseline, box, selection, interval)
+        base = [b[:, rows - y0, cols - x0] for b in estimates]
     truth_lai = land = parcel = None
     if truth is not None:
         truth_lai = at_days(truth["lai"], dates, rows, cols)
         if "land_cover" in truth:
-            land = truth["land_cover"].values[rows, cols]
+            land = at_pixels(truth["land_cover"], rows, cols).values
         if "parcel_id" in truth:
-            parcel = truth["parcel_id"].values[rows, cols]
+            parcel = at_pixels(truth["parcel_id"], rows, cols).values
     return HeldOut(
         dates=dates, rows=rows, cols=cols,
         lai=ours["lai"], low=ours["lai_low"], high=ours["lai_high"],
@@ -215,6 +233,21 @@ def held_out_estimates(
         baseline=base[0], baseline_low=base[1], baseline_high=base[2], land_cover=land,
         parcel=parcel,
     )  # fmt: skip
+
+
+def merge_pixels(parts: Sequence[HeldOut], where: Sequence[np.ndarray], n: int) -> HeldOut:
+    """One :class:`HeldOut` of ``n`` pixels from ``parts`` whose pixels are ``where`` in it."""
+    merged: dict = {"dates": parts[0].dates}
+    for field in dataclasses.fields(HeldOut):
+        values = [getattr(p, field.name) for p in parts]
+        if field.name == "dates" or values[0] is None:
+            merged.setdefault(field.name, values[0])
+            continue
+        full = np.empty((*values[0].shape[:-1], n), values[0].dtype)
+        for value, at in zip(values, where, strict=True):
+            full[..., at] = value  # pixels are the last axis
+        merged[field.name] = full
+    return HeldOut(**merged)
 
 
 def named(result: dict[str, float], **names: str) -> dict[str, float]:

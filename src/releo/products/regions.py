@@ -1,12 +1,13 @@
-"""Embedding and decoding by regions of their output cube, as Ray tasks.
+"""Embedding, decoding and evaluating by regions, as Ray tasks.
 
-The ``embed`` and ``decode`` stages (:mod:`releo.stages.embed`, :mod:`releo.stages.decode`)
-and ``releo decode`` run on these: tasks over regions of their output cube
-(:mod:`releo.distributed`), ``embed`` over blocks of chunks (``EMBED_REGION``
-windows × rows × cols of chunks), ``decode`` over blocks of the product (``DECODE_REGION``
-dates × rows × cols of pixels). Each task reads the site or the embeddings from their stores and
-writes its region; the values are those of the one-process functions (:func:`encode_chunks`,
-:func:`decode_grid`), bit for bit.
+The ``embed``, ``decode`` and ``evaluate`` stages (:mod:`releo.stages`) and ``releo decode``
+run on these (:mod:`releo.distributed`): ``embed`` over blocks of its output cube's chunks
+(``EMBED_REGION`` windows × rows × cols of chunks), ``decode`` over blocks of the product
+(``DECODE_REGION`` dates × rows × cols of pixels), ``evaluate`` over blocks of the site's chunks
+(``EVALUATE_REGION``) holding scored pixels. Each task reads the site or the embeddings from
+their stores; embed and decode tasks write their region, evaluate tasks return their pixels'
+estimates. The values are those of the one-process functions (:func:`encode_chunks`,
+:func:`decode_grid`, :func:`held_out_estimates`), bit for bit.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from releo.products import plots
 from releo.products.config import DecodeConfig
 from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_grid_arrays, lai_cube
 from releo.products.embed import encode_chunks, load_autoencoder
+from releo.products.evaluate import TRUTH_VARIABLES, HeldOut, held_out_estimates, merge_pixels
 from releo.products.export import write_geotiffs
 from releo.products.grid import ChunkLayout, Grid, query_dates
 from releo.timings import record
@@ -49,6 +51,9 @@ EMBED_REGION = (4, 16, 16)
 DECODE_REGION = (8, 512, 512)
 """Pixel-dates per decode task and per Zarr chunk of the product: dates, rows, cols (2.1 M,
 8 MiB per variable)."""
+EVALUATE_REGION = (2, 2)
+"""Chunks of the site per evaluate task: rows, cols (whole inner chunks of its cubes; the
+baseline reads their S2 bands: 16 MB per date at 100-px chunks)."""
 
 COMPILE_MIN_PIXEL_DATES = 16_000_000
 """Requests this large decode with ``products.decode.compile`` (smaller ones eagerly)."""
@@ -78,7 +83,7 @@ def _cached_site(key: tuple[str, int]):
     return open_site(key[0], lazy=True)
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=2)  # the embeddings, and the truth of the site
 def _cached_cube(key: tuple[str, int]):
     return open_cube(key[0], lazy=True)
 
@@ -125,14 +130,17 @@ def embed_region(
     }
 
 
-def embeddings_under(embeddings: xr.Dataset, grid: Grid, dates: pd.DatetimeIndex) -> xr.Dataset:
-    """The part of ``embeddings`` that decoding ``grid`` at ``dates`` reads, in memory.
+def embeddings_under(
+    embeddings: xr.Dataset, x: np.ndarray, y: np.ndarray, dates: pd.DatetimeIndex
+) -> xr.Dataset:
+    """The part of ``embeddings`` that decoding points or a grid at ``dates`` reads, in memory.
 
-    The chunks under the grid, and the windows of the dates with one more on each side (the
-    windows a date may blend in); the layout attributes follow the cut.
+    The chunks under the box of map coordinates ``x``, ``y`` (a grid's axes, or points), and
+    the windows of the dates with one more on each side (the windows a date may blend in); the
+    layout attributes follow the cut.
     """
     layout = ChunkLayout.from_embeddings(embeddings)
-    corners = np.array([grid.x.min(), grid.x.max()]), np.array([grid.y.min(), grid.y.max()])
+    corners = np.array([np.min(x), np.max(x)]), np.array([np.min(y), np.max(y)])
     row, col, _, _, _ = layout.locate(*corners)
     window, _ = layout.window_of(dates)
     if not len(dates):
@@ -178,7 +186,7 @@ def decode_region(
     model = _cached_model(_stamp(model_path))
     t, r, c = region
     sub = Grid(x=grid.x[c], y=grid.y[r], crs=grid.crs, resolution=grid.resolution)
-    embeddings = embeddings_under(_cached_cube(_stamp(embeddings_path)), sub, dates[t])
+    embeddings = embeddings_under(_cached_cube(_stamp(embeddings_path)), sub.x, sub.y, dates[t])
     values = decode_grid_arrays(
         model, embeddings, sub, dates[t],
         interval=interval, calibration=calibration, blend_days=blend_days,
@@ -186,6 +194,79 @@ def decode_region(
     )  # fmt: skip
     for name, value in values.items():
         write_region(Path(out), name, region, value)
+
+
+def evaluate_region(
+    *,
+    data_dir: str,
+    model_path: str,
+    embeddings_path: str,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    interval: float,
+    baseline,
+    calibration: LaiCalibration | None,
+    blend_days: float | None,
+) -> HeldOut:
+    """:func:`held_out_estimates` at pixels (``rows``, ``cols``) of the site at ``data_dir``.
+
+    Only the part of each store under those pixels is read.
+    """
+    model = _cached_model(_stamp(model_path))
+    site = _cached_site(_stamp(data_dir, Path(data_dir) / SITE_FILES["s2"]))
+    truth = None
+    if site.path("truth").exists():
+        truth = _cached_cube(_stamp(site.path("truth")))
+        truth = truth[[v for v in TRUTH_VARIABLES if v in truth]]
+    dates = pd.DatetimeIndex(site.s2.time.values).normalize()
+    x, y = site.s2.x.values[cols], site.s2.y.values[rows]
+    embeddings = embeddings_under(_cached_cube(_stamp(embeddings_path)), x, y, dates)
+    return held_out_estimates(
+        model, embeddings, site, truth, rows, cols,
+        interval=interval, baseline=baseline, calibration=calibration, blend_days=blend_days,
+    )  # fmt: skip
+
+
+def held_out_by_regions(
+    data_dir: Path,
+    model_path: Path,
+    embeddings_path: Path,
+    pixels: np.ndarray,
+    chunk_px: int,
+    *,
+    interval: float,
+    baseline=None,
+    calibration: LaiCalibration | None = None,
+    blend_days: float | None = None,
+    workers: int | None = None,
+    region: tuple[int, int] = EVALUATE_REGION,
+) -> HeldOut:
+    """:func:`held_out_estimates` at the ``pixels`` (y, x) of the site, as Ray tasks.
+
+    One task per block of ``region`` chunks (of ``chunk_px`` pixels) holding pixels; one block
+    runs here. The estimates are those of one process, bit for bit, in the pixels' row-major
+    order.
+    """
+    rows, cols = np.nonzero(pixels)
+    rows_px, cols_px = region[0] * chunk_px, region[1] * chunk_px
+    block = (rows // rows_px) * -(-pixels.shape[1] // cols_px) + cols // cols_px
+    order = np.argsort(block, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(block[order])) + 1)
+    paths = {
+        "data_dir": str(Path(data_dir).resolve()),
+        "model_path": str(Path(model_path).resolve()),
+        "embeddings_path": str(Path(embeddings_path).resolve()),
+    }
+    tasks = [
+        {**paths, "rows": rows[at], "cols": cols[at], "interval": interval, "baseline": baseline,
+         "calibration": calibration, "blend_days": blend_days}
+        for at in groups
+    ]  # fmt: skip
+    parallel = use_ray(len(tasks))
+    with ray_session(workers) if parallel else nullcontext():
+        parts = map_tasks(evaluate_region, tasks, workers=workers, in_process=not parallel)
+    record(evaluate_tasks=len(tasks), evaluate_ray=parallel)
+    return merge_pixels(parts, groups, len(rows))
 
 
 def decode_to_folder(

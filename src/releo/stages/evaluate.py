@@ -26,9 +26,9 @@ from releo.products.decode import LaiCalibration
 from releo.products.embed import load_autoencoder
 from releo.products.evaluate import (
     HEADLINE,
+    TRUTH_VARIABLES,
     field_metrics,
     field_time_series,
-    held_out_estimates,
     held_out_mask,
     load_baseline,
     product_metrics,
@@ -44,6 +44,7 @@ from releo.products.evaluate import (
     write_plots,
 )
 from releo.products.product_gates import check_embeddings, check_lai_product, check_site_surveys
+from releo.products.regions import EVALUATE_REGION, held_out_by_regions
 from releo.stage import stage
 from releo.stages.calibrate import CALIBRATION
 from releo.stages.decode import LAI_CUBE
@@ -60,11 +61,15 @@ def run_evaluate(
     root: Path = Path(),
     baseline: str | torch.nn.Module | None = "load",
     calibration: LaiCalibration | None = None,
+    *,
+    region: tuple[int, int] = EVALUATE_REGION,
 ) -> dict:
     """Stage ``evaluate``: write ``metrics/evaluate.json`` and the plot tables/figures.
 
     ``baseline``: "load" (:func:`load_baseline`), a per-pixel model, or None to skip it;
-    ``calibration``: the LAI calibration of the decoded product (None: as decoded).
+    ``calibration``: the LAI calibration of the decoded product (None: as decoded). The scored
+    pixels are estimated as Ray tasks over blocks of ``region`` chunks
+    (:func:`held_out_by_regions`).
     """
     started = time.perf_counter()
     root = Path(root)
@@ -79,7 +84,7 @@ def run_evaluate(
     truth = None
     if site.path("truth").exists():
         truth = open_cube(site.path("truth"), lazy=True)
-        truth = truth[[v for v in ("lai", "land_cover", "parcel_id") if v in truth]]
+        truth = truth[[v for v in TRUTH_VARIABLES if v in truth]]
     shape = (site.s2.sizes["y"], site.s2.sizes["x"])
     mask = held_out_mask(index, shape, cfg.splits)
     if not mask.any():
@@ -101,9 +106,10 @@ def run_evaluate(
     elif baseline is not None:
         source = "given"
     blend_days = params.products.decode.blend_days
-    est = held_out_estimates(
-        model, embeddings, site, truth, scored, interval=interval, baseline=baseline,
-        calibration=calibration, blend_days=blend_days,
+    est = held_out_by_regions(
+        root / params.data_dir, root / MODEL, root / EMBEDDINGS, scored,
+        int(index["size_px"].max()), interval=interval, baseline=baseline,
+        calibration=calibration, blend_days=blend_days, workers=cfg.workers, region=region,
     )  # fmt: skip
     metrics: dict = {
         "splits": list(cfg.splits),
