@@ -112,6 +112,34 @@ def test_split_selection_keeps_places_apart(site):
     assert np.allclose(a.angles[:, 0], s2["sun_zenith"].values[t])
 
 
+@pytest.mark.parametrize("max_samples", [None, 300])
+def test_clear_pixel_dates_by_blocks_of_dates_are_the_whole_cube_draw(
+    site, monkeypatch, max_samples
+):
+    """Read a few dates at a time from the lazily opened site, with the split's selection made
+    block by block, the pixel-dates (and a sample of them) are those of the whole cube at once:
+    a seeded choice among every clear pixel-date of the split."""
+    from functools import partial
+
+    from releo.data import spill
+
+    root, index = site
+    s2 = open_site(root).s2.load()
+    selection = split_mask(s2, index, "train")
+    usable = selection & (s2["mask"].values == 0)
+    usable &= np.isfinite(np.stack([s2[b].values for b in S2_BANDS], -1)).all(-1)
+    expected = np.flatnonzero(usable)
+    if max_samples is not None:
+        expected = np.sort(np.random.default_rng(3).choice(expected, max_samples, replace=False))
+    lazy = open_site(root, lazy=True).s2
+    monkeypatch.setattr(spill, "BLOCK_VALUES", 2 * 30 * 30 * 10)  # 2 dates per block
+    assert len(spill.date_blocks(lazy.sizes["time"], 30 * 30 * 10)) > 5
+    got = clear_pixel_dates(lazy, partial(split_mask, lazy, index, "train"), max_samples, seed=3)
+    np.testing.assert_array_equal(got.flat, expected)
+    t, rest = np.divmod(got.flat, 30 * 30)
+    np.testing.assert_array_equal(got.bands[:, 3], s2["B05"].values[t, *np.divmod(rest, 30)])
+
+
 def test_predict_save_and_load(site, baseline, tmp_path):
     model, _ = baseline
     s2 = open_site(site[0]).s2.load()

@@ -7,9 +7,11 @@ as the chunk model and is scored on the same held-out ones.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from releo.data.contracts import MASK_CLEAR, PLATFORM, REFERENCE_LAI, S2_ANGLES,
 from releo.data.errors import DataError
 from releo.data.io import open_cube
 from releo.data.site import open_site
+from releo.data.spill import date_blocks
 from releo.models.pixel import BaselineConfig, PixelInversion, predict_pixel_variables
 from releo.physics.srf import platform_code
 
@@ -50,40 +53,78 @@ def _read_index(index: pd.DataFrame | PathLike) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def split_mask(s2: xr.Dataset, index: pd.DataFrame, split: str) -> np.ndarray:
-    """Bool (time, y, x): the pixel-dates covered by the chunks of ``split`` in ``index``."""
+def split_mask(
+    s2: xr.Dataset, index: pd.DataFrame, split: str, dates: slice = slice(None)
+) -> np.ndarray:
+    """Bool (time, y, x): the pixel-dates covered by the chunks of ``split`` in ``index``.
+
+    Of the S2 ``dates`` only (a slice of the cube's times; default all).
+    """
     missing = [c for c in ("split", "y0", "x0", "size_px", "start", "end") if c not in index]
     if missing:
         raise DataError(f"chunk index: missing column(s) {missing}; rerun the chunk stage")
-    days = s2.time.values.astype("datetime64[D]")
-    out = np.zeros((s2.sizes["time"], s2.sizes["y"], s2.sizes["x"]), dtype=bool)
+    days = s2.time.values[dates].astype("datetime64[D]")
+    out = np.zeros((len(days), s2.sizes["y"], s2.sizes["x"]), dtype=bool)
     for row in index[index["split"] == split].itertuples(index=False):
         start, end = np.datetime64(row.start, "D"), np.datetime64(row.end, "D")
-        dates = np.flatnonzero((days >= start) & (days <= end))
+        at = np.flatnonzero((days >= start) & (days <= end))
         y0, x0, n = int(row.y0), int(row.x0), int(row.size_px)
-        out[dates, y0 : y0 + n, x0 : x0 + n] = True
+        out[at, y0 : y0 + n, x0 : x0 + n] = True
     return out
 
 
+Selection = np.ndarray | Callable[[slice], np.ndarray]
+"""Pixel-dates to consider: bool (time, y, x), or a function giving that array's rows for a
+slice of dates (a selection as large as the cube is never held)."""
+
+
+def _usable(s2: xr.Dataset, selection: Selection, dates: slice) -> tuple[np.ndarray, np.ndarray]:
+    """Bool (t, y, x): the clear, finite pixel-dates of ``selection`` among ``dates``.
+
+    With their bands (t, y, x, 10).
+    """
+    part = s2.isel(time=dates)
+    bands = np.stack([part[b].values for b in S2_BANDS], axis=-1).astype(np.float32, copy=False)
+    chosen = selection(dates) if callable(selection) else selection[dates]
+    usable = chosen & (part[S2_MASK].values == MASK_CLEAR) & np.isfinite(bands).all(-1)
+    return usable, bands
+
+
 def clear_pixel_dates(
-    s2: xr.Dataset, selection: np.ndarray, max_samples: int | None = None, seed: int = 0
+    s2: xr.Dataset, selection: Selection, max_samples: int | None = None, seed: int = 0
 ) -> PixelDates:
     """The clear pixel-dates (mask clear, every band finite) inside ``selection`` (time, y, x).
 
-    At most ``max_samples`` of them, drawn without replacement with ``seed``.
+    At most ``max_samples`` of them, drawn without replacement with ``seed``. The cube is read
+    by blocks of dates (twice when sampling: counting, then taking), so a lazily opened site
+    is never held whole; the sample is the one drawn from all of them at once.
     """
-    bands = np.stack([s2[b].values for b in S2_BANDS], axis=-1).astype(np.float32, copy=False)
-    usable = selection & (s2[S2_MASK].values == MASK_CLEAR) & np.isfinite(bands).all(-1)
-    flat = np.flatnonzero(usable)
-    if max_samples is not None and flat.size > max_samples:
-        flat = np.sort(np.random.default_rng(seed).choice(flat, max_samples, replace=False))
-    t = flat // (s2.sizes["y"] * s2.sizes["x"])
+    plane = s2.sizes["y"] * s2.sizes["x"]
+    blocks = date_blocks(s2.sizes["time"], plane * len(S2_BANDS))
+    picks = None
+    if max_samples is not None:
+        counts = [int(_usable(s2, selection, dates)[0].sum()) for dates in blocks]
+        if sum(counts) > max_samples:
+            # choice over positions = choice over the sorted indices themselves (same draws)
+            picks = np.sort(np.random.default_rng(seed).choice(sum(counts), max_samples, False))
+    flats = [np.zeros(0, np.int64)]
+    bands = [np.zeros((0, len(S2_BANDS)), np.float32)]
+    seen = 0
+    for dates in blocks:
+        usable, values = _usable(s2, selection, dates)
+        local = np.flatnonzero(usable)
+        if picks is not None:
+            start, seen = seen, seen + len(local)
+            lo, hi = np.searchsorted(picks, [start, seen])
+            local = local[picks[lo:hi] - start]
+        flats.append(dates.start * plane + local)
+        bands.append(values.reshape(-1, len(S2_BANDS))[local])
+    flat = np.concatenate(flats).astype(np.int64)
+    t = flat // plane
     angles = np.stack([s2[a].values for a in S2_ANGLES], axis=-1).astype(np.float32)
     platforms = s2[PLATFORM].values if PLATFORM in s2.coords else ["S2A"] * s2.sizes["time"]
     codes = np.array([platform_code(str(p)) for p in platforms], dtype=np.int64)
-    return PixelDates(
-        flat=flat, bands=bands.reshape(-1, 10)[flat], angles=angles[t], platform=codes[t]
-    )
+    return PixelDates(flat=flat, bands=np.concatenate(bands), angles=angles[t], platform=codes[t])
 
 
 def train_pixel_inversion(
@@ -102,9 +143,11 @@ def train_pixel_inversion(
     """
     cfg = cfg or BaselineConfig()
     seed = cfg.seed if seed is None else seed
-    site = open_site(Path(data_dir))
-    s2 = site.s2.load()
-    sample = clear_pixel_dates(s2, split_mask(s2, _read_index(index), "train"), cfg.samples, seed)
+    site = open_site(Path(data_dir), lazy=True)
+    s2, chunks = site.s2, _read_index(index)
+    sample = clear_pixel_dates(
+        s2, functools.partial(split_mask, s2, chunks, "train"), cfg.samples, seed
+    )
     if not len(sample):
         raise DataError(f"{site.root}: no clear S2 pixel-date in the train split")
     bands, angles = torch.from_numpy(sample.bands), torch.from_numpy(sample.angles)
@@ -158,14 +201,26 @@ def predict_cube_lai(model: PixelInversion, s2: xr.Dataset) -> xr.Dataset:
     return xr.Dataset(out, coords=coords)
 
 
-def _at_s2_dates(cube: xr.DataArray, s2: xr.Dataset) -> np.ndarray:
-    """Values (time, y, x) of a daily or per-acquisition cube at the S2 dates (NaN if absent)."""
+def _at_s2_dates(cube: xr.DataArray, s2: xr.Dataset, flat: np.ndarray) -> np.ndarray:
+    """Values of a daily or per-acquisition cube at S2 pixel-dates ``flat``; NaN if absent.
+
+    ``flat``: sorted indices into (time, y, x). Read by blocks of dates: of a lazily opened
+    cube, never all of it.
+    """
     days = s2.time.values.astype("datetime64[D]").astype("datetime64[ns]")
     cube = cube.assign_coords(
         time=cube.time.values.astype("datetime64[D]").astype("datetime64[ns]")
     )
-    cube = cube.reindex(time=days).reindex(x=s2.x, y=s2.y, method="nearest", tolerance=1.0)
-    return cube.values
+    plane = s2.sizes["y"] * s2.sizes["x"]
+    out = np.full(len(flat), np.nan, np.float32)
+    for dates in date_blocks(len(days), plane):
+        lo, hi = np.searchsorted(flat, [dates.start * plane, dates.stop * plane])
+        if hi > lo:
+            part = cube.reindex(time=days[dates]).reindex(
+                x=s2.x, y=s2.y, method="nearest", tolerance=1.0
+            )
+            out[lo:hi] = part.values.reshape(-1)[flat[lo:hi] - dates.start * plane]
+    return out
 
 
 def _errors(pred: np.ndarray, truth: np.ndarray, prefix: str) -> dict[str, float]:
@@ -200,15 +255,15 @@ def evaluate_pixel_inversion(
     ``snap_lai_rmse_truth`` (and bias, R²) where the SNAP product has a value. The site
     needs ``truth/truth.zarr``; without a reference product the SNAP keys are NaN.
     """
-    site = open_site(Path(data_dir))
+    site = open_site(Path(data_dir), lazy=True)
     if not site.path("truth").exists():
         raise DataError(f"{site.path('truth')}: missing; the baseline is scored against truth")
-    s2 = site.s2.load()
-    selection = split_mask(s2, _read_index(index), split)
+    s2 = site.s2
+    selection = functools.partial(split_mask, s2, _read_index(index), split)
     pixels = clear_pixel_dates(s2, selection, max_samples, seed)
     if not len(pixels):
         raise DataError(f"{site.root}: no clear S2 pixel-date in the {split} split")
-    truth = _at_s2_dates(open_cube(site.path("truth"))["lai"], s2).reshape(-1)[pixels.flat]
+    truth = _at_s2_dates(open_cube(site.path("truth"), lazy=True)["lai"], s2, pixels.flat)
     model.eval()
     lai = np.empty(len(pixels), np.float32)
     inside = np.empty(len(pixels), bool)
@@ -223,7 +278,7 @@ def evaluate_pixel_inversion(
     out["lai_coverage90_truth"] = float(inside[np.isfinite(truth)].mean())
     snap = np.full_like(truth, np.nan)
     if site.reference is not None:
-        snap = _at_s2_dates(site.reference[REFERENCE_LAI], s2).reshape(-1)[pixels.flat]
+        snap = _at_s2_dates(site.reference[REFERENCE_LAI], s2, pixels.flat)
     seen = np.isfinite(snap) & np.isfinite(truth)
     out["n_snap"] = int(seen.sum())
     at_snap = _errors(np.where(seen, lai, np.nan), truth, "lai")
