@@ -57,6 +57,9 @@ class BaselineConfig(BaseModel):
     fused_prosail: bool = Field(
         False, description="torch.compile-d PROSAIL (compiles for 20-40 s on first use)"
     )
+    score_samples: int | None = Field(
+        1_000_000, ge=1, description="val pixel-dates scored at most (above: a seeded sample)"
+    )
     seed: int = Field(0, ge=0, description="seed of the sampling, initialisation and batches")
 
 

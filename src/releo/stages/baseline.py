@@ -36,7 +36,10 @@ def main() -> None:
             "site_has_truth": has_truth,
         }
         if has_truth:  # scored here where truth exists; stage evaluate scores it on any site
-            scores |= evaluate_pixel_inversion(model, params.data_dir, INDEX, split="val")
+            scores |= evaluate_pixel_inversion(
+                model, params.data_dir, INDEX, split="val",
+                max_samples=params.baseline.score_samples, seed=params.baseline.seed,
+            )  # fmt: skip
             print(f"per-pixel inversion: val LAI RMSE {scores['lai_rmse_truth']:.3f}")
         else:
             print("per-pixel inversion: no simulator truth to score it on (see stage evaluate)")
