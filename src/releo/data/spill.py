@@ -6,11 +6,15 @@ they are numpy arrays. In a scratch folder (:func:`scratch_folder`) each is a ra
 is written as it comes, and :meth:`Scratch.data` hands the whole array to xarray as a dask array
 read back in blocks, so that :func:`releo.data.io.write_cube` stores it shard by shard and no
 process ever holds a large site whole. Readers of a cube's dates take them by
-:func:`date_blocks` (the gates, discover).
+:func:`date_blocks` (the gates, discover); loops over many blocks give their freed memory
+back with :func:`trim_heap`.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
 import os
 import shutil
@@ -23,7 +27,15 @@ from typing import Literal
 import dask.array as da
 import numpy as np
 
-__all__ = ["Data", "Scratch", "SpillArray", "date_blocks", "row_blocks", "scratch_folder"]
+__all__ = [
+    "Data",
+    "Scratch",
+    "SpillArray",
+    "date_blocks",
+    "row_blocks",
+    "scratch_folder",
+    "trim_heap",
+]
 
 Data = np.ndarray | da.Array
 """An xarray variable's data as :meth:`Scratch.data` gives it."""
@@ -39,6 +51,23 @@ def date_blocks(n_dates: int, pixels: int) -> list[slice]:
     """Slices of ``n_dates`` dates of images of ``pixels``, ≤ :data:`BLOCK_VALUES` (≥ 1 date)."""
     step = max(1, BLOCK_VALUES // max(pixels, 1))
     return [slice(start, min(start + step, n_dates)) for start in range(0, n_dates, step)]
+
+
+@functools.cache
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+
+
+def trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere a no-op).
+
+    Freed tensors and arrays of a long loop otherwise stay in a fragmented heap, and a process
+    grows with the blocks it has done, not with the one in hand.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def row_blocks(shape: tuple[int, int]) -> list[slice]:
