@@ -21,6 +21,7 @@ from releo.data.contracts import MASK_CLEAR, S1_INCIDENCE, S2_MASK
 from releo.data.errors import DataError
 from releo.data.io import open_cube, write_cube, write_table
 from releo.data.meteo import check_meteo, read_meteo
+from releo.data.reference import snap_reference
 from releo.data.site import open_site, validate_site
 
 SITES = sorted(REAL_SERIES.glob("worldcereal_*"))
@@ -64,6 +65,9 @@ def test_a_real_site_builds_and_passes_every_gate(built):
     assert float(site.s1[S1_INCIDENCE].max()) == float(site.s1[S1_INCIDENCE].min()) == 39.0
     snap = site.reference["lai"].values
     assert np.isfinite(snap[clear]).mean() > 0.95 and np.nanmax(snap) > 3.0
+    # computed date by date into scratch files: SNAP of the site's S2 in memory
+    np.testing.assert_array_equal(snap, snap_reference(site.s2.load())["lai"].values)
+    assert not list(built.glob(".releo-scratch-*"))  # the scratch files are gone
     assert len(site.meteo) >= 150
     results = validate_site(site, context_root=built.parent / "gx")
     assert set(results) >= {"s2", "s1", "reference", "meteo"}

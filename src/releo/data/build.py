@@ -40,6 +40,7 @@ from releo.data.sources.s1 import read_s1_files
 from releo.data.sources.safe import read_safe
 from releo.data.sources.stac import read_stac_s1, read_stac_s2
 from releo.data.sources.theia import read_theia
+from releo.data.spill import scratch_folder
 
 PathLike = str | os.PathLike[str]
 
@@ -94,10 +95,6 @@ def build_site(
 
     # the readers say where the angle came from; a stated one unused by the product is not kept
     user_incidence = str(s1_cube.attrs.get("incidence_angle_source", "")).startswith("user")
-    progress("computing the SNAP LAI reference")
-    # read once: SNAP and the writer would each pull the (lazy) sources again
-    s2_cube = s2_cube.load()
-    reference = snap_reference(s2_cube)
     survey_table = read_field_survey(surveys, target_crs=site_crs) if surveys else None
     meteo_table = read_meteo(meteo) if meteo else None
 
@@ -125,9 +122,15 @@ def build_site(
     target = Path(out)
     with atomic_dir(target) as tmp:
         progress(f"writing {target}")
+        # The (lazy) sources are read shard by shard as the cubes are written, then again date
+        # by date for SNAP, into scratch files: no step holds the site whole. (The stored cube's
+        # inner chunks hold every date of a window: read date by date, each would be decoded
+        # once per date.)
         write_cube(s2_cube, tmp / SITE_FILES["s2"])
         write_cube(s1_cube, tmp / SITE_FILES["s1"])
-        write_cube(reference, tmp / SITE_FILES["reference"])
+        progress("computing the SNAP LAI reference")
+        with scratch_folder(tmp / SITE_FILES["reference"]) as scratch:
+            write_cube(snap_reference(s2_cube, scratch=scratch), tmp / SITE_FILES["reference"])
         if survey_table is not None:
             write_table(survey_table, tmp / SITE_FILES["surveys"])
         if meteo_table is not None:
@@ -135,7 +138,7 @@ def build_site(
             write_table(dated, tmp / SITE_FILES["meteo"])
         write_json(record.model_dump(mode="json"), tmp / SITE_FILES["metadata"])
         progress("running the quality gates")
-        validate_site(open_site(tmp), context_root=context_root)
+        validate_site(open_site(tmp, lazy=True), context_root=context_root)
     return record
 
 
