@@ -200,7 +200,7 @@ def test_evaluate_on_two_workers_scores_as_one_process(project):
     from dataclasses import fields
 
     from releo.models.pixel import BaselineConfig, PixelInversion
-    from releo.products.evaluate import TRUTH_VARIABLES, held_out_estimates
+    from releo.products.evaluate import held_out_estimates, scored_truth
     from releo.stages.evaluate import run_evaluate
 
     if not (project / EMBEDDINGS).exists():
@@ -216,8 +216,7 @@ def test_evaluate_on_two_workers_scores_as_one_process(project):
         workers=2, region=(1, 1),
     )  # fmt: skip
     site = open_site(project / "data")
-    truth = open_cube(site.path("truth"))
-    truth = truth[[v for v in TRUTH_VARIABLES if v in truth]]
+    truth = scored_truth(open_cube(site.path("truth")))
     model, _ = load_autoencoder(project / MODEL)
     alone = held_out_estimates(
         model, open_cube(project / EMBEDDINGS), site, truth, *np.nonzero(pixels),

@@ -42,6 +42,7 @@ from releo.products.scores import grouped_scores, parcel_split, scores
 
 TRUTH_VARIABLES = ("lai", "land_cover", "parcel_id")
 """The simulator truth's variables that the scores read."""
+
 SURVEY_CLASSES = ("winter_wheat", "maize", "sunflower", "grassland", "broadleaf_forest")
 # Headline scores per reference, written as null when the site lacks that reference.
 HEADLINE = {
@@ -69,6 +70,11 @@ class HeldOut:
     baseline_high: np.ndarray | None
     land_cover: np.ndarray | None  # (P,)
     parcel: np.ndarray | None = None  # (P,) the simulator's parcel id of each pixel
+
+
+def scored_truth(truth: xr.Dataset) -> xr.Dataset:
+    """The :data:`TRUTH_VARIABLES` of a truth cube (those it has)."""
+    return truth[[v for v in TRUTH_VARIABLES if v in truth]]
 
 
 def held_out_mask(index: pd.DataFrame, shape: tuple[int, int], splits: Sequence[str]) -> np.ndarray:

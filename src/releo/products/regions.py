@@ -39,7 +39,7 @@ from releo.products import plots
 from releo.products.config import DecodeConfig
 from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_grid_arrays, lai_cube
 from releo.products.embed import encode_chunks, load_autoencoder
-from releo.products.evaluate import TRUTH_VARIABLES, HeldOut, held_out_estimates, merge_pixels
+from releo.products.evaluate import HeldOut, held_out_estimates, merge_pixels, scored_truth
 from releo.products.export import write_geotiffs
 from releo.products.grid import ChunkLayout, Grid, query_dates
 from releo.timings import record
@@ -218,8 +218,7 @@ def evaluate_region(
     site = _cached_site(_stamp(data_dir, Path(data_dir) / SITE_FILES["s2"]))
     truth = None
     if site.path("truth").exists():
-        truth = _cached_cube(_stamp(site.path("truth")))
-        truth = truth[[v for v in TRUTH_VARIABLES if v in truth]]
+        truth = scored_truth(_cached_cube(_stamp(site.path("truth"))))
     dates = pd.DatetimeIndex(site.s2.time.values).normalize()
     x, y = site.s2.x.values[cols], site.s2.y.values[rows]
     embeddings = embeddings_under(_cached_cube(_stamp(embeddings_path)), x, y, dates)

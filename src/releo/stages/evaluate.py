@@ -26,7 +26,6 @@ from releo.products.decode import LaiCalibration
 from releo.products.embed import load_autoencoder
 from releo.products.evaluate import (
     HEADLINE,
-    TRUTH_VARIABLES,
     field_metrics,
     field_time_series,
     held_out_mask,
@@ -35,6 +34,7 @@ from releo.products.evaluate import (
     sample_fields,
     scatter_table,
     scored_pixels,
+    scored_truth,
     seam_metrics,
     snap_metrics,
     split_metrics,
@@ -84,7 +84,7 @@ def run_evaluate(
     truth = None
     if site.path("truth").exists():
         truth = open_cube(site.path("truth"), lazy=True)
-        truth = truth[[v for v in TRUTH_VARIABLES if v in truth]]
+        truth = scored_truth(truth)
     shape = (site.s2.sizes["y"], site.s2.sizes["x"])
     mask = held_out_mask(index, shape, cfg.splits)
     if not mask.any():
