@@ -14,11 +14,13 @@ from releo.models.decoder import LatentDecoder
 from releo.models.distributions import VARIABLE_RANGES, VARIABLES, BoundedNormal, prior_logit
 from releo.models.encoder import ChunkEncoder, fitted
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
+from releo.models.hybrid import HybridInversion, fit_hybrid
 from releo.models.slots import pixel_xy
 from releo.models.synthetic import synthetic_chunks
 
 LOSS_TERMS: tuple[str, ...] = (
     *("s2", "s1", "prior", "temporal", "residual", "disentangle", "synthetic", "distil"),
+    "hybrid",
 )
 S2_RESIDUAL_UNIT, S1_RESIDUAL_UNIT = 0.01, 1.0  # reflectance, dB: scales of the penalty
 
@@ -95,6 +97,12 @@ class PhysicsAutoencoder(nn.Module):
         self.decoder = LatentDecoder(cfg)
         self.s2_log_sigma = nn.Parameter(torch.full((10,), math.log(0.02)))
         self.s1_log_sigma = nn.Parameter(torch.full((2,), math.log(2.0)))
+        # The hybrid term's teacher: fitted to simulations on the first loss that needs it,
+        # never trained by the loss; saved with the model so a resumed run does not refit it.
+        self.hybrid: HybridInversion | None = None
+        if cfg.hybrid_prior is not None:
+            self.hybrid = HybridInversion().requires_grad_(False)
+            self.register_buffer("hybrid_fitted", torch.zeros((), dtype=torch.bool))
 
     # -- encoding / decoding -------------------------------------------------------------------
     def encode_with_detail(self, batch: dict) -> tuple[torch.Tensor, dict | None]:
@@ -163,13 +171,32 @@ class PhysicsAutoencoder(nn.Module):
         medians = normalised({k: d.median[sel] for k, d in dists.items()}).detach()
         return nll.sum(-1).mean(), magnitude, correlation_penalty(residual, medians)
 
-    def _s2_term(self, batch, z, space, idx) -> tuple[torch.Tensor, ...]:
+    def _teacher(self) -> HybridInversion:
+        """The fitted hybrid inversion (fitted here, seeded, the first time)."""
+        if self.hybrid is None:
+            raise ValueError("the hybrid term needs model.hybrid_prior (it is null)")
+        if not bool(self.hybrid_fitted):
+            cfg = self.cfg
+            fitted_net = fit_hybrid(
+                cfg.hybrid_samples, cfg.hybrid_steps, prior=cfg.hybrid_prior,
+                residual_scale=cfg.synthetic_residual, residual_degree=cfg.s2_residual_degree,
+            )  # fmt: skip
+            self.hybrid.load_state_dict(fitted_net.state_dict())
+            self.hybrid_fitted.fill_(True)
+        return self.hybrid.eval()
+
+    def _s2_term(self, batch, z, space, idx, hybrid: bool) -> tuple[torch.Tensor, ...]:
+        """S2 NLL, residual magnitude and dependence, and the hybrid term (0 unless ``hybrid``).
+
+        The hybrid term: KL from the teacher's LAI at each clear observed spectrum to the
+        decoded LAI there, so the decoder's spread holds the teacher's own ambiguity and its miss.
+        """
         b, q = idx.shape
         n_t = batch["s2"].shape[1]
         queries = self._observed_queries(batch, space, idx, "s2", fitted(batch, "s2"))
         if queries is None:
             zero = z.sum() * 0
-            return zero, zero, zero
+            return zero, zero, zero, zero
         sel, t, space_t, dists = queries
         values = {k: d.rsample()[sel] for k, d in dists.items()}
         angles = batch["s2_angles"][:, None].expand(b, q, n_t, 3).reshape(b, q * n_t, 3)
@@ -180,7 +207,15 @@ class PhysicsAutoencoder(nn.Module):
         obs = gather_pixels(batch["s2"], idx).reshape(b, q * n_t, 10)[sel]
         noise = s2_noise_sigma(pred.detach())
         var = noise**2 + torch.exp(2 * self.s2_log_sigma)
-        return self._fit_terms(obs, pred, var, residual, S2_RESIDUAL_UNIT, dists, sel)
+        teach = z.sum() * 0
+        if hybrid:
+            with torch.no_grad():
+                teacher = self._teacher()(obs.float(), angles[sel].float())
+            lai = dists["lai"]
+            decoded = BoundedNormal(lai.loc[sel], lai.scale[sel], lai.low, lai.high)
+            teach = decoded.kl_from(teacher).mean()
+        fit = self._fit_terms(obs, pred, var, residual, S2_RESIDUAL_UNIT, dists, sel)
+        return (*fit, teach)
 
     def _s1_term(self, batch, z, space, idx) -> tuple[torch.Tensor, ...]:
         b, q = idx.shape
@@ -278,7 +313,8 @@ class PhysicsAutoencoder(nn.Module):
         idx, x, y = self._sample_pixels(b, h, w, z.device)
         x, y = x.to(z.dtype), y.to(z.dtype)
         space = self.decoder.space_features(z, x, y, detail)
-        s2_nll, s2_res, s2_dep = self._s2_term(batch, z, space, idx)
+        teach = weights.hybrid > 0 and self.hybrid is not None
+        s2_nll, s2_res, s2_dep, hybrid = self._s2_term(batch, z, space, idx, teach)
         s1_nll, s1_res, s1_dep = self._s1_term(batch, z, space, idx)
         kl, temporal = self._prior_and_temporal(batch, space)
         terms = {
@@ -292,6 +328,7 @@ class PhysicsAutoencoder(nn.Module):
             "distil": self._distil_term(batch, z, x, y, space, detail)
             if weights.distil > 0
             else z.sum() * 0,
+            "hybrid": hybrid,
         }
         terms["total"] = sum(getattr(weights, k) * v for k, v in terms.items())
         return terms

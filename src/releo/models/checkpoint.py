@@ -12,9 +12,10 @@ from releo.data.io import atomic_file
 from releo.models.autoencoder import PhysicsAutoencoder, build_model
 from releo.models.config import ModelConfig
 
-SAVED_BEFORE_OPTIONS = {"slot_power": True, "context_days": 0}
+SAVED_BEFORE_OPTIONS = {"slot_power": True, "context_days": 0, "hybrid_prior": None}
 """What a saved config that lacks an option meant (configs are saved whole, so a missing option
-predates it): the slots of earlier models carried a power, and their encoder read no context."""
+predates it): the slots of earlier models carried a power, their encoder read no context, and
+they had no hybrid teacher."""
 
 
 def save_torch(payload: dict, path: str | os.PathLike[str]) -> Path:

@@ -106,6 +106,17 @@ class ModelConfig(BaseModel):
         description="distribution of the synthetic chunks' variables: the model's prior, or the "
         "SNAP processor's training database (ATBD truncated normals, co-distributed with LAI)",
     )
+    hybrid_prior: Literal["model", "snap"] | None = Field(
+        "model",
+        description="distribution of the simulations the per-pixel hybrid inversion (the "
+        "hybrid term's teacher) learns from, as synthetic_prior; null: no teacher",
+    )
+    hybrid_samples: int = Field(
+        200_000, ge=1000, description="simulated spectra the hybrid inversion is fitted to"
+    )
+    hybrid_steps: int = Field(
+        4000, ge=1, description="optimiser steps fitting the hybrid inversion"
+    )
     fused_prosail: bool = Field(
         True,
         description="torch.compile-d PROSAIL: ~20x faster, ~1-2 min compilation on first use",
@@ -156,4 +167,10 @@ class LossWeights(BaseModel):
         ge=0,
         description="KL from the detail path's LAI distribution to the LAI decoded from the "
         "embedding alone",
+    )
+    hybrid: float = Field(
+        1.0,
+        ge=0,
+        description="KL from the per-pixel hybrid inversion's LAI to the decoded LAI at the "
+        "clear S2 pixel-dates",
     )
