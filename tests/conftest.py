@@ -88,7 +88,11 @@ def make_tiny_project(
     )
     params["train"].update(epochs=1, max_batches_per_epoch=2, eval_max_batches=2)
     # Compiling PROSAIL pays off over hundreds of steps, not over the two steps here.
-    params["model"] = {**(params.get("model") or {}), "fused_prosail": False}
+    # Likewise a rough hybrid teacher (seconds) for the few steps that use it.
+    params["model"] = {
+        **(params.get("model") or {}), "fused_prosail": False, "hybrid_samples": 2000,
+        "hybrid_steps": 50,
+    }  # fmt: skip
     if isinstance(params.get("baseline"), dict):  # the per-pixel inversion (stage baseline)
         params["baseline"].update(steps=20)
     (root / "params.yaml").write_text(yaml.safe_dump(params))

@@ -210,6 +210,8 @@ SMALL_MODEL = ModelConfig(
     hidden_width=16,
     context_days=10,  # the encoder reads the neighbouring windows; decoded at the window's dates
     fused_prosail=False,
+    hybrid_samples=2000,
+    hybrid_steps=50,
 )
 
 

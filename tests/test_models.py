@@ -14,6 +14,7 @@ from releo.data.chunks import collate_chunks, window_only
 from releo.models import VARIABLE_RANGES, BoundedNormal, LossWeights, ModelConfig, build_model
 from releo.models.decoder import LOGIT_BOUND, spectral_basis
 from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
+from releo.models.hybrid import fit_hybrid, simulated_spectra
 from releo.models.synthetic import snap_training_draws, synthetic_chunks
 from releo.physics import PARAMETER_RANGES
 from releo.train.loop import (
@@ -37,6 +38,8 @@ TINY = ModelConfig(
     hidden_width=32,
     query_pixels=8,
     fused_prosail=False,  # the compiled kernel takes ~1 min to build: not for unit tests
+    hybrid_samples=2000,  # the hybrid teacher: a quick rough fit (the pipeline: 200,000)
+    hybrid_steps=50,
 )
 REQUIRED = ("lai", "cab", "cw", "cm", "lidfa", "psoil", "rsoil", "soil_moisture")
 
@@ -536,18 +539,58 @@ def test_cells_are_fitted_once_per_chunk_content(monkeypatch):
     assert len(calls) == 2
 
 
+def test_the_hybrid_inversion_learns_lai_from_simulated_spectra():
+    """Fitted to PROSAIL simulations alone, the per-pixel teacher retrieves the LAI of fresh
+    simulations (other draws, with the smooth residual spectra and noise) far better than
+    their mean does; a seed gives the same network."""
+    net = fit_hybrid(samples=20000, steps=600, seed=0)
+    rho, angles, lai = simulated_spectra(5000, torch.Generator().manual_seed(7))
+    estimate = net(rho, angles).mean
+    rmse = float((estimate - lai).pow(2).mean().sqrt())
+    assert rmse < 0.7 * float(lai.std()), (rmse, float(lai.std()))  # measured 0.57
+    assert float(torch.corrcoef(torch.stack([estimate, lai]))[0, 1]) > 0.75  # measured 0.83
+    first, again = (fit_hybrid(samples=2000, steps=5, seed=3).state_dict() for _ in range(2))
+    assert all(torch.equal(v, again[k]) for k, v in first.items())
+
+
+def test_hybrid_term_teaches_the_decoded_lai_from_a_fixed_teacher(batch):
+    """The hybrid term alone lowers itself; the teacher is fitted once (on the first loss),
+    takes no gradient and is saved with the model; without ``hybrid_prior`` there is none."""
+    m = model()
+    only = LossWeights(**{k: float(k == "hybrid") for k in LossWeights.model_fields})
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    losses, teacher = [], None
+    for step in range(20):
+        torch.manual_seed(step % 2)
+        opt.zero_grad()
+        loss = m.loss(batch, only)["total"]
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if teacher is None:
+            teacher = {k: v.clone() for k, v in m.hybrid.state_dict().items()}
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert all(torch.equal(v, m.hybrid.state_dict()[k]) for k, v in teacher.items())
+    assert all(p.grad is None for p in m.hybrid.parameters())
+    assert bool(m.state_dict()["hybrid_fitted"])
+    plain = build_model(TINY.model_copy(update={"hybrid_prior": None}))
+    assert plain.hybrid is None and not any(k.startswith("hybrid") for k in plain.state_dict())
+    assert float(plain.loss(batch, only)["hybrid"]) == 0.0
+
+
 def test_a_model_saved_before_voronoi_slots_loads_with_power_cells(tmp_path):
     """Saved configs are whole: one without ``slot_power`` predates it, and its slots carry a
     power (3 numbers of geometry), so it loads as it was trained."""
     from releo.models.checkpoint import load_autoencoder, save_autoencoder
 
-    config = TINY.model_copy(update={"slot_power": True}).model_dump()
+    config = TINY.model_copy(update={"slot_power": True, "hybrid_prior": None}).model_dump()
     model = build_model(ModelConfig(**config))
-    del config["slot_power"]
+    del config["slot_power"], config["hybrid_prior"]
     save_autoencoder(model, config, {}, tmp_path / "old.pt")
     loaded, _ = load_autoencoder(tmp_path / "old.pt")
     assert loaded.cfg.slot_power
     assert loaded.cfg.slot_code_dim == 4 * (3 + 2)
+    assert loaded.cfg.hybrid_prior is None  # saved before the hybrid teacher
 
 
 def _unexplained(basis: torch.Tensor, spectrum: torch.Tensor) -> float:

@@ -55,7 +55,7 @@ FAST = BaselineConfig(hidden_width=64, steps=150, batch_size=256, samples=5000, 
 TINY = ModelConfig(
     embedding_dim=32, residual_dim=4, pixel_width=16, attention_heads=2, conv_width=8,
     latent_grid=2, field_slots=4, slot_features=2, detail_channels=8, hidden_width=32,
-    query_pixels=8, fused_prosail=False,
+    query_pixels=8, fused_prosail=False, hybrid_samples=2000, hybrid_steps=50,
 )  # fmt: skip
 # How a user's table may name things: canonical name -> the table's column.
 RENAMED = {

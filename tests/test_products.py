@@ -50,7 +50,7 @@ from releo.tracking.config import TrackingConfig
 TINY = ModelConfig(
     embedding_dim=32, residual_dim=4, pixel_width=8, attention_heads=2, conv_width=8,
     latent_grid=2, field_slots=4, slot_features=2, detail_channels=4, hidden_width=32,
-    query_pixels=8, context_days=10, fused_prosail=False,
+    query_pixels=8, context_days=10, fused_prosail=False, hybrid_samples=2000, hybrid_steps=50,
 )  # fmt: skip
 SITE = SimulationConfig(
     width_m=200, height_m=200, start_date=date(2025, 5, 1), end_date=date(2025, 6, 19),

@@ -40,7 +40,7 @@ TRUTH_METRICS = (
 SMALL = ModelConfig(  # as tests/test_models.py's: detail channels give the embedding-only path
     embedding_dim=32, residual_dim=4, pixel_width=8, attention_heads=2, conv_width=8,
     latent_grid=2, field_slots=4, slot_features=2, detail_channels=4, hidden_width=32,
-    query_pixels=8, fused_prosail=False,
+    query_pixels=8, fused_prosail=False, hybrid_samples=2000, hybrid_steps=50,
 )  # fmt: skip
 
 

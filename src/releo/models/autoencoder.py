@@ -175,14 +175,14 @@ class PhysicsAutoencoder(nn.Module):
         """The fitted hybrid inversion (fitted here, seeded, the first time)."""
         if self.hybrid is None:
             raise ValueError("the hybrid term needs model.hybrid_prior (it is null)")
-        if not bool(self.hybrid_fitted):
+        if not bool(self.get_buffer("hybrid_fitted")):
             cfg = self.cfg
             fitted_net = fit_hybrid(
                 cfg.hybrid_samples, cfg.hybrid_steps, prior=cfg.hybrid_prior,
                 residual_scale=cfg.synthetic_residual, residual_degree=cfg.s2_residual_degree,
             )  # fmt: skip
             self.hybrid.load_state_dict(fitted_net.state_dict())
-            self.hybrid_fitted.fill_(True)
+            self.get_buffer("hybrid_fitted").fill_(True)
         return self.hybrid.eval()
 
     def _s2_term(self, batch, z, space, idx, hybrid: bool) -> tuple[torch.Tensor, ...]:

@@ -38,6 +38,13 @@ def save_autoencoder(model: torch.nn.Module, config: dict, weights: dict, path: 
     return save_torch({"model": model.state_dict(), "config": config, "weights": weights}, path)
 
 
+def model_from_payload(payload: dict) -> PhysicsAutoencoder:
+    """The model a saved payload holds (train mode), whatever options its config predates."""
+    model = build_model(ModelConfig(**{**SAVED_BEFORE_OPTIONS, **payload["config"]}))
+    model.load_state_dict(payload["model"])
+    return model
+
+
 def load_autoencoder(path: str | Path) -> tuple[PhysicsAutoencoder, dict]:
     """The trained model of ``path`` (eval mode) and its saved payload.
 
@@ -49,8 +56,7 @@ def load_autoencoder(path: str | Path) -> tuple[PhysicsAutoencoder, dict]:
         raise DataError(f"{path}: trained model not found; run the train stage first")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(ModelConfig(**{**SAVED_BEFORE_OPTIONS, **payload["config"]}))
-        model.load_state_dict(payload["model"])
+        model = model_from_payload(payload)
     except Exception as err:  # zip/pickle/pydantic/state-dict errors of a foreign file
         raise DataError(f"{path}: cannot load the model: {type(err).__name__}: {err}") from err
     return model.eval(), payload

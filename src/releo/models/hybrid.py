@@ -94,7 +94,9 @@ def fit_hybrid(
 def _fit(samples, steps, batch_size, lr, seed, simulation) -> HybridInversion:
     gen = torch.Generator().manual_seed(seed)
     rho, angles, lai = simulated_spectra(samples, gen, **simulation)
-    net = HybridInversion()
+    with torch.random.fork_rng(devices=[]):  # its own seed, the caller's random stream untouched
+        torch.manual_seed(seed)
+        net = HybridInversion()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     for _ in range(steps):

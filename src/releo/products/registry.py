@@ -26,7 +26,7 @@ import xarray as xr
 from mlflow.pyfunc import PythonModel
 
 from releo.data.errors import DataError
-from releo.models import ModelConfig, build_model
+from releo.models.checkpoint import model_from_payload
 from releo.products.decode import (
     LAI_VARIABLES,
     LaiCalibration,
@@ -49,9 +49,7 @@ class LaiDecoderModel(PythonModel):
     def load_context(self, context) -> None:
         """Load the decoder weights and its calibration."""
         payload = torch.load(context.artifacts["model"], map_location="cpu", weights_only=True)
-        self.model = build_model(ModelConfig(**payload["config"]))
-        self.model.load_state_dict(payload["model"])
-        self.model.eval()
+        self.model = model_from_payload(payload).eval()
         config = context.model_config or {}
         self.interval = float(config.get("interval", 0.9))
         self.calibration = LaiCalibration(
