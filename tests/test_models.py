@@ -263,6 +263,8 @@ def test_temporal_context_informs_the_embedding_and_only_the_window_is_fitted(si
             assert torch.equal(term(spoiled(outside=True), z, space, idx)[0], fitted[0])
             torch.manual_seed(0)
             assert not torch.equal(term(spoiled(outside=False), z, space, idx)[0], fitted[0])
+        teach = [m._s2_term(b, z, space, idx, hybrid=True)[3] for b in (batch, spoiled(True))]
+        assert float(teach[0]) > 0 and torch.equal(*teach)  # the teacher reads the window only
 
 
 def test_augmentation_moves_whole_pixel_series_together(batch):

@@ -185,7 +185,7 @@ class PhysicsAutoencoder(nn.Module):
             self.get_buffer("hybrid_fitted").fill_(True)
         return self.hybrid.eval()
 
-    def _s2_term(self, batch, z, space, idx, hybrid: bool) -> tuple[torch.Tensor, ...]:
+    def _s2_term(self, batch, z, space, idx, hybrid: bool = False) -> tuple[torch.Tensor, ...]:
         """S2 NLL, residual magnitude and dependence, and the hybrid term (0 unless ``hybrid``).
 
         The hybrid term: KL from the teacher's LAI at each clear observed spectrum to the
