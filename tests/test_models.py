@@ -545,13 +545,15 @@ def test_the_hybrid_inversion_learns_lai_from_simulated_spectra():
     """Fitted to PROSAIL simulations alone, the per-pixel teacher retrieves the LAI of fresh
     simulations (other draws, with the smooth residual spectra and noise) far better than
     their mean does; a seed gives the same network."""
-    net = fit_hybrid(samples=20000, steps=600, seed=0)
-    rho, angles, lai = simulated_spectra(5000, torch.Generator().manual_seed(7))
+    cfg = TINY.model_copy(update={"hybrid_prior": "snap", "hybrid_samples": 20000})
+    net = fit_hybrid(cfg.model_copy(update={"hybrid_steps": 600}))
+    rho, angles, lai = simulated_spectra(5000, torch.Generator().manual_seed(7), "snap", 0.02, 2)
     estimate = net(rho, angles).mean
     rmse = float((estimate - lai).pow(2).mean().sqrt())
     assert rmse < 0.7 * float(lai.std()), (rmse, float(lai.std()))  # measured 0.57
     assert float(torch.corrcoef(torch.stack([estimate, lai]))[0, 1]) > 0.75  # measured 0.83
-    first, again = (fit_hybrid(samples=2000, steps=5, seed=3).state_dict() for _ in range(2))
+    small = TINY.model_copy(update={"hybrid_samples": 2000, "hybrid_steps": 5})
+    first, again = (fit_hybrid(small, seed=3).state_dict() for _ in range(2))
     assert all(torch.equal(v, again[k]) for k, v in first.items())
 
 

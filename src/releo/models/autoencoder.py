@@ -176,12 +176,7 @@ class PhysicsAutoencoder(nn.Module):
         if self.hybrid is None:
             raise ValueError("the hybrid term needs model.hybrid_prior (it is null)")
         if not bool(self.get_buffer("hybrid_fitted")):
-            cfg = self.cfg
-            fitted_net = fit_hybrid(
-                cfg.hybrid_samples, cfg.hybrid_steps, prior=cfg.hybrid_prior,
-                residual_scale=cfg.synthetic_residual, residual_degree=cfg.s2_residual_degree,
-            )  # fmt: skip
-            self.hybrid.load_state_dict(fitted_net.state_dict())
+            self.hybrid.load_state_dict(fit_hybrid(self.cfg).state_dict())
             self.get_buffer("hybrid_fitted").fill_(True)
         return self.hybrid.eval()
 

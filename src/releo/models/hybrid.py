@@ -15,16 +15,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
+from releo.models.config import ModelConfig
 from releo.models.decoder import LOGIT_BOUND
 from releo.models.distributions import VARIABLE_RANGES, BoundedNormal
 from releo.models.forward import s2_noise_sigma, s2_reflectance
-from releo.models.synthetic import (
-    RELATIVE_AZIMUTH,
-    SUN_ZENITH,
-    SYNTHETIC_PRIORS,
-    VIEW_ZENITH,
-    residual_spectra,
-)
+from releo.models.synthetic import SYNTHETIC_PRIORS, random_geometry, residual_spectra
 from releo.physics.srf import PLATFORMS
 
 MIN_SCALE = 0.02  # logit-space spread floor: the inversion is never certain
@@ -49,22 +44,16 @@ class HybridInversion(nn.Module):
 
 
 def simulated_spectra(
-    n: int,
-    gen: torch.Generator,
-    prior: str = "snap",
-    residual_scale: float = 0.02,
-    residual_degree: int = 2,
+    n: int, gen: torch.Generator, prior: str, residual_scale: float, residual_degree: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n`` noisy PROSAIL spectra (n, 10), their angles (n, 3) and true LAI (n,).
 
     Variables from :data:`releo.models.synthetic.SYNTHETIC_PRIORS` [``prior``], geometry and
-    platform as the synthetic chunks', plus one smooth residual spectrum each.
+    platform as the synthetic chunks', plus one smooth residual spectrum each (as the synthetic
+    chunks': spread ``residual_scale``, Legendre degree ``residual_degree``).
     """
     draws = SYNTHETIC_PRIORS[prior]((n,), gen)
-    lo_hi = (SUN_ZENITH, VIEW_ZENITH, RELATIVE_AZIMUTH)
-    angles = torch.stack(
-        [lo + (hi - lo) * torch.rand(n, generator=gen) for lo, hi in lo_hi], dim=-1
-    )
+    angles = random_geometry((n,), gen)
     platform = torch.randint(len(PLATFORMS), (n,), generator=gen)
     with torch.no_grad():
         rho = s2_reflectance(draws, angles, platform, fused=False)
@@ -74,33 +63,31 @@ def simulated_spectra(
     return rho, angles, draws["lai"]
 
 
-def fit_hybrid(
-    samples: int = 200_000,
-    steps: int = 3000,
-    batch_size: int = 1024,
-    lr: float = 3e-3,
-    seed: int = 0,
-    **simulation,
-) -> HybridInversion:
+def fit_hybrid(cfg: ModelConfig, seed: int = 0) -> HybridInversion:
     """A :class:`HybridInversion` fitted by the logit-space NLL of the simulated LAI.
 
-    ``simulation``: :func:`simulated_spectra`'s options. Seeded: the same network everywhere.
-    Fitted with autograd on, whatever the caller's mode (a loss computed without gradients).
+    ``cfg``: its ``hybrid_*`` options, and the synthetic term's residual spectra. Seeded: the
+    same network everywhere. Fitted with autograd on, whatever the caller's mode (a loss
+    computed without gradients).
     """
     with torch.inference_mode(False), torch.enable_grad():
-        return _fit(samples, steps, batch_size, lr, seed, simulation)
+        return _fit(cfg, seed)
 
 
-def _fit(samples, steps, batch_size, lr, seed, simulation) -> HybridInversion:
+def _fit(cfg: ModelConfig, seed: int, batch_size: int = 1024, lr: float = 3e-3) -> HybridInversion:
+    if cfg.hybrid_prior is None:
+        raise ValueError("model.hybrid_prior is null: no simulations to fit a teacher to")
     gen = torch.Generator().manual_seed(seed)
-    rho, angles, lai = simulated_spectra(samples, gen, **simulation)
+    rho, angles, lai = simulated_spectra(
+        cfg.hybrid_samples, gen, cfg.hybrid_prior, cfg.synthetic_residual, cfg.s2_residual_degree
+    )
     with torch.random.fork_rng(devices=[]):  # its own seed, the caller's random stream untouched
         torch.manual_seed(seed)
         net = HybridInversion()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(steps):
-        pick = torch.randint(samples, (batch_size,), generator=gen)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.hybrid_steps)
+    for _ in range(cfg.hybrid_steps):
+        pick = torch.randint(cfg.hybrid_samples, (batch_size,), generator=gen)
         loss = net(rho[pick], angles[pick]).logit_nll(lai[pick], huber=1e9).mean()
         opt.zero_grad()
         loss.backward()

@@ -50,6 +50,12 @@ def _uniform(shape: tuple[int, ...], bounds: tuple[float, float], gen: torch.Gen
     return low + (high - low) * torch.rand(shape, generator=gen)
 
 
+def random_geometry(shape: tuple[int, ...], gen: torch.Generator | None) -> torch.Tensor:
+    """Sun zenith, view zenith and relative azimuth (*shape, 3) in degrees, uniform in range."""
+    bounds = (SUN_ZENITH, VIEW_ZENITH, RELATIVE_AZIMUTH)
+    return torch.stack([_uniform(shape, r, gen) for r in bounds], -1)
+
+
 def prior_draws(shape: tuple[int, ...], gen: torch.Generator | None) -> dict[str, torch.Tensor]:
     """Every physical variable drawn from its prior (logit-normal in its range)."""
     out = {}
@@ -150,9 +156,7 @@ def synthetic_chunks(
     window = torch.cat([start, start + 9], dim=1)
     s2_doy = (start + _uniform((b, n_s2), (0.0, 9.0), gen).floor()).sort(-1).values
     s1_doy = (start + _uniform((b, n_s1), (0.0, 9.0), gen).floor()).sort(-1).values
-    angles = torch.stack(
-        [_uniform((b, n_s2), r, gen) for r in (SUN_ZENITH, VIEW_ZENITH, RELATIVE_AZIMUTH)], -1
-    )
+    angles = random_geometry((b, n_s2), gen)
     platform = torch.randint(len(PLATFORMS), (b, n_s2), generator=gen)
 
     pixels = size * size
