@@ -52,7 +52,7 @@ from releo.data.contracts import MASK_CLEAR, S2_BANDS, S2_MASK
 from releo.data.simulate.canopy import DYNAMIC_VARIABLES, STATIC_VARIABLES
 from releo.data.simulate.effects import OPTICAL_BROWNING, OPTICAL_SPECTRUM
 from releo.data.site import open_site
-from releo.models.forward import s2_noise_sigma, s2_reflectance
+from releo.models.forward import s2_reflectance, with_l2a_noise
 from releo.models.synthetic import prior_draws, residual_spectra
 from releo.physics.srf import PLATFORMS
 from releo.products.evaluate import held_out_mask
@@ -207,7 +207,7 @@ def simulate(
         rho = s2_reflectance(draws, geometry, torch.as_tensor(cube.platform[dates]), fused=False)
     if residual > 0:
         rho = rho + residual_spectra(len(dates), 1, 1, 1, residual, degree, gen)
-    rho = (rho + s2_noise_sigma(rho) * torch.randn(rho.shape, generator=gen)).clamp(0, 1)
+    rho = with_l2a_noise(rho, gen)
     return np.concatenate([rho.numpy(), geometry.numpy()], -1)
 
 

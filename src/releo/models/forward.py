@@ -17,6 +17,12 @@ def s2_noise_sigma(reflectance: torch.Tensor) -> torch.Tensor:
     return S2_NOISE[0] + S2_NOISE[1] * reflectance.abs()
 
 
+def with_l2a_noise(reflectance: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    """Simulated reflectance as L2A observes it: its noise added (from ``gen``), in [0, 1]."""
+    noise = s2_noise_sigma(reflectance) * torch.randn(reflectance.shape, generator=gen)
+    return (reflectance + noise).clamp(0, 1)
+
+
 # The PROSAIL inputs taken from the decoder; the geometry comes from each acquisition.
 PROSAIL_DECODED = (
     *("N", "cab", "car", "cant", "cbrown", "cw", "cm", "lai", "lidfa", "hspot", "psoil", "rsoil"),

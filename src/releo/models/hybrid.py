@@ -18,7 +18,7 @@ from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from releo.models.config import ModelConfig
 from releo.models.decoder import LOGIT_BOUND
 from releo.models.distributions import VARIABLE_RANGES, BoundedNormal
-from releo.models.forward import s2_noise_sigma, s2_reflectance
+from releo.models.forward import s2_reflectance, with_l2a_noise
 from releo.models.synthetic import SYNTHETIC_PRIORS, random_geometry, residual_spectra
 from releo.physics.srf import PLATFORMS
 
@@ -59,8 +59,7 @@ def simulated_spectra(
         rho = s2_reflectance(draws, angles, platform, fused=False)
     if residual_scale > 0:
         rho = rho + residual_spectra(n, 1, 1, 1, residual_scale, residual_degree, gen)
-    rho = (rho + s2_noise_sigma(rho) * torch.randn(rho.shape, generator=gen)).clamp(0, 1)
-    return rho, angles, draws["lai"]
+    return with_l2a_noise(rho, gen), angles, draws["lai"]
 
 
 def fit_hybrid(cfg: ModelConfig, seed: int = 0) -> HybridInversion:

@@ -16,7 +16,7 @@ import torch
 
 from releo.models.decoder import spectral_basis
 from releo.models.distributions import PRIOR_SCALE, VARIABLE_RANGES, VARIABLES, prior_logit
-from releo.models.forward import s1_backscatter_db, s2_noise_sigma, s2_reflectance
+from releo.models.forward import s1_backscatter_db, s2_reflectance, with_l2a_noise
 from releo.physics.srf import PLATFORMS
 
 S1_ENL = 4.4  # equivalent number of looks of GRD speckle (unit-mean gamma in linear power)
@@ -169,8 +169,7 @@ def synthetic_chunks(
         rho = s2_reflectance(flat, geometry, codes, fused=False)
     if residual_scale > 0:
         rho = rho + residual_spectra(b, n_s2, coarse, size, residual_scale, residual_degree, gen)
-    rho = rho + s2_noise_sigma(rho) * torch.randn(rho.shape, generator=gen)
-    s2 = rho.clamp(0, 1).reshape(b, n_s2, size, size, 10).permute(0, 1, 4, 2, 3)
+    s2 = with_l2a_noise(rho, gen).reshape(b, n_s2, size, size, 10).permute(0, 1, 4, 2, 3)
     # Whole dates overcast (as the real 35 % cloudiness) or clear in patches.
     overcast = torch.rand((b, n_s2, 1, 1), generator=gen) < 0.35
     clear = _patches(torch.rand((b * n_s2, coarse, coarse), generator=gen) > 0.1, size)
