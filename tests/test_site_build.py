@@ -6,6 +6,7 @@ readers of each format have their own tests (``test_sources_*.py``).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import sys
@@ -16,7 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import REAL_SERIES, make_tiny_project, run, write_geotiff
-from releo.data.build import build_site
+from releo.data.build import build_site, build_time
 from releo.data.contracts import MASK_CLEAR, S1_INCIDENCE, S2_MASK
 from releo.data.errors import DataError
 from releo.data.io import open_cube, write_cube, write_table
@@ -95,6 +96,17 @@ def test_site_build_cli_and_validate_site(tmp_path):
     assert meta["bounds"] == [574680.0, 5621800.0, 575000.0, 5622120.0]
     checked = run([sys.executable, "-m", "releo.cli", "validate", "site", str(out)], tmp_path)
     assert "site gates passed" in checked.stdout
+
+
+def test_the_build_time_is_source_date_epoch_where_set(monkeypatch):
+    """The pipeline's real_site stage sets it: the same products give the same site.json."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
+    assert build_time() == dt.datetime(1970, 1, 2, tzinfo=dt.UTC)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(ValueError, match="SOURCE_DATE_EPOCH='yesterday'"):
+        build_time()
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    assert build_time() > dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def test_missing_statements_are_errors_not_guesses(tmp_path):

@@ -116,7 +116,7 @@ def build_site(
         reference={"product": "SNAP biophysical processor LAI", "version": SNAP_VERSION},
         surveys=str(surveys) if surveys else None,
         meteo=str(meteo) if meteo else None,
-        built=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        built=build_time(),
     )
 
     target = Path(out)
@@ -143,6 +143,21 @@ def build_site(
 
 
 # ----------------------------------------------------------------------------------- readers
+
+
+def build_time() -> dt.datetime:
+    """Now, or ``$SOURCE_DATE_EPOCH`` where set (reproducible-builds.org).
+
+    The pipeline's stage that builds a real site sets it, so the same products give the same
+    bytes and a fresh clone's ``dvc repro`` leaves ``dvc.lock`` as committed.
+    """
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is None:
+        return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    try:
+        return dt.datetime.fromtimestamp(int(epoch), dt.UTC)
+    except ValueError as error:
+        raise ValueError(f"SOURCE_DATE_EPOCH={epoch!r}: not whole seconds since 1970") from error
 
 
 def _kind(sources: Sequence[Path]) -> str:
