@@ -25,7 +25,16 @@ TINY_SITE = {
 REAL_SERIES = Path(__file__).parent / "data" / "real_timeseries"
 """Real S2 + S1 series of two Belgian farmland sites (WorldCereal, MIT; README inside)."""
 # What the stages write, and the MLflow/Ray homes: never copied from the working tree.
-GENERATED = ("data/", "chunks/", "metrics/", "tune/", "models/", "mlruns/", "ray_results/")
+GENERATED = (
+    "data/",
+    "sites/",
+    "chunks/",
+    "metrics/",
+    "tune/",
+    "models/",
+    "mlruns/",
+    "ray_results/",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -65,12 +74,17 @@ def stage_outputs(root: Path = REPO) -> tuple[str, ...]:
 
 
 def make_tiny_project(
-    root: Path, site: dict | None = None, data: Path | None = None, chunk_m: float = 100.0
+    root: Path,
+    site: dict | None = None,
+    data: Path | None = None,
+    chunk_m: float = 100.0,
+    train_sites: bool = False,
 ) -> Path:
     """Copy the project's files (as git sees them) into ``root``, a new git repository whose
     DVC remote is ``root/remote``, shrink ``params.yaml`` to a tiny site and tiny budgets, and
     bring the site into being with ``releo ensure-data`` (simulated, ``dvc add``-ed, pushed);
-    ``data``: a built site directory used instead of the simulated one."""
+    ``data``: a built site directory used instead of the simulated one; ``train_sites``: keep
+    the further training sites of ``params.yaml`` (the real one, seconds more per run)."""
     listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout
     skip = GENERATED + stage_outputs()
     for name in listed.splitlines():
@@ -87,6 +101,8 @@ def make_tiny_project(
         num_samples=2, epochs=1, max_batches_per_epoch=1, eval_max_batches=1, grace_period=1
     )
     params["train"].update(epochs=1, max_batches_per_epoch=2, eval_max_batches=2)
+    if not train_sites:
+        params["train"]["sites"] = []
     # Compiling PROSAIL pays off over hundreds of steps, not over the two steps here.
     # Likewise a rough hybrid teacher (seconds) for the few steps that use it.
     params["model"] = {

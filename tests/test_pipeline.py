@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """The project's files (as git sees them) in a new git repo, with a tiny site."""
-    return make_tiny_project(tmp_path_factory.mktemp("project"))
+    return make_tiny_project(tmp_path_factory.mktemp("project"), train_sites=True)
 
 
 def test_repro_builds_chunks_then_skips_everything(project):
@@ -38,8 +38,13 @@ def test_repro_builds_chunks_then_skips_everything(project):
     metrics = json.loads((project / "metrics" / "chunks.json").read_text())
     assert metrics["chunks"] == len(index) == 9 * metrics["windows"]
     assert "Running stage 'chunk'" in first.stdout
-    for name in ("tune", "train"):
+    for name in ("real_site", "tune", "train"):
         assert f"Running stage '{name}'" in first.stdout
+    # the real site trained on beside the tiny one: its stated incidence kept, its bytes
+    # reproducible (a fresh clone's run leaves dvc.lock as committed)
+    built = json.loads((project / "sites" / "belgium" / "site.json").read_text())
+    assert built["s1_incidence"] == {"source": "user", "value_deg": 39.0}
+    assert built["built"].startswith("1970-01-01")
     tuned = json.loads((project / "metrics" / "tune.json").read_text())
     assert tuned["trials"] == 2 and tuned["objective_best"] <= tuned["objective_default"]
     assert set(json.loads((project / "tune" / "best_weights.json").read_text())) >= {"s2", "s1"}
