@@ -142,9 +142,6 @@ def build_site(
     return record
 
 
-# ----------------------------------------------------------------------------------- readers
-
-
 def build_time() -> dt.datetime:
     """Now, or ``$SOURCE_DATE_EPOCH`` where set (reproducible-builds.org).
 
@@ -158,6 +155,9 @@ def build_time() -> dt.datetime:
         return dt.datetime.fromtimestamp(int(epoch), dt.UTC)
     except ValueError as error:
         raise ValueError(f"SOURCE_DATE_EPOCH={epoch!r}: not whole seconds since 1970") from error
+
+
+# ----------------------------------------------------------------------------------- readers
 
 
 def _kind(sources: Sequence[Path]) -> str:
