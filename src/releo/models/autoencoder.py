@@ -180,11 +180,16 @@ class PhysicsAutoencoder(nn.Module):
             self.get_buffer("hybrid_fitted").fill_(True)
         return self.hybrid.eval()
 
-    def _s2_term(self, batch, z, space, idx, hybrid: bool = False) -> tuple[torch.Tensor, ...]:
+    def _s2_term(
+        self, batch, z, space, idx, hybrid: bool = False, alone: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
         """S2 NLL, residual magnitude and dependence, and the hybrid term (0 unless ``hybrid``).
 
         The hybrid term: KL from the teacher's LAI at each clear observed spectrum to the
         decoded LAI there, so the decoder's spread holds the teacher's own ambiguity and its miss.
+        With ``alone`` (the space features without the detail) it is summed over both decoding
+        modes: the products decode from the embedding alone, and learning the teacher only
+        through the detail path and the distillation leaves them short of it.
         """
         b, q = idx.shape
         n_t = batch["s2"].shape[1]
@@ -206,9 +211,16 @@ class PhysicsAutoencoder(nn.Module):
         if hybrid:
             with torch.no_grad():
                 teacher = self._teacher()(obs.float(), angles[sel].float())
-            lai = dists["lai"]
-            decoded = BoundedNormal(lai.loc[sel], lai.scale[sel], lai.low, lai.high)
-            teach = decoded.kl_from(teacher).mean()
+            modes = [dists["lai"]]
+            if alone is not None:
+                alone_t = alone[:, :, None].expand(-1, -1, n_t, -1).reshape(b, q * n_t, -1)
+                modes.append(self.decoder.variables(alone_t, t)["lai"])
+            teach = sum_terms(
+                BoundedNormal(lai.loc[sel], lai.scale[sel], lai.low, lai.high)
+                .kl_from(teacher)
+                .mean()
+                for lai in modes
+            )
         fit = self._fit_terms(obs, pred, var, residual, S2_RESIDUAL_UNIT, dists, sel)
         return (*fit, teach)
 
@@ -275,7 +287,7 @@ class PhysicsAutoencoder(nn.Module):
         dists = self.decoder.variables(space, self._window_dates(batch, x))
         return sum_terms(d.logit_nll(truth[k].reshape(b, -1)).mean() for k, d in dists.items())
 
-    def _distil_term(self, batch, z, x, y, space, detail) -> torch.Tensor:
+    def _distil_term(self, batch, x, space, alone, detail) -> torch.Tensor:
         """KL from the LAI decoded with the per-pixel detail to the LAI decoded from z alone.
 
         The distribution decoded with the detail is the (detached) teacher. The KL is taken at
@@ -284,13 +296,12 @@ class PhysicsAutoencoder(nn.Module):
         well as its miss of it.
         """
         if detail is None:
-            return z.sum() * 0
-        present = detail.get("present", z.new_ones(z.shape[0], dtype=torch.bool))
+            return space.sum() * 0
+        present = detail.get("present", space.new_ones(space.shape[0], dtype=torch.bool))
         t = self._window_dates(batch, x)
         with torch.no_grad():
             teacher = self.decoder.variables(space, t)["lai"]
-        alone = self.decoder.variables(self.decoder.space_features(z, x, y, None), t)["lai"]
-        kl = alone.kl_from(teacher).mean(-1)
+        kl = self.decoder.variables(alone, t)["lai"].kl_from(teacher).mean(-1)
         weight = present.to(kl.dtype)
         return (kl * weight).sum() / weight.sum().clamp(min=1.0)
 
@@ -308,8 +319,9 @@ class PhysicsAutoencoder(nn.Module):
         idx, x, y = self._sample_pixels(b, h, w, z.device)
         x, y = x.to(z.dtype), y.to(z.dtype)
         space = self.decoder.space_features(z, x, y, detail)
+        alone = None if detail is None else self.decoder.space_features(z, x, y, None)
         teach = weights.hybrid > 0 and self.hybrid is not None
-        s2_nll, s2_res, s2_dep, hybrid = self._s2_term(batch, z, space, idx, teach)
+        s2_nll, s2_res, s2_dep, hybrid = self._s2_term(batch, z, space, idx, teach, alone)
         s1_nll, s1_res, s1_dep = self._s1_term(batch, z, space, idx)
         kl, temporal = self._prior_and_temporal(batch, space)
         terms = {
@@ -320,7 +332,7 @@ class PhysicsAutoencoder(nn.Module):
             "residual": s2_res + s1_res,
             "disentangle": s2_dep + s1_dep,
             "synthetic": self._synthetic_term() if weights.synthetic > 0 else z.sum() * 0,
-            "distil": self._distil_term(batch, z, x, y, space, detail)
+            "distil": self._distil_term(batch, x, space, alone, detail)
             if weights.distil > 0
             else z.sum() * 0,
             "hybrid": hybrid,
