@@ -582,6 +582,23 @@ def test_hybrid_term_teaches_the_decoded_lai_from_a_fixed_teacher(batch):
     assert float(plain.loss(batch, only)["hybrid"]) == 0.0
 
 
+def test_hybrid_term_teaches_both_decoding_modes(batch):
+    """The products decode from the embedding alone, so the hybrid term is the teacher's KL to
+    the LAI decoded with the per-pixel detail plus its KL to the LAI decoded without it."""
+    m = model().eval()  # no detail dropout: every chunk has its detail
+    only = LossWeights(**{k: float(k == "hybrid") for k in LossWeights.model_fields})
+    torch.manual_seed(0)
+    term = m.loss(batch, only)["hybrid"]
+    torch.manual_seed(0)
+    z, detail = m.encode_with_detail(batch)
+    idx, x, y = m._sample_pixels(z.shape[0], *batch["s2"].shape[-2:], z.device)
+    x, y = x.to(z.dtype), y.to(z.dtype)
+    modes = [m.decoder.space_features(z, x, y, d) for d in (detail, None)]
+    kl = [m._s2_term(batch, z, space, idx, hybrid=True)[3] for space in modes]
+    assert float(kl[1]) > 0 and not torch.equal(kl[0], kl[1])
+    torch.testing.assert_close(term, kl[0] + kl[1])
+
+
 def test_a_model_saved_before_voronoi_slots_loads_with_power_cells(tmp_path):
     """Saved configs are whole: one without ``slot_power`` predates it, and its slots carry a
     power (3 numbers of geometry), so it loads as it was trained."""
