@@ -9,7 +9,8 @@ none of which needs field LAI:
 - agreement with SNAP's LAI (the peer, computed in the same run) on clear pixel-dates: Pearson
   r, the slope of releo on SNAP, bias and RMSE (SNAP's own error against field LAI is ~1);
 - crop calendars: the day of the peak of the daily parcel-mean LAI per crop of the labels'
-  year (winter cereals peak in spring, maize and sugar beet in summer), releo's and SNAP's;
+  year (winter cereals peak in spring, maize and sugar beet in summer), releo's and SNAP's,
+  and the bias and RMSE of the crop's mean LAI against SNAP's at its clear dates;
 - the S2 reconstruction error of clear observations over the L2A noise level (1: the model
   explains real spectra to the noise).
 
@@ -136,7 +137,11 @@ def check_site(folder: Path, model, weights: LossWeights, work: Path) -> dict:
         series = pd.Series(np.nanmean(daily[:, pick], axis=1), index=days)
         # SNAP at the dates where the crop is clear (>= 80 % of its pixels), a 3-date median
         seen = (clear[:, pick].mean(axis=1) >= 0.8) & (dates.year == year)
-        snap_series = pd.Series(np.nanmean(snap[seen][:, pick], axis=1), index=dates[seen])
+        snap_mean = np.nanmean(snap[seen][:, pick], axis=1)
+        # the crop's mean LAI at those dates, releo's against SNAP's: a season's shape can
+        # have two near-equal maxima, where the peak date alone says little
+        crop_vs_snap = agreement(np.nanmean(ours[seen][:, pick], axis=1), snap_mean)
+        snap_series = pd.Series(snap_mean, index=dates[seen])
         snap_series = snap_series.rolling(3, center=True, min_periods=1).median()
         peak = peak_day(series)
         expected = range(months[0], months[1] + 1)
@@ -148,6 +153,8 @@ def check_site(folder: Path, model, weights: LossWeights, work: Path) -> dict:
             "snap_peak": str(snap_series.idxmax().date()) if len(snap_series) else None,
             "snap_peak_lai": float(snap_series.max()) if len(snap_series) else math.nan,
             "snap_clear_dates": int(seen.sum()),
+            "bias_to_snap": crop_vs_snap.get("bias", math.nan),
+            "rmse_to_snap": crop_vs_snap.get("rmse", math.nan),
         }
     out["crop_calendars"] = calendars
     window, _ = layout.window_of(days)
