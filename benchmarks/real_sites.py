@@ -7,7 +7,8 @@ decoded at every S2 date (from the embeddings alone, windows blended) and daily.
 none of which needs field LAI:
 
 - agreement with SNAP's LAI (the peer, computed in the same run) on clear pixel-dates: Pearson
-  r, the slope of releo on SNAP, bias and RMSE (SNAP's own error against field LAI is ~1);
+  r, the slope of releo on SNAP, bias and RMSE (SNAP's own error against field LAI is ~1),
+  and whether releo's σ (uncalibrated) grows where the two disagree;
 - crop calendars: the day of the peak of the daily parcel-mean LAI per crop of the labels'
   year (winter cereals peak in spring, maize and sugar beet in summer), releo's and SNAP's,
   and the bias and RMSE of the crop's mean LAI against SNAP's at its clear dates;
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from scipy.stats import spearmanr
 from torch.utils.data import DataLoader
 
 from releo.data.build import build_site
@@ -84,6 +86,26 @@ def agreement(ours: np.ndarray, snap: np.ndarray) -> dict[str, float]:
     }
 
 
+def uncertainty_vs_snap(decoded: dict[str, np.ndarray], snap: np.ndarray, bins: int = 5) -> dict:
+    """Does releo's σ grow where it disagrees with SNAP? Where both have a value: Spearman's ρ
+    between σ and |releo − SNAP|, the RMS disagreement per σ quintile, and the share of SNAP
+    inside releo's 90 % interval (SNAP's own error included: not the nominal 0.9)."""
+    ours, sigma = decoded["lai"], decoded["lai_std"]
+    ok = np.isfinite(ours) & np.isfinite(snap) & np.isfinite(sigma)
+    s, diff = sigma[ok].astype(np.float64), (ours - snap)[ok].astype(np.float64)
+    edges = np.quantile(s, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, bins - 1)
+    rms = [float(np.sqrt((diff[which == i] ** 2).mean())) for i in range(bins)]
+    inside = (snap >= decoded["lai_low"]) & (snap <= decoded["lai_high"])
+    return {
+        "spearman_sigma_vs_abs_diff": float(spearmanr(s, np.abs(diff)).statistic),
+        "sigma_by_quintile": [float(s[which == i].mean()) for i in range(bins)],
+        "rms_diff_by_quintile": rms,
+        "rms_diff_top_vs_bottom_quintile": rms[-1] / rms[0],
+        "snap_inside_interval": float(inside[ok].mean()),
+    }
+
+
 def peak_day(series: pd.Series, smooth_days: int = 15) -> str | None:
     """Date of the maximum of a daily series after a centred running mean."""
     values = series.rolling(smooth_days, center=True, min_periods=1).mean().dropna()
@@ -114,12 +136,14 @@ def check_site(folder: Path, model, weights: LossWeights, work: Path) -> dict:
 
     # 1. SNAP on clear pixel-dates (SNAP is defined there only)
     dates = pd.DatetimeIndex(s2.time.values).normalize()
-    ours = decode_pixels(model, cube, x, y, dates)["lai"]  # (T, P)
+    decoded = decode_pixels(model, cube, x, y, dates)  # each (T, P)
+    ours = decoded["lai"]
     clear = (s2[S2_MASK].values[:, :npx, :npx] == MASK_CLEAR).reshape(len(dates), -1)
     snap = reference[REFERENCE_LAI].sel(time=s2.time).values[:, :npx, :npx].reshape(len(dates), -1)
     snap = np.where(clear, snap, np.nan)
     out: dict = {"build_s": build_s, "embed_s": embed_s, "chunks": len(index)}
     out["vs_snap"] = agreement(np.where(clear, ours, np.nan), snap)
+    out["uncertainty"] = uncertainty_vs_snap(decoded, snap)
 
     # 2. crop calendars over the labels' year
     labels = next(folder.glob("OUTPUT_POLY-110_*.nc"))
