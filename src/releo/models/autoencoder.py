@@ -149,6 +149,12 @@ class PhysicsAutoencoder(nn.Module):
         idx = torch.stack([torch.randperm(h * w, device=device)[:q] for _ in range(b)])
         return idx, *pixel_xy(idx, h, w)
 
+    @staticmethod
+    def _over_dates(space: torch.Tensor, n_t: int) -> torch.Tensor:
+        """Space features (B, Q, F) repeated for each of ``n_t`` dates: (B, Q·n_t, F)."""
+        b, q = space.shape[:2]
+        return space[:, :, None].expand(-1, -1, n_t, -1).reshape(b, q * n_t, -1)
+
     def _observed_queries(self, batch, space, idx, modality: str, usable: torch.Tensor):
         """Query points at the sampled pixels × the modality's dates, kept where observed.
 
@@ -160,7 +166,7 @@ class PhysicsAutoencoder(nn.Module):
         if n_t == 0 or not bool(sel.any()):
             return None
         t = batch[f"{modality}_doy"][:, None].expand(b, q, n_t).reshape(b, q * n_t)
-        space_t = space[:, :, None].expand(-1, -1, n_t, -1).reshape(b, q * n_t, -1)
+        space_t = self._over_dates(space, n_t)
         return sel, t, space_t, self.decoder.variables(space_t, t)
 
     @staticmethod
@@ -213,8 +219,7 @@ class PhysicsAutoencoder(nn.Module):
                 teacher = self._teacher()(obs.float(), angles[sel].float())
             modes = [dists["lai"]]
             if alone is not None:
-                alone_t = alone[:, :, None].expand(-1, -1, n_t, -1).reshape(b, q * n_t, -1)
-                modes.append(self.decoder.variables(alone_t, t)["lai"])
+                modes.append(self.decoder.variables(self._over_dates(alone, n_t), t)["lai"])
             teach = sum_terms(
                 BoundedNormal(lai.loc[sel], lai.scale[sel], lai.low, lai.high)
                 .kl_from(teacher)
