@@ -31,8 +31,10 @@ from releo.products.decode import (
     LaiCalibration,
     blend_logits,
     decode_grid,
+    decode_distribution,
     decode_pairs,
     decode_pixels,
+    pair_queries,
 )
 from releo.products.embed import load_autoencoder
 from releo.products.evaluate import nearest_valid, seam_ratio
@@ -185,7 +187,7 @@ def test_decoded_grid_is_the_model_at_pixel_centres(project):
     v, u = torch.meshgrid(centres, centres, indexing="ij")
     with torch.no_grad():
         dist = model.decode(z, u[None], v[None], torch.tensor(float(when.day_of_year[0])))["lai"]
-    np.testing.assert_allclose(maps["lai"].values[0, 10:, :10], dist.median[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(maps["lai"].values[0, 10:, :10], dist.mean[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(
         maps["lai_std"].values[0, 10:, :10], dist.stddev[0].numpy(), atol=1e-5
     )
@@ -219,7 +221,7 @@ def test_dates_near_a_window_boundary_blend_the_two_windows(project):
         )  # fmt: skip
     loc, scale = blend_logits(own.loc, own.scale, other.loc, other.scale, weight)
     expected = BoundedNormal(loc, scale, own.low, own.high)
-    np.testing.assert_allclose(maps["lai"].values[0, 10:, :10], expected.median[0], atol=1e-5)
+    np.testing.assert_allclose(maps["lai"].values[0, 10:, :10], expected.mean[0], atol=1e-5)
     np.testing.assert_allclose(maps["lai_std"].values[0, 10:, :10], expected.stddev[0], atol=1e-5)
     # the windows' disagreement widens the distribution
     assert (scale >= torch.minimum(own.scale, other.scale) - 1e-6).all()
@@ -328,9 +330,11 @@ def test_calibrate_stage_fits_the_spread_on_validation_surveys_and_decode_applie
     raw = decode_pairs(model, ds, x, y, when)
     calibrated = decode_pairs(model, ds, x, y, when, calibration=cal)
     np.testing.assert_allclose(cube["lai_high"].values[2, 3, :6], calibrated["lai_high"], atol=1e-5)
-    above = raw["lai"] >= 0.08
-    np.testing.assert_allclose(calibrated["lai"][above], raw["lai"][above], atol=1e-6)
-    assert (calibrated["lai"][~above] == 0).all()
+    # the point estimate is the mean of the widened distribution, zero below the limit
+    with torch.no_grad():
+        widened = cal.widen(decode_distribution(model, pair_queries(ds, x, y, when)))
+    np.testing.assert_allclose(calibrated["lai"], cal.censor(widened.mean).numpy(), atol=1e-5)
+    assert (calibrated["lai"][widened.mean.numpy() < 0.08] == 0).all()
     wider = calibrated["lai_high"] - calibrated["lai_low"] >= raw["lai_high"] - raw["lai_low"]
     assert wider.all() == (cal.spread_scale >= 1)
     # too few surveys: the spread is left as decoded, and the metrics say why

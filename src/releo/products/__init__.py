@@ -5,7 +5,7 @@ SNAP and field surveys, and its MLflow registration.
 
 - :mod:`.embed`: the encoder over every chunk → an embeddings cube (time, y, x, feature).
 - :mod:`.grid`, :mod:`.decode`: queries (map x, y, day) → chunk, window, relative position →
-  LAI median, σ and interval from the embeddings alone.
+  LAI mean, σ and interval from the embeddings alone.
 - :mod:`.export`, :mod:`.plots`: Zarr, GeoTIFF and PNG products.
 - :mod:`.regions`: embedding and decoding by regions of their output cube, as Ray tasks
   (:mod:`releo.distributed`).

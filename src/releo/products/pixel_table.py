@@ -5,7 +5,7 @@ Each point's series is read as the model's chunks: 1 × 1-pixel chunks of the mo
 context (``context_days`` of acquisitions either side), never as one multi-year chunk, which the
 model never saw in training. Each window's S2 rows (clear ones usable; cloudy rows and requested
 dates, whatever their values, masked) and S1 rows (finite VV and VH) go through the encoder,
-and the latent decoder gives LAI (median and standard deviation) at every row's date, cloudy
+and the latent decoder gives LAI (mean and standard deviation) at every row's date, cloudy
 rows and requested dates included. Optionally the model is first fine-tuned on the table's own
 windows with its physics loss (self-supervised: no LAI is read). A per-pixel inversion model
 (:mod:`releo.models.pixel`) can stand in for the chunk model: LAI at the clear rows only,
@@ -332,7 +332,7 @@ def predict_table_lai(
     group_points: int = GROUP_POINTS,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """LAI median and standard deviation (N,) at every row of a table in releo's names.
+    """LAI mean and standard deviation (N,) at every row of a table in releo's names.
 
     The table is :func:`read_lai_table`'s; cloudy rows and requested dates are included.
 
@@ -360,7 +360,7 @@ def predict_table_lai(
                 centre = torch.full_like(t, 0.5)
                 dist = model.decode(z, centre, centre, t, detail)["lai"]
                 at = batch["s2_in_window"].numpy()
-                lai[rows[at]] = dist.median.numpy()[at]
+                lai[rows[at]] = dist.mean.numpy()[at]
                 std[rows[at]] = dist.stddev.numpy()[at]
             bar.update(sum(r.size for r in group))
     return lai, std

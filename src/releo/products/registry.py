@@ -2,7 +2,7 @@
 
 The pyfunc model (models from code: :mod:`.pyfunc_model`) takes one row per query: the
 chunk's ``embedding`` (float array), the chunk-relative position ``x_rel`` (east) and
-``y_rel`` (south) in [0, 1) and the day of year ``doy``; it returns ``lai`` (median),
+``y_rel`` (south) in [0, 1) and the day of year ``doy``; it returns ``lai`` (mean),
 ``lai_std`` and the central-interval bounds ``lai_low``, ``lai_high`` (param ``interval``,
 default 0.9). :func:`query_frame` builds those rows from an embeddings cube and map
 coordinates and dates. The model ships the weights and the releo code that decodes them,
