@@ -52,6 +52,7 @@ from releo.data.readers import PixelTableSchema, read_pixel_table
 from releo.data.site import open_site
 from releo.models import LossWeights, PhysicsAutoencoder
 from releo.physics.srf import platform_code
+from releo.products.decode import lai_quantities
 from releo.train.loop import adamw_cosine, train_one_epoch
 
 PathLike = str | os.PathLike[str]
@@ -359,9 +360,10 @@ def predict_table_lai(
                 t = batch["s2_doy"]  # every row is a date of its window's S2 axis
                 centre = torch.full_like(t, 0.5)
                 dist = model.decode(z, centre, centre, t, detail)["lai"]
+                values = lai_quantities(dist.loc, dist.scale)  # the products' mean and σ
                 at = batch["s2_in_window"].numpy()
-                lai[rows[at]] = dist.mean.numpy()[at]
-                std[rows[at]] = dist.stddev.numpy()[at]
+                lai[rows[at]] = values["lai"].numpy()[at]
+                std[rows[at]] = values["lai_std"].numpy()[at]
             bar.update(sum(r.size for r in group))
     return lai, std
 
