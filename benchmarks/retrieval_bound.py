@@ -1,6 +1,6 @@
 """What do the S2 observations of the default site allow? LAI retrieval bounds next to SNAP.
 
-The products' goal asks for LAI 30 % better than the SNAP processor's at SNAP's pixel-dates
+The products' first goal (retired) asked for LAI 30 % better than SNAP's at SNAP's pixel-dates
 (clear, valid, in the validation and test chunks). This benchmark measures, at exactly those
 pixel-dates, what per-pixel regressors reach when they are given more and more of what a
 label-free method cannot know:

@@ -164,7 +164,7 @@ class TuneConfig(BaseModel):
     The objective is a validation metric returned by ``releo.train.loop.evaluate`` that does
     not depend on the weights themselves; by default ``goal_ratio``, the worst of LAI RMSE
     against the simulator's truth over the SNAP product's, S2 RMSE over twice the L2A noise and
-    the embedding-only LAI RMSE over 70 % of SNAP's, both at SNAP's pixel-dates
+    the embedding-only LAI RMSE over SNAP's, both at SNAP's pixel-dates
     (:func:`releo.train.metrics.goal_ratio`), so
     weights that buy LAI accuracy by giving up the fit to the observations lose.
     On a site without the simulator's truth a metric that needs it is replaced by
