@@ -111,6 +111,7 @@ def make_tiny_project(
     }  # fmt: skip
     if isinstance(params.get("baseline"), dict):  # the per-pixel inversion (stage baseline)
         params["baseline"].update(steps=20)
+    params["products"]["embed"].update(refine_steps=2)  # the refinement runs, briefly
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     run(["git", "init", "-q"], root)
     run(

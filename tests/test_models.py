@@ -599,6 +599,28 @@ def test_hybrid_term_teaches_both_decoding_modes(batch):
     torch.testing.assert_close(term, kl[0] + kl[1])
 
 
+def test_refinement_lowers_the_chunks_own_loss_and_keeps_model_and_layout(batch):
+    """Refining the embeddings descends the chunk terms decoded from z alone: the loss falls,
+    the model is untouched (still trainable), the slot centres stay, and it is seeded."""
+    m = model().eval()
+    m._teacher()  # a trained model's teacher is fitted: fit it before the snapshot
+    weights = LossWeights()
+    with torch.no_grad():
+        z = m.encode(batch)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    refined, losses = m.refine(batch, z, weights, steps=25, lr=0.05)
+    assert len(losses) == 25 and np.mean(losses[-5:]) < np.mean(losses[:5]), losses
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())
+    assert all(p.requires_grad for p in m.encoder.parameters())
+    slots = TINY.slot_code_dim
+    code, code_refined = (v[:, :slots].reshape(-1, TINY.field_slots, 4) for v in (z, refined))
+    torch.testing.assert_close(code_refined[..., :2], code[..., :2])
+    assert not torch.equal(code_refined[..., 2:], code[..., 2:])
+    again, _ = m.refine(batch, z, weights, steps=25, lr=0.05)
+    assert torch.equal(again, refined)
+    assert m.refine(batch, z, weights, steps=0, lr=0.05)[0] is z
+
+
 def test_a_model_saved_before_voronoi_slots_loads_with_power_cells(tmp_path):
     """Saved configs are whole: one without ``slot_power`` predates it, and its slots carry a
     power (3 numbers of geometry), so it loads as it was trained."""

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from releo.models.config import LossWeights, ModelConfig
+from releo.models.config import LossWeights, ModelConfig, slot_geometry
 from releo.models.decoder import LatentDecoder
 from releo.models.distributions import VARIABLE_RANGES, VARIABLES, BoundedNormal, prior_logit
 from releo.models.encoder import ChunkEncoder, fitted
@@ -310,22 +310,20 @@ class PhysicsAutoencoder(nn.Module):
         weight = present.to(kl.dtype)
         return (kl * weight).sum() / weight.sum().clamp(min=1.0)
 
-    def loss(self, batch: dict, weights: LossWeights) -> dict[str, torch.Tensor]:
-        """Every loss term, plus ``total`` = Σ weight · term.
+    def _chunk_terms(
+        self, batch: dict, z: torch.Tensor, detail: dict | None, teach: bool
+    ) -> tuple[dict[str, torch.Tensor], tuple]:
+        """The terms of the chunks' own observations (all but ``synthetic`` and ``distil``).
 
-        The terms are computed on a random subset of ``query_pixels`` pixels per chunk.
+        Also returns the query pixels and their space features (idx, x, y, space, alone).
         """
-        if self.training and self.cfg.augment:
-            turns, flip = int(torch.randint(4, ()).item()), bool(torch.randint(2, ()).item())
-            batch = transformed(batch, turns, flip)
-        z, detail = self._encode_for_loss(batch)
         s2: torch.Tensor = batch["s2"]
         b, h, w = s2.shape[0], *s2.shape[-2:]
         idx, x, y = self._sample_pixels(b, h, w, z.device)
         x, y = x.to(z.dtype), y.to(z.dtype)
         space = self.decoder.space_features(z, x, y, detail)
         alone = None if detail is None else self.decoder.space_features(z, x, y, None)
-        teach = weights.hybrid > 0 and self.hybrid is not None
+        teach = teach and self.hybrid is not None
         s2_nll, s2_res, s2_dep, hybrid = self._s2_term(batch, z, space, idx, teach, alone)
         s1_nll, s1_res, s1_dep = self._s1_term(batch, z, space, idx)
         kl, temporal = self._prior_and_temporal(batch, space)
@@ -336,14 +334,69 @@ class PhysicsAutoencoder(nn.Module):
             "temporal": temporal,
             "residual": s2_res + s1_res,
             "disentangle": s2_dep + s1_dep,
-            "synthetic": self._synthetic_term() if weights.synthetic > 0 else z.sum() * 0,
-            "distil": self._distil_term(batch, x, space, alone, detail)
-            if weights.distil > 0
-            else z.sum() * 0,
             "hybrid": hybrid,
         }
+        return terms, (idx, x, y, space, alone)
+
+    def loss(self, batch: dict, weights: LossWeights) -> dict[str, torch.Tensor]:
+        """Every loss term, plus ``total`` = Σ weight · term.
+
+        The terms are computed on a random subset of ``query_pixels`` pixels per chunk.
+        """
+        if self.training and self.cfg.augment:
+            turns, flip = int(torch.randint(4, ()).item()), bool(torch.randint(2, ()).item())
+            batch = transformed(batch, turns, flip)
+        z, detail = self._encode_for_loss(batch)
+        terms, (_, x, _, space, alone) = self._chunk_terms(batch, z, detail, weights.hybrid > 0)
+        terms["synthetic"] = self._synthetic_term() if weights.synthetic > 0 else z.sum() * 0
+        terms["distil"] = (
+            self._distil_term(batch, x, space, alone, detail) if weights.distil > 0 else z.sum() * 0
+        )
+        terms = {k: terms[k] for k in LOSS_TERMS}
         terms["total"] = sum(getattr(weights, k) * v for k, v in terms.items())
         return terms
+
+    def refine(
+        self, batch: dict, z: torch.Tensor, weights: LossWeights, steps: int, lr: float
+    ) -> tuple[torch.Tensor, list[float]]:
+        """The embeddings ``z`` of ``batch`` refined by ``steps`` Adam steps on its own loss.
+
+        Semi-amortised inference (Kim et al. 2018, "Semi-Amortized Variational Autoencoders"):
+        the encoder's z starts a gradient descent of the chunks' observation terms (physics
+        fit, priors, temporal regularity and the hybrid teacher at the clear S2 spectra),
+        decoded from z alone as the products are, the model fixed. The slot centres, the
+        parcels' layout the encoder fitted, stay. Seeded, so the same chunks give the same z.
+
+        Returns:
+            The refined z and the total loss at each step.
+        """
+        if steps == 0:
+            return z, []
+        geometry = slot_geometry(self.cfg.slot_power)
+        free = torch.ones_like(z[:1])
+        per_slot = free[:, : self.cfg.slot_code_dim].view(1, self.cfg.field_slots, -1)
+        per_slot[..., :geometry] = 0  # a view: the slot centres (and powers) stay fixed
+        frozen = [p for p in self.parameters() if p.requires_grad]
+        z = z.detach().clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([z], lr=lr)
+        losses = []
+        try:
+            for p in frozen:
+                p.requires_grad_(False)
+            with torch.random.fork_rng(devices=[]), torch.enable_grad():
+                torch.manual_seed(0)
+                for _ in range(steps):
+                    terms, _ = self._chunk_terms(batch, z, None, weights.hybrid > 0)
+                    total = sum(getattr(weights, k) * v for k, v in terms.items())
+                    optimizer.zero_grad(set_to_none=True)
+                    total.backward()
+                    z.grad.mul_(free)  # type: ignore[union-attr]
+                    optimizer.step()
+                    losses.append(float(total.detach()))
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+        return z.detach(), losses
 
 
 def build_model(cfg: ModelConfig) -> PhysicsAutoencoder:

@@ -10,7 +10,7 @@ import torch
 from releo.data.errors import DataError
 from releo.data.io import atomic_file
 from releo.models.autoencoder import PhysicsAutoencoder, build_model
-from releo.models.config import ModelConfig
+from releo.models.config import LossWeights, ModelConfig
 
 SAVED_BEFORE_OPTIONS = {"slot_power": True, "context_days": 0, "hybrid_prior": None}
 """What a saved config that lacks an option meant (configs are saved whole, so a missing option
@@ -36,6 +36,11 @@ def save_autoencoder(model: torch.nn.Module, config: dict, weights: dict, path: 
     trained with.
     """
     return save_torch({"model": model.state_dict(), "config": config, "weights": weights}, path)
+
+
+def trained_weights(payload: dict) -> LossWeights:
+    """The loss weights a saved payload's model was trained with (the defaults if unrecorded)."""
+    return LossWeights(**payload.get("weights", {}))
 
 
 def model_from_payload(payload: dict) -> PhysicsAutoencoder:

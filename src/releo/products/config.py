@@ -37,6 +37,13 @@ class EmbedConfig(BaseModel):
 
     dtype: Literal["float16", "float32"] = Field("float16", description="stored precision")
     batch_size: int = Field(8, ge=1, description="chunks encoded at once")
+    refine_steps: int = Field(
+        30,
+        ge=0,
+        description="Adam steps refining each encoder embedding on its chunk's own loss, "
+        "decoded from the embedding alone (0: the encoder's embedding)",
+    )
+    refine_lr: float = Field(0.05, gt=0, description="learning rate of those steps")
     workers: Workers = None
 
 

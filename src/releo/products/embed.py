@@ -17,16 +17,33 @@ from torch.utils.data import DataLoader, Dataset
 
 from releo.data.chunks import collate_chunks
 from releo.data.errors import DataError
-from releo.models import PhysicsAutoencoder
+from releo.models import LossWeights, PhysicsAutoencoder
 from releo.models.checkpoint import load_autoencoder  # noqa: F401 (re-exported)
 
 
-@torch.no_grad()
-def encode_chunks(model: PhysicsAutoencoder, dataset: Dataset, batch_size: int = 8) -> np.ndarray:
-    """Embeddings (N, embedding_dim) float32 of the N chunks of ``dataset``, in order."""
+def encode_chunks(
+    model: PhysicsAutoencoder,
+    dataset: Dataset,
+    batch_size: int = 8,
+    *,
+    weights: LossWeights | None = None,
+    refine_steps: int = 0,
+    refine_lr: float = 0.05,
+) -> np.ndarray:
+    """Embeddings (N, embedding_dim) float32 of the N chunks of ``dataset``, in order.
+
+    With ``refine_steps``, each batch's embeddings are refined on the chunks' own loss with
+    the loss ``weights`` the model was trained with (:meth:`PhysicsAutoencoder.refine`).
+    """
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_chunks)
-    parts = [model.encode(batch).float().numpy() for batch in loader]
+    parts = []
+    for batch in loader:
+        with torch.no_grad():
+            z = model.encode(batch)
+        if refine_steps:
+            z, _ = model.refine(batch, z, weights or LossWeights(), refine_steps, refine_lr)
+        parts.append(z.float().numpy())
     if not parts:
         return np.zeros((0, model.cfg.embedding_dim), np.float32)
     return np.concatenate(parts)

@@ -479,6 +479,7 @@ def run_lai(
     columns :class:`DataError`. ``progress`` shows progress bars, ``log`` receives the
     fine-tuning loss of each epoch. Returns a summary.
     """
+    from releo.models.checkpoint import trained_weights
     from releo.models.pixel import load_pixel_inversion, predict_pixel_lai
     from releo.products.embed import load_autoencoder
     from releo.quality import check_pixel_table
@@ -504,7 +505,7 @@ def run_lai(
         days = window_days or payload.get("chunk_days") or chunk_days or DEFAULT_WINDOW_DAYS
         windows = {"window_days": int(days), "context_days": model.cfg.context_days}
         if fine_tune_epochs:
-            weights = LossWeights(**payload.get("weights", {}))
+            weights = trained_weights(payload)
 
             def report(epoch: int, loss: float) -> None:
                 if log is not None:

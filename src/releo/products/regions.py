@@ -35,6 +35,7 @@ from releo.distributed import (
     use_ray,
     write_region,
 )
+from releo.models.checkpoint import trained_weights
 from releo.products import plots
 from releo.products.config import DecodeConfig
 from releo.products.decode import LAI_VARIABLES, LaiCalibration, decode_grid_arrays, lai_cube
@@ -75,8 +76,12 @@ def _stamp(path: str | Path, probe: str | Path | None = None) -> tuple[str, int]
 
 
 @functools.lru_cache(maxsize=2)
+def _cached_load(key: tuple[str, int]):
+    return load_autoencoder(key[0])
+
+
 def _cached_model(key: tuple[str, int]):
-    return load_autoencoder(key[0])[0]
+    return _cached_load(key)[0]
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,15 +103,18 @@ def embed_region(
     batch_size: int,
     dtype: str,
     out: str,
+    refine_steps: int = 0,
+    refine_lr: float = 0.05,
 ) -> dict:
     """Encode the chunks ``rows`` and write ``region`` of the embeddings cube at ``out``.
 
-    The chunks all lie inside ``region`` (windows, rows, cols).
+    The chunks all lie inside ``region`` (windows, rows, cols). With ``refine_steps`` each
+    embedding is refined on its chunk's loss (:func:`~releo.products.embed.encode_chunks`).
 
     Returns:
         The quantisation figures.
     """
-    model = _cached_model(_stamp(model_path))
+    model, payload = _cached_load(_stamp(model_path))
     site = _cached_site(_stamp(data_dir, Path(data_dir) / SITE_FILES["s2"]))
     z = np.zeros((len(rows), model.cfg.embedding_dim), np.float32)
     # One chunk square at a time: its whole series read once (a few tens of MB a year), its
@@ -117,7 +125,14 @@ def embed_region(
         s2, s1 = load_part(site.s2.isel(px)), load_part(site.s1.isel(px))
         local = square.assign(y0=0, x0=0)
         chunks = ChunkDataset(s2, s1, local, context_days=model.cfg.context_days)
-        z[square.index] = encode_chunks(model, chunks, batch_size)
+        z[square.index] = encode_chunks(
+            model,
+            chunks,
+            batch_size,
+            weights=trained_weights(payload),
+            refine_steps=refine_steps,
+            refine_lr=refine_lr,
+        )
         trim_heap()  # else the worker grows ~1.6 MB per square encoded (glibc fragmentation)
     names = ("window", "row", "col")
     at = tuple(rows[k].to_numpy() - s.start for k, s in zip(names, region, strict=True))

@@ -82,6 +82,8 @@ def run_embed(
                     "region": block,
                     "batch_size": cfg.batch_size,
                     "dtype": cfg.dtype,
+                    "refine_steps": cfg.refine_steps,
+                    "refine_lr": cfg.refine_lr,
                 }
             )
     parallel = use_ray(len(tasks))
