@@ -3,8 +3,8 @@
 Run with `make bench-real` (or `.venv/bin/python benchmarks/real_sites.py --model models/model.pt`)
 after `make run`. Each real site (tests/data/real_timeseries, MIT) is built with `releo site
 build` (S1 incidence stated: 39°), cut into 640 m × 10-day chunks, embedded with the model and
-decoded at every S2 date (from the embeddings alone, windows blended) and daily. Three checks,
-none of which needs field LAI:
+decoded at every S2 date (from the embeddings alone, refined as the embed stage does, windows
+blended) and daily. Three checks, none of which needs field LAI:
 
 - agreement with SNAP's LAI (the peer, computed in the same run) on clear pixel-dates: Pearson
   r, the slope of releo on SNAP, bias and RMSE (SNAP's own error against field LAI is ~1),
@@ -33,12 +33,14 @@ import xarray as xr
 from scipy.stats import spearmanr
 from torch.utils.data import DataLoader
 
+from releo.config import load_params
 from releo.data.build import build_site
 from releo.data.chunks import ChunkDataset, chunk_index, collate_chunks
 from releo.data.contracts import MASK_CLEAR, REFERENCE_LAI, S2_MASK
 from releo.data.site import open_site
 from releo.models import LossWeights
-from releo.models.checkpoint import load_autoencoder
+from releo.models.checkpoint import load_autoencoder, trained_weights
+from releo.products.config import EmbedConfig
 from releo.products.decode import decode_pixels
 from releo.products.embed import embeddings_cube, encode_chunks
 from releo.products.evaluate import seam_ratio
@@ -112,7 +114,7 @@ def peak_day(series: pd.Series, smooth_days: int = 15) -> str | None:
     return None if values.empty else str(values.idxmax().date())
 
 
-def check_site(folder: Path, model, weights: LossWeights, work: Path) -> dict:
+def check_site(folder: Path, model, weights: LossWeights, embed: EmbedConfig, work: Path) -> dict:
     site_dir = work / folder.name
     started = time.perf_counter()
     build(folder, site_dir)
@@ -124,7 +126,14 @@ def check_site(folder: Path, model, weights: LossWeights, work: Path) -> dict:
     context = model.cfg.context_days
     dataset = ChunkDataset(s2, s1, index, reference=reference, context_days=context)
     started = time.perf_counter()
-    z = encode_chunks(model, dataset, batch_size=4)
+    z = encode_chunks(
+        model,
+        dataset,
+        batch_size=4,
+        weights=weights,
+        refine_steps=embed.refine_steps,
+        refine_lr=embed.refine_lr,
+    )
     embed_s = time.perf_counter() - started
     pixel = float(s2.x.values[1] - s2.x.values[0])
     cube = embeddings_cube(z, index, crs=site.crs, pixel_size_m=pixel, chunk_days=DAYS)
@@ -210,12 +219,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     model, payload = load_autoencoder(args.model)
-    weights = LossWeights(**payload.get("weights") or {})
+    weights = trained_weights(payload)
+    embed = load_params(ROOT / "params.yaml").products.embed  # as the embed stage refines
     results: dict = {"model": str(args.model)}
     with tempfile.TemporaryDirectory() as tmp:
         for folder in sorted(REAL.glob("worldcereal_*")):
             results[folder.name.removeprefix("worldcereal_")] = check_site(
-                folder, model, weights, Path(tmp)
+                folder, model, weights, embed, Path(tmp)
             )
     report(args.name, results)
 
