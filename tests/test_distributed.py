@@ -82,37 +82,48 @@ def project(tmp_path_factory):
         yield root
 
 
-def params_for(root) -> Params:
+def params_for(root, refine_steps: int = 0) -> Params:
     return Params(
         data_dir=root / "data",
         site=SITE,
         chunks=ChunkConfig(size_m=100.0),
         quality={"context_root": root / "gx"},
         model=TINY,
-        products=ProductsConfig(embed=EmbedConfig(workers=2), decode=DECODE),
+        products=ProductsConfig(
+            embed=EmbedConfig(workers=2, refine_steps=refine_steps), decode=DECODE
+        ),
     )
 
 
-def test_embed_on_two_workers_is_the_one_process_cube_bit_for_bit(project):
-    metrics = run_embed(params_for(project), project, region=(1, 1, 2))  # 1 window, 1 row
+@pytest.mark.parametrize("refine_steps", [0, 2])
+def test_embed_on_two_workers_is_the_one_process_cube_bit_for_bit(project, refine_steps):
+    """The encoder's embeddings bit for bit. Refined ones to rounding: each chunk is refined
+    alone, but from its encoder embedding, whose last bits depend on the batch (Adam's
+    normalised first steps carry them further; a trained model's decoded LAI logits move
+    by ~5e-4 for a 1e-7 change of z)."""
+    params = params_for(project, refine_steps)
+    metrics = run_embed(params, project, region=(1, 1, 2))  # 1 window, 1 row
     index = pd.read_parquet(project / INDEX)
     assert metrics["tasks"] == index.window.nunique() * 2 and metrics["chunks"] == len(index)
     cube = open_cube(project / EMBEDDINGS)
     # one process, every chunk in one loader (batches of 8 mixing windows and places)
     model, _ = load_autoencoder(project / MODEL)
     site = open_site(project / "data")
-    z = encode_chunks(model, ChunkDataset(site.s2, site.s1, index, context_days=10), 8)
+    refine = {"refine_steps": refine_steps, "refine_lr": params.products.embed.refine_lr}
+    z = encode_chunks(model, ChunkDataset(site.s2, site.s1, index, context_days=10), 8, **refine)
     pixel = float(site.s2.x.values[1] - site.s2.x.values[0])
     alone = embeddings_cube(
         z, index, crs=site.crs, pixel_size_m=pixel, chunk_days=10, dtype="float16"
     )
     assert cube["embedding"].dtype == np.float16
-    np.testing.assert_array_equal(cube["embedding"].values, alone["embedding"].values)
+    tolerance = {"atol": 2e-3, "rtol": 0} if refine_steps else {"atol": 0, "rtol": 0}
+    np.testing.assert_allclose(cube["embedding"].values, alone["embedding"].values, **tolerance)
     for name in ("n_s2", "n_s1", "s2_clear_fraction", "split", "x", "y", "time"):
         np.testing.assert_array_equal(cube[name].values, alone[name].values)
     assert cube.rio.crs == alone.rio.crs and cube.attrs["chunk_x_min"] == alone.attrs["chunk_x_min"]
     stored = cube["embedding"].values[index.window, index.row, index.col].astype(np.float32)
-    assert metrics["quantisation_max_abs_error"] == float(np.abs(stored - z).max())
+    if not refine_steps:
+        assert metrics["quantisation_max_abs_error"] == float(np.abs(stored - z).max())
 
 
 def test_the_gates_on_two_workers_reduce_as_one_process(project, monkeypatch):

@@ -32,17 +32,23 @@ def encode_chunks(
 ) -> np.ndarray:
     """Embeddings (N, embedding_dim) float32 of the N chunks of ``dataset``, in order.
 
-    With ``refine_steps``, each batch's embeddings are refined on the chunks' own loss with
-    the loss ``weights`` the model was trained with (:meth:`PhysicsAutoencoder.refine`).
+    With ``refine_steps``, each embedding is then refined on its chunk's own loss with the
+    loss ``weights`` the model was trained with (:meth:`PhysicsAutoencoder.refine`), one chunk
+    at a time: a chunk's embedding never depends on the batch it came in.
     """
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_chunks)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=lambda items: items)
     parts = []
-    for batch in loader:
+    for items in loader:
         with torch.no_grad():
-            z = model.encode(batch)
+            z = model.encode(collate_chunks(items))
         if refine_steps:
-            z, _ = model.refine(batch, z, weights or LossWeights(), refine_steps, refine_lr)
+            refined = [
+                model.refine(collate_chunks([item]), z[i : i + 1], weights or LossWeights(),
+                             refine_steps, refine_lr)[0]
+                for i, item in enumerate(items)
+            ]  # fmt: skip
+            z = torch.cat(refined)
         parts.append(z.float().numpy())
     if not parts:
         return np.zeros((0, model.cfg.embedding_dim), np.float32)
