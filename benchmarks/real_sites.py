@@ -133,6 +133,7 @@ def check_site(folder: Path, model, weights: LossWeights, embed: EmbedConfig, wo
         weights=weights,
         refine_steps=embed.refine_steps,
         refine_lr=embed.refine_lr,
+        refine_terms=embed.refine_terms,
     )
     embed_s = time.perf_counter() - started
     pixel = float(s2.x.values[1] - s2.x.values[0])

@@ -109,7 +109,9 @@ def test_embed_on_two_workers_is_the_one_process_cube_bit_for_bit(project, refin
     # one process, every chunk in one loader (batches of 8 mixing windows and places)
     model, _ = load_autoencoder(project / MODEL)
     site = open_site(project / "data")
-    refine = {"refine_steps": refine_steps, "refine_lr": params.products.embed.refine_lr}
+    embed = params.products.embed
+    refine = {"refine_steps": refine_steps, "refine_lr": embed.refine_lr}
+    refine["refine_terms"] = embed.refine_terms
     z = encode_chunks(model, ChunkDataset(site.s2, site.s1, index, context_days=10), 8, **refine)
     pixel = float(site.s2.x.values[1] - site.s2.x.values[0])
     alone = embeddings_cube(

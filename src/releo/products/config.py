@@ -30,6 +30,10 @@ def _evaluation_splits() -> list[Split]:
     return ["val", "test"]
 
 
+RefineTerm = Literal["s2", "s1", "prior", "temporal", "residual", "disentangle", "hybrid"]
+"""The loss terms of a chunk's own observations (what refining its embedding can descend)."""
+
+
 class EmbedConfig(BaseModel):
     """Embeddings of every chunk of the site (stage ``embed``)."""
 
@@ -44,6 +48,13 @@ class EmbedConfig(BaseModel):
         "decoded from the embedding alone (0: the encoder's embedding)",
     )
     refine_lr: float = Field(0.05, gt=0, description="learning rate of those steps")
+    refine_terms: list[RefineTerm] = Field(
+        ["hybrid", "prior", "temporal"],
+        min_length=1,
+        description="the chunk's loss terms those steps descend, at the weights it was trained "
+        "with (the physics fits s2, s1 too, with residual and disentangle: better on the "
+        "simulator, worse on real data, where the physics misses)",
+    )
     workers: Workers = None
 
 

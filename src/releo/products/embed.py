@@ -9,6 +9,8 @@ Attributes record the chunk geometry (``chunk_x_min``, ``chunk_y_max`` edges, ``
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 import torch
@@ -18,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from releo.data.chunks import collate_chunks
 from releo.data.errors import DataError
 from releo.models import LossWeights, PhysicsAutoencoder
+from releo.models.autoencoder import LOSS_TERMS
 from releo.models.checkpoint import load_autoencoder  # noqa: F401 (re-exported)
 
 
@@ -29,14 +32,19 @@ def encode_chunks(
     weights: LossWeights | None = None,
     refine_steps: int = 0,
     refine_lr: float = 0.05,
+    refine_terms: Iterable[str] | None = None,
 ) -> np.ndarray:
     """Embeddings (N, embedding_dim) float32 of the N chunks of ``dataset``, in order.
 
-    With ``refine_steps``, each embedding is then refined on its chunk's own loss with the
-    loss ``weights`` the model was trained with (:meth:`PhysicsAutoencoder.refine`), one chunk
-    at a time: a chunk's embedding never depends on the batch it came in.
+    With ``refine_steps``, each embedding is then refined on its chunk's ``refine_terms`` (None:
+    all of them), at the loss ``weights`` the model was trained with (:meth:`PhysicsAutoencoder.refine`), one
+    chunk at a time: a chunk's embedding never depends on the batch it came in.
     """
     model.eval()
+    weights = weights or LossWeights()
+    if refine_terms is not None:
+        kept = set(refine_terms)
+        weights = weights.model_copy(update={k: 0.0 for k in LOSS_TERMS if k not in kept})
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=lambda items: items)
     parts = []
     for items in loader:
@@ -44,8 +52,8 @@ def encode_chunks(
             z = model.encode(collate_chunks(items))
         if refine_steps:
             refined = [
-                model.refine(collate_chunks([item]), z[i : i + 1], weights or LossWeights(),
-                             refine_steps, refine_lr)[0]
+                model.refine(collate_chunks([item]), z[i : i + 1], weights, refine_steps,
+                             refine_lr)[0]
                 for i, item in enumerate(items)
             ]  # fmt: skip
             z = torch.cat(refined)

@@ -105,6 +105,7 @@ def embed_region(
     out: str,
     refine_steps: int = 0,
     refine_lr: float = 0.05,
+    refine_terms: tuple[str, ...] | None = None,
 ) -> dict:
     """Encode the chunks ``rows`` and write ``region`` of the embeddings cube at ``out``.
 
@@ -132,6 +133,7 @@ def embed_region(
             weights=trained_weights(payload),
             refine_steps=refine_steps,
             refine_lr=refine_lr,
+            refine_terms=refine_terms,
         )
         trim_heap()  # else the worker grows ~1.6 MB per square encoded (glibc fragmentation)
     names = ("window", "row", "col")

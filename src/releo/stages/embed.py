@@ -84,6 +84,7 @@ def run_embed(
                     "dtype": cfg.dtype,
                     "refine_steps": cfg.refine_steps,
                     "refine_lr": cfg.refine_lr,
+                    "refine_terms": tuple(cfg.refine_terms),
                 }
             )
     parallel = use_ray(len(tasks))
