@@ -37,8 +37,9 @@ def encode_chunks(
     """Embeddings (N, embedding_dim) float32 of the N chunks of ``dataset``, in order.
 
     With ``refine_steps``, each embedding is then refined on its chunk's ``refine_terms`` (None:
-    all of them), at the loss ``weights`` the model was trained with (:meth:`PhysicsAutoencoder.refine`), one
-    chunk at a time: a chunk's embedding never depends on the batch it came in.
+    all of them) at the loss ``weights`` the model was trained with
+    (:meth:`PhysicsAutoencoder.refine`), one chunk at a time: a chunk's embedding never depends
+    on the batch it came in.
     """
     model.eval()
     weights = weights or LossWeights()
